@@ -1,0 +1,1 @@
+"""Shipped weight files (data only): located with importlib.resources, see README.md."""
