@@ -1,0 +1,5 @@
+"""The RRSGAN generator and its parts."""
+
+from rrsgan_geo.model.generator import LR_SIZE_MULTIPLE, SCALE, GeneratorConfig, RRSNet
+
+__all__ = ["LR_SIZE_MULTIPLE", "SCALE", "GeneratorConfig", "RRSNet"]

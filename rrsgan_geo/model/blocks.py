@@ -1,0 +1,78 @@
+"""Building blocks shared by the generator's parts."""
+
+import torch
+from torch import nn
+
+
+def conv3x3(in_channels: int, out_channels: int) -> nn.Conv2d:
+    return nn.Conv2d(in_channels, out_channels, 3, padding=1)
+
+
+def leaky_relu() -> nn.LeakyReLU:
+    return nn.LeakyReLU(0.1, inplace=True)
+
+
+class ResBlock(nn.Module):
+    """conv-ReLU-conv with an identity skip (keys `body.0`, `body.2`)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            conv3x3(channels, channels),
+            nn.ReLU(inplace=True),
+            conv3x3(channels, channels),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x) + x
+
+
+def res_blocks(channels: int, count: int) -> nn.Sequential:
+    return nn.Sequential(*[ResBlock(channels) for _ in range(count)])
+
+
+def _selu_conv5(in_channels: int, out_channels: int, stride: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, 5, stride=stride, padding=2),
+        nn.SELU(inplace=True),
+    )
+
+
+class Encoder(nn.Module):
+    """Three-scale feature encoder (scales 1, 1/2, 1/4) of the 4x-grid images."""
+
+    def __init__(self, in_channels: int, channels: int) -> None:
+        super().__init__()
+        self.layer_f = _selu_conv5(in_channels, channels, 1)
+        self.conv1 = _selu_conv5(channels, channels, 1)
+        self.conv2 = _selu_conv5(channels, channels, 2)
+        self.conv3 = _selu_conv5(channels, channels, 2)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        scale1 = self.conv1(self.layer_f(x))
+        scale2 = self.conv2(scale1)
+        return scale1, scale2, self.conv3(scale2)
+
+
+class RelevanceAttention(nn.Module):
+    """RAM: modulates aligned reference features by their relevance to the content.
+
+    Two small branches over [features, conditions] predict a multiplicative gate
+    (sigmoid) and an additive term, so an irrelevant reference (changed land cover,
+    cloud, a missing reference) can be gated down rather than copied in.
+    """
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        hidden = channels // 2
+        self.mul_conv1 = conv3x3(2 * channels, hidden)
+        self.mul_conv2 = conv3x3(hidden, channels)
+        self.add_conv1 = conv3x3(2 * channels, hidden)
+        self.add_conv2 = conv3x3(hidden, channels)
+        self.lrelu = leaky_relu()
+
+    def forward(self, features: torch.Tensor, conditions: torch.Tensor) -> torch.Tensor:
+        both = torch.cat((features, conditions), dim=1)
+        gate = torch.sigmoid(self.mul_conv2(self.lrelu(self.mul_conv1(both))))
+        shift = self.add_conv2(self.lrelu(self.add_conv1(both)))
+        return features * gate + shift

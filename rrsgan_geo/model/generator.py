@@ -1,0 +1,170 @@
+"""The RRSGAN generator (`RRSNet` in the authors' code).
+
+Module and parameter names follow the authors' MMSR code exactly, so that a checkpoint
+trained there loads here with `strict=True`; `../shared/design/rrsgan_model.md` is the
+spec. Width, block count and deformable groups are parameters so that a compact model
+can serve CPU users.
+"""
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from rrsgan_geo.errors import ConfigError
+from rrsgan_geo.model.alignment import GPCDAlign
+from rrsgan_geo.model.blocks import (
+    Encoder,
+    RelevanceAttention,
+    conv3x3,
+    leaky_relu,
+    res_blocks,
+)
+from rrsgan_geo.model.gradient import GradientMagnitude
+
+SCALE = 4
+# Two stride-2 encoder stages on the 4x grid are undone by two 2x upsamplings, so an
+# LR tile's height and width must be multiples of this.
+LR_SIZE_MULTIPLE = 4
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    """Architecture of an RRSNet: the authors' default is nf=64, 16 blocks, 8 groups."""
+
+    nf: int = 64
+    n_blocks: int = 16
+    groups: int = 8
+
+    def __post_init__(self) -> None:
+        if self.nf < 8 or self.nf % 4:
+            raise ConfigError(f"nf must be a multiple of 4 and at least 8, got {self.nf}")
+        if self.n_blocks < 1:
+            raise ConfigError(f"n_blocks must be at least 1, got {self.n_blocks}")
+        if self.groups < 1 or self.align_channels % self.groups:
+            raise ConfigError(
+                f"groups={self.groups} must divide the alignment width "
+                f"nf + nf/4 = {self.align_channels}"
+            )
+
+    @property
+    def grad_channels(self) -> int:
+        return self.nf // 4
+
+    @property
+    def align_channels(self) -> int:
+        return self.nf + self.grad_channels
+
+    def to_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+def _upsample_stage(channels: int) -> list[nn.Module]:
+    return [conv3x3(channels, 4 * channels), nn.PixelShuffle(2), leaky_relu()]
+
+
+class ContentExtractor(nn.Module):
+    """LR content features. `tail` (a plain SR head) exists for checkpoint
+    compatibility: the authors' training never uses it and neither does `forward`."""
+
+    def __init__(self, nf: int, n_blocks: int) -> None:
+        super().__init__()
+        self.head = nn.Sequential(conv3x3(3, nf), leaky_relu())
+        self.body = res_blocks(nf, n_blocks)
+        self.tail = nn.Sequential(
+            *_upsample_stage(nf),
+            *_upsample_stage(nf),
+            conv3x3(nf, nf),
+            leaky_relu(),
+            conv3x3(nf, 3),
+        )
+
+    def forward(self, lr: torch.Tensor) -> torch.Tensor:
+        head = self.head(lr)
+        return self.body(head) + head
+
+
+class TextureTransfer(nn.Module):
+    """Three stages (LR scale, x2, x4), each fusing RAM-weighted aligned reference
+    features into the content features before upsampling."""
+
+    def __init__(self, nf: int, n_blocks: int) -> None:
+        super().__init__()
+        tails = {
+            "small": _upsample_stage(nf),
+            "medium": _upsample_stage(nf),
+            "large": [conv3x3(nf, nf // 2), leaky_relu(), conv3x3(nf // 2, 3)],
+        }
+        # Registered stage by stage so state_dict() lists keys in the authors' order.
+        for stage, tail in tails.items():
+            setattr(self, f"ram_head_{stage}", RelevanceAttention(nf))
+            setattr(self, f"head_{stage}", nn.Sequential(conv3x3(2 * nf, nf), leaky_relu()))
+            setattr(self, f"body_{stage}", res_blocks(nf, n_blocks))
+            setattr(self, f"tail_{stage}", nn.Sequential(*tail))
+
+    def _stage(self, name: str, content: torch.Tensor, ref_map: torch.Tensor) -> torch.Tensor:
+        relevant = getattr(self, f"ram_head_{name}")(ref_map, content)
+        fused = getattr(self, f"head_{name}")(torch.cat([content, relevant], dim=1))
+        fused = getattr(self, f"body_{name}")(fused) + content
+        return getattr(self, f"tail_{name}")(fused)
+
+    def forward(self, content: torch.Tensor, maps: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        x = self._stage("small", content, maps[2])
+        x = self._stage("medium", x, maps[1])
+        return self._stage("large", x, maps[0])
+
+
+class RRSNet(nn.Module):
+    """The generator: (LR, LR_UX4, Ref, Ref_DUX4) in [0, 1] -> 4x image.
+
+    LR is h x w with h, w multiples of 4; the others are 4h x 4w. The output is a
+    residual on top of a bilinear 4x upsample of LR.
+    """
+
+    def __init__(self, config: GeneratorConfig | None = None) -> None:
+        super().__init__()
+        self.config = config or GeneratorConfig()
+        nf, n_blocks = self.config.nf, self.config.n_blocks
+        self.get_g_nopadding = GradientMagnitude()
+        self.Encoder = Encoder(3, nf)
+        self.Encoder_grad = Encoder(3, self.config.grad_channels)
+        self.gpcd_align = GPCDAlign(self.config.align_channels, nf, self.config.groups)
+        self.content_extractor = ContentExtractor(nf, n_blocks)
+        self.texture_transfer = TextureTransfer(nf, n_blocks)
+
+    def _features(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Image features and gradient features, concatenated per scale."""
+        image_levels = self.Encoder(image)
+        grad_levels = self.Encoder_grad(self.get_g_nopadding(image))
+        return tuple(torch.cat(pair, dim=1) for pair in zip(image_levels, grad_levels, strict=True))
+
+    def forward(
+        self,
+        lr: torch.Tensor,
+        lr_ux4: torch.Tensor,
+        ref: torch.Tensor,
+        ref_dux4: torch.Tensor,
+    ) -> torch.Tensor:
+        _check_shapes(lr, lr_ux4, ref, ref_dux4)
+        maps = self.gpcd_align(
+            self._features(ref), self._features(ref_dux4), self._features(lr_ux4)
+        )
+        base = F.interpolate(lr, scale_factor=SCALE, mode="bilinear", align_corners=False)
+        return self.texture_transfer(self.content_extractor(lr), maps) + base
+
+
+def _check_shapes(lr: torch.Tensor, *grid_4x: torch.Tensor) -> None:
+    if lr.ndim != 4 or lr.shape[1] != 3:
+        raise ConfigError(f"LR must be a N x 3 x h x w tensor, got shape {tuple(lr.shape)}")
+    height, width = lr.shape[-2:]
+    if height % LR_SIZE_MULTIPLE or width % LR_SIZE_MULTIPLE:
+        raise ConfigError(
+            f"LR height and width must be multiples of {LR_SIZE_MULTIPLE}, got {height}x{width}"
+        )
+    expected = (lr.shape[0], 3, SCALE * height, SCALE * width)
+    for tensor in grid_4x:
+        if tuple(tensor.shape) != expected:
+            raise ConfigError(
+                f"LR_UX4, Ref and Ref_DUX4 must have shape {expected}, got {tuple(tensor.shape)}"
+            )
