@@ -1,0 +1,251 @@
+"""Reading and writing generator weight files, safely.
+
+Two formats are read: safetensors (ours, with metadata) and plain PyTorch files
+(`.pth`/`.pt`, e.g. the authors' MMSR checkpoints). PyTorch files are opened with
+`torch.load(weights_only=True)`, which refuses arbitrary pickled objects, so a weight
+file can never run code. Only safetensors is written.
+"""
+
+import hashlib
+import json
+import os
+import pickle
+import re
+import tempfile
+import zipfile
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import safetensors
+import safetensors.torch
+import torch
+
+from rrsgan_geo import __version__
+from rrsgan_geo.errors import (
+    WeightsFormatError,
+    WeightsMismatchError,
+    WeightsNotFoundError,
+)
+from rrsgan_geo.model import GeneratorConfig, RRSNet
+
+FORMAT_TAG = "rrsgan-geo/1"
+DEFAULT_MARGIN_LR = 16
+DEFAULT_VALUE_SCALING = "RGB in [0, 1] (uint8 / 255)"
+# Where trainers nest the generator's state dict inside a checkpoint, most specific first.
+_NESTING_KEYS = ("params_ema", "params", "state_dict", "model", "netG", "generator")
+_MISMATCHES_SHOWN = 3
+
+StateDict = dict[str, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class WeightsMetadata:
+    """What a weight file must say besides its tensors for inference to be right."""
+
+    config: GeneratorConfig = field(default_factory=GeneratorConfig)
+    training_data: str = "unknown"
+    margin: int = DEFAULT_MARGIN_LR
+    """Context in LR pixels that each tile needs on every side."""
+    value_scaling: str = DEFAULT_VALUE_SCALING
+    notes: str = ""
+    software: str = f"rrsgan-geo {__version__}"
+
+    def to_strings(self) -> dict[str, str]:
+        return {
+            "format": FORMAT_TAG,
+            "architecture": json.dumps({"name": "RRSNet", **self.config.to_dict()}),
+            "training_data": self.training_data,
+            "margin": str(self.margin),
+            "value_scaling": self.value_scaling,
+            "notes": self.notes,
+            "software": self.software,
+        }
+
+    @classmethod
+    def from_strings(cls, strings: dict[str, str], path: Path) -> "WeightsMetadata":
+        try:
+            architecture = json.loads(strings["architecture"])
+            architecture.pop("name", None)
+            return cls(
+                config=GeneratorConfig(**architecture),
+                training_data=strings.get("training_data", "unknown"),
+                margin=int(strings.get("margin", DEFAULT_MARGIN_LR)),
+                value_scaling=strings.get("value_scaling", DEFAULT_VALUE_SCALING),
+                notes=strings.get("notes", ""),
+                software=strings.get("software", "unknown"),
+            )
+        except (KeyError, TypeError, ValueError) as error:
+            raise WeightsFormatError(f"{path}: unreadable rrsgan-geo metadata ({error})") from None
+
+
+@dataclass(frozen=True)
+class WeightFile:
+    """A weight file's tensors and what is known about them."""
+
+    path: Path
+    state_dict: StateDict
+    metadata: WeightsMetadata
+    has_metadata: bool
+    sha256: str
+
+    @property
+    def parameter_count(self) -> int:
+        return sum(tensor.numel() for tensor in self.state_dict.values())
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for chunk in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def read_weight_file(path: str | os.PathLike) -> WeightFile:
+    """Read tensors and metadata; the architecture is inferred when no metadata says it."""
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsNotFoundError(f"weight file not found: {path}")
+    if path.suffix == ".safetensors":
+        state_dict, strings = _read_safetensors(path)
+    else:
+        state_dict, strings = _read_torch_file(path), {}
+    if strings.get("format") == FORMAT_TAG:
+        metadata, has_metadata = WeightsMetadata.from_strings(strings, path), True
+    else:
+        metadata, has_metadata = (
+            WeightsMetadata(config=infer_config(state_dict, path)),
+            False,
+        )
+    return WeightFile(path, state_dict, metadata, has_metadata, file_sha256(path))
+
+
+def _read_safetensors(path: Path) -> tuple[StateDict, dict[str, str]]:
+    try:
+        with safetensors.safe_open(path, framework="pt") as handle:
+            strings = handle.metadata() or {}
+        return safetensors.torch.load_file(path), strings
+    except (safetensors.SafetensorError, OSError, ValueError) as error:
+        raise WeightsFormatError(f"{path}: not a readable safetensors file ({error})") from None
+
+
+def _read_torch_file(path: Path) -> StateDict:
+    if not _looks_like_torch_file(path):
+        raise WeightsFormatError(f"{path}: not a readable PyTorch weight file")
+    try:
+        loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise WeightsFormatError(
+            f"{path}: holds Python objects besides tensors; refusing to unpickle it "
+            "(only plain state dicts are loaded)"
+        ) from None
+    except (RuntimeError, OSError, EOFError, zipfile.BadZipFile, ValueError) as error:
+        raise WeightsFormatError(f"{path}: not a readable PyTorch weight file ({error})") from None
+    return _unnest(loaded, path)
+
+
+def _looks_like_torch_file(path: Path) -> bool:
+    """torch.save writes a zip archive; before torch 1.6 (the authors' era) a raw pickle,
+    which starts with the protocol opcode 0x80. Anything else is not a torch file, so an
+    unpickling failure on it would be misreported as a refused object."""
+    with open(path, "rb") as stream:
+        first = stream.read(1)
+    return first == b"\x80" or zipfile.is_zipfile(path)
+
+
+def _unnest(loaded: object, path: Path) -> StateDict:
+    """Find the generator's tensors in a checkpoint and drop DataParallel's `module.`."""
+    for _ in range(3):
+        if not isinstance(loaded, dict):
+            break
+        if loaded and all(isinstance(value, torch.Tensor) for value in loaded.values()):
+            return {re.sub(r"^module\.", "", key): value for key, value in loaded.items()}
+        nested = next((loaded[key] for key in _NESTING_KEYS if key in loaded), None)
+        if nested is None:
+            break
+        loaded = nested
+    raise WeightsFormatError(f"{path}: no state dict of tensors found in the file")
+
+
+def infer_config(state_dict: StateDict, path: Path) -> GeneratorConfig:
+    """Read nf, block count and deformable groups off the tensor shapes."""
+    try:
+        nf = state_dict["Encoder.layer_f.0.weight"].shape[0]
+        offset_channels = state_dict["gpcd_align.L3_dcnpack.conv_offset_mask.weight"].shape[0]
+    except KeyError as error:
+        raise WeightsMismatchError(
+            f"{path}: not RRSNet generator weights (no tensor {error.args[0]})"
+        ) from None
+    blocks = {
+        m.group(1)
+        for key in state_dict
+        if (m := re.match(r"content_extractor\.body\.(\d+)\.", key))
+    }
+    return GeneratorConfig(nf=nf, n_blocks=len(blocks), groups=offset_channels // 27)
+
+
+def check_state_dict(model: torch.nn.Module, state_dict: StateDict, path: Path) -> None:
+    """Raise a one-line error naming the first mismatching keys or shapes."""
+    expected = model.state_dict()
+    missing = [key for key in expected if key not in state_dict]
+    unexpected = [key for key in state_dict if key not in expected]
+    wrong_shape = [
+        f"{key} {tuple(state_dict[key].shape)} != {tuple(tensor.shape)}"
+        for key, tensor in expected.items()
+        if key in state_dict and state_dict[key].shape != tensor.shape
+    ]
+    problems = [
+        f"{label} {_first(items)}"
+        for label, items in (
+            ("missing", missing),
+            ("unexpected", unexpected),
+            ("wrong shape", wrong_shape),
+        )
+        if items
+    ]
+    if problems:
+        raise WeightsMismatchError(f"{path} does not fit the generator: " + "; ".join(problems))
+
+
+def _first(items: list[str]) -> str:
+    shown = ", ".join(items[:_MISMATCHES_SHOWN])
+    more = len(items) - _MISMATCHES_SHOWN
+    return shown + (f" (+{more} more)" if more > 0 else "")
+
+
+def load_generator(
+    path: str | os.PathLike, device: str | torch.device = "cpu"
+) -> tuple[RRSNet, WeightFile]:
+    """Build the generator a weight file describes and load it strictly, in eval mode."""
+    weights = read_weight_file(path)
+    model = RRSNet(weights.metadata.config)
+    check_state_dict(model, weights.state_dict, weights.path)
+    model.load_state_dict(weights.state_dict, strict=True)
+    return model.to(device).eval(), weights
+
+
+def save_weights(state_dict: StateDict, path: str | os.PathLike, metadata: WeightsMetadata) -> None:
+    """Write safetensors with metadata, atomically: a crash never leaves a partial file."""
+    path = Path(path)
+    tensors = {key: tensor.detach().to("cpu").contiguous() for key, tensor in state_dict.items()}
+    handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    os.close(handle)
+    try:
+        safetensors.torch.save_file(tensors, temp_name, metadata=metadata.to_strings())
+        os.replace(temp_name, path)
+    except BaseException:
+        Path(temp_name).unlink(missing_ok=True)
+        raise
+
+
+def convert_weights(
+    source: str | os.PathLike, target: str | os.PathLike, **metadata_fields: object
+) -> WeightFile:
+    """Check a weight file against the generator and rewrite it as safetensors.
+
+    `metadata_fields` override what the source says (e.g. `training_data`, `margin`).
+    """
+    model, weights = load_generator(source)
+    metadata = replace(weights.metadata, software=f"rrsgan-geo {__version__}", **metadata_fields)
+    save_weights(model.state_dict(), target, metadata)
+    return read_weight_file(target)
