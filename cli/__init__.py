@@ -1,0 +1,1 @@
+"""The `rrsgan-geo` command line (installed as `rrsgan_geo.cli`)."""

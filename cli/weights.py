@@ -1,0 +1,106 @@
+"""`rrsgan-geo weights`: inspect and convert generator weight files."""
+
+import json
+from pathlib import Path
+
+import click
+
+from rrsgan_geo.weight_files import WeightFile, convert_weights, read_weight_file
+
+
+@click.group()
+def weights() -> None:
+    """Inspect and convert generator weight files.
+
+    Weights are read from .safetensors, or from PyTorch .pth/.pt state dicts (such as
+    the authors' MMSR checkpoints) with torch.load(weights_only=True): a weight file
+    can never run code.
+    """
+
+
+def _describe(weight_file: WeightFile) -> dict[str, object]:
+    meta = weight_file.metadata
+    return {
+        "file": str(weight_file.path),
+        "sha256": weight_file.sha256,
+        "metadata": "rrsgan-geo" if weight_file.has_metadata else "none (architecture inferred)",
+        "architecture": {"name": "RRSNet", **meta.config.to_dict()},
+        "tensors": len(weight_file.state_dict),
+        "parameters": weight_file.parameter_count,
+        "training_data": meta.training_data,
+        "margin_lr_px": meta.margin,
+        "value_scaling": meta.value_scaling,
+        "software": meta.software,
+        "notes": meta.notes,
+    }
+
+
+@weights.command()
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def info(file: Path, as_json: bool) -> None:
+    """Show a weight file's architecture, metadata, size and sha256.
+
+    \b
+    Example:
+      rrsgan-geo weights info weights/rrsgan_l1.safetensors
+    """
+    description = _describe(read_weight_file(file))
+    if as_json:
+        click.echo(json.dumps(description, indent=2))
+        return
+    arch = description["architecture"]
+    description["architecture"] = (
+        f"RRSNet nf={arch['nf']} n_blocks={arch['n_blocks']} groups={arch['groups']}"
+    )
+    description["parameters"] = f"{description['parameters']:,}"
+    description["margin_lr_px"] = f"{description['margin_lr_px']} LR pixels per tile side"
+    width = max(len(key) for key in description) + 1
+    for key, value in description.items():
+        click.echo(f"{key.replace('_', ' ') + ':':<{width + 1}} {value}")
+
+
+@weights.command()
+@click.argument("source", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("target", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--training-data", help="What the weights were trained on (free text).")
+@click.option("--margin", type=click.IntRange(min=0), help="Context in LR pixels per tile side.")
+@click.option("--value-scaling", help="How input values map to [0, 1] (free text).")
+@click.option("--notes", help="Anything else a user should know.")
+@click.option("--overwrite", is_flag=True, help="Replace TARGET if it exists.")
+def convert(
+    source: Path,
+    target: Path,
+    training_data: str | None,
+    margin: int | None,
+    value_scaling: str | None,
+    notes: str | None,
+    overwrite: bool,
+) -> None:
+    """Check SOURCE against the generator and write it to TARGET as safetensors.
+
+    SOURCE may be a .pth/.pt (also nested in a checkpoint or with `module.` prefixes)
+    or a .safetensors file. The architecture is read from the tensor shapes; options
+    set the metadata that inference reads later.
+
+    \b
+    Example:
+      rrsgan-geo weights convert RRSGAN_G.pth rrsgan.safetensors \\
+          --training-data "RRSSRD train" --margin 16
+    """
+    if target.suffix != ".safetensors":
+        raise click.BadParameter("must end in .safetensors", param_hint="TARGET")
+    if target.exists() and not overwrite:
+        raise click.ClickException(f"{target} exists; pass --overwrite to replace it")
+    if not target.parent.is_dir():
+        raise click.ClickException(f"output folder does not exist: {target.parent}")
+    fields = {
+        "training_data": training_data,
+        "margin": margin,
+        "value_scaling": value_scaling,
+        "notes": notes,
+    }
+    written = convert_weights(source, target, **{k: v for k, v in fields.items() if v is not None})
+    click.echo(
+        f"wrote {written.path} ({written.parameter_count:,} parameters, sha256 {written.sha256})"
+    )
