@@ -54,7 +54,7 @@ def info(file: Path, as_json: bool) -> None:
         f"RRSNet nf={arch['nf']} n_blocks={arch['n_blocks']} groups={arch['groups']}"
     )
     description["parameters"] = f"{description['parameters']:,}"
-    description["margin_lr_px"] = f"{description['margin_lr_px']} LR pixels per tile side"
+    description["margin"] = f"{description.pop('margin_lr_px')} LR pixels per tile side"
     width = max(len(key) for key in description) + 1
     for key, value in description.items():
         click.echo(f"{key.replace('_', ' ') + ':':<{width + 1}} {value}")
