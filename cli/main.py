@@ -3,6 +3,7 @@
 import click
 
 from rrsgan_geo import __version__
+from rrsgan_geo.cli.sr import sr
 from rrsgan_geo.cli.weights import weights
 from rrsgan_geo.errors import RRSGANGeoError
 
@@ -28,4 +29,5 @@ def main() -> None:
     """
 
 
+main.add_command(sr)
 main.add_command(weights)

@@ -28,3 +28,19 @@ class WeightsFormatError(WeightsError):
 
 class WeightsMismatchError(WeightsError):
     """The file's tensors do not fit the generator they are loaded into."""
+
+
+class InputError(RRSGANGeoError):
+    """An input raster that cannot be used as given (missing georeference, bands...)."""
+
+
+class ScalingError(InputError):
+    """Pixel values whose mapping to the model's [0, 1] is missing or impossible."""
+
+
+class CoverageError(InputError):
+    """The reference does not cover the scene."""
+
+
+class OutputError(RRSGANGeoError):
+    """The output cannot be written where asked (exists, folder missing, not writable)."""

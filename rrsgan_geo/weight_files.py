@@ -7,6 +7,7 @@ file can never run code. Only safetensors is written.
 """
 
 import hashlib
+import importlib.resources
 import json
 import os
 import pickle
@@ -249,3 +250,16 @@ def convert_weights(
     metadata = replace(weights.metadata, software=f"rrsgan-geo {__version__}", **metadata_fields)
     save_weights(model.state_dict(), target, metadata)
     return read_weight_file(target)
+
+
+DEFAULT_WEIGHTS = "rrsgan_l1.safetensors"
+
+
+def shipped_weights_path() -> Path:
+    """The default weights installed with the package (weights/ in the repo)."""
+    path = Path(str(importlib.resources.files("rrsgan_geo.weights") / DEFAULT_WEIGHTS))
+    if not path.is_file():
+        raise WeightsNotFoundError(
+            f"no trained weights are installed ({path} is missing): pass --weights FILE"
+        )
+    return path

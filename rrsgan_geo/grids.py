@@ -1,0 +1,53 @@
+"""Pixel grids: the scene's LR grid and the SR grid derived from it."""
+
+from dataclasses import dataclass
+
+import numpy as np
+from affine import Affine
+from rasterio.crs import CRS
+from rasterio.warp import transform as transform_coords
+from shapely.geometry import Polygon
+
+from rrsgan_geo.model import SCALE
+
+_EDGE_POINTS = 32  # per side, so a reprojected footprint follows curved edges
+
+
+@dataclass(frozen=True)
+class RasterGrid:
+    """A georeferenced pixel grid: CRS, affine transform, width and height."""
+
+    crs: CRS
+    transform: Affine
+    width: int
+    height: int
+
+    def scaled_up(self, factor: int = SCALE) -> "RasterGrid":
+        """The grid `factor` times finer over the same extent.
+
+        T * Affine.scale(1/f) keeps rotation and shear terms right, which scaling the
+        pixel sizes alone would not.
+        """
+        return RasterGrid(
+            self.crs,
+            self.transform * Affine.scale(1.0 / factor),
+            self.width * factor,
+            self.height * factor,
+        )
+
+    def shifted(self, col_off: int, row_off: int, width: int, height: int) -> "RasterGrid":
+        """The grid of a window (offsets may be negative: a window past the edges)."""
+        return RasterGrid(
+            self.crs, self.transform * Affine.translation(col_off, row_off), width, height
+        )
+
+    def footprint(self, crs: CRS | None = None) -> Polygon:
+        """The grid's outline as a polygon, densified, in `crs` (default: its own)."""
+        t = np.linspace(0.0, 1.0, _EDGE_POINTS, endpoint=False)
+        w, h = self.width, self.height
+        cols = np.concatenate([t * w, np.full_like(t, w), (1 - t) * w, np.zeros_like(t)])
+        rows = np.concatenate([np.zeros_like(t), t * h, np.full_like(t, h), (1 - t) * h])
+        xs, ys = self.transform * (cols, rows)
+        if crs is not None and crs != self.crs:
+            xs, ys = transform_coords(self.crs, crs, xs, ys)
+        return Polygon(zip(xs, ys, strict=True))

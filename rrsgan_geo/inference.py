@@ -1,0 +1,122 @@
+"""Running the generator on batches of tiles: device, precision, out-of-memory."""
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from rrsgan_geo.degradation import down_up_4x, upsample_4x
+from rrsgan_geo.errors import ConfigError
+from rrsgan_geo.model import RRSNet
+from rrsgan_geo.model.deform import SeparateOffsetDeformConv
+from rrsgan_geo.sources import TileInputs
+
+PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def resolve_device(spec: str) -> torch.device:
+    """'auto' takes the first CUDA GPU when there is one, else the CPU."""
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(spec)
+    except RuntimeError:
+        raise ConfigError(f"--device {spec!r}: use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"--device {spec}: no CUDA GPU is available here")
+        if (device.index or 0) >= torch.cuda.device_count():
+            raise ConfigError(f"--device {spec}: only {torch.cuda.device_count()} GPU(s) here")
+    elif device.type != "cpu":
+        raise ConfigError(f"--device {spec!r}: use auto, cpu, cuda or cuda:N")
+    return device
+
+
+def model_inputs(batch: list[TileInputs]) -> tuple[torch.Tensor, ...]:
+    """(LR, LR_UX4, Ref, Ref_DUX4) for a batch; LR_UX4 stands in where the reference is
+    missing, which is what the relevance attention was trained to cope with."""
+    lr = torch.from_numpy(np.stack([item.lr for item in batch]))
+    lr_ux4 = upsample_4x(lr)
+    ref = lr_ux4.clone()
+    for index, item in enumerate(batch):
+        if item.ref is not None:
+            valid = torch.from_numpy(item.ref_valid)
+            ref[index] = torch.where(valid, torch.from_numpy(item.ref), lr_ux4[index])
+    return lr, lr_ux4, ref, down_up_4x(ref)
+
+
+@dataclass
+class TileModel:
+    """The generator on a device, run in batches that halve on CUDA out-of-memory."""
+
+    model: RRSNet
+    device: torch.device
+    precision: str = "fp32"
+    batch_size: int = 4
+    model_seconds: float = 0.0
+    oom_halvings: int = 0
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"precision {self.precision!r}: use one of {', '.join(PRECISIONS)}")
+        if self.batch_size < 1:
+            raise ConfigError(f"batch size must be at least 1, got {self.batch_size}")
+        self.model = self.model.to(self.device).eval()
+
+    def __call__(self, inputs: tuple[torch.Tensor, ...]) -> np.ndarray:
+        """N tiles in, N x 3 x 4h x 4w float32 in [0, 1] out, on the CPU."""
+        outputs, start = [], 0
+        total = inputs[0].shape[0]
+        while start < total:
+            stop = min(start + self.batch_size, total)
+            try:
+                outputs.append(self._forward(tuple(t[start:stop] for t in inputs)))
+            except torch.cuda.OutOfMemoryError:
+                if self.batch_size == 1:
+                    raise
+                torch.cuda.empty_cache()
+                self.batch_size //= 2
+                self.oom_halvings += 1
+                continue
+            start = stop
+        return np.concatenate(outputs)
+
+    def _forward(self, inputs: tuple[torch.Tensor, ...]) -> np.ndarray:
+        started = time.perf_counter()
+        dtype = PRECISIONS[self.precision]
+        with (
+            torch.inference_mode(),
+            torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None),
+        ):
+            output = self.model(*(t.to(self.device, non_blocking=True) for t in inputs))
+            result = output.float().clamp_(0.0, 1.0).cpu().numpy()
+        self.model_seconds += time.perf_counter() - started
+        return result
+
+
+def count_macs_per_lr_pixel(model: RRSNet) -> float:
+    """Multiply-accumulates per LR pixel, counted by hooks on a small dummy forward.
+
+    The generator is fully convolutional, so the count per LR pixel does not depend on
+    the tile size; it lets --dry-run estimate the time without touching the scene.
+    """
+    size = 8
+    macs = 0
+
+    def count(module: torch.nn.Module, _inputs: object, output: torch.Tensor) -> None:
+        nonlocal macs
+        kernel = module.weight.shape[1] * module.weight.shape[2] * module.weight.shape[3]
+        macs += output.numel() * kernel
+
+    # Both layer kinds carry an (out, in, k, k) weight and cost out_pixels * in * k * k.
+    layers = (torch.nn.Conv2d, SeparateOffsetDeformConv)
+    hooks = [m.register_forward_hook(count) for m in model.modules() if isinstance(m, layers)]
+    grid = torch.zeros(1, 3, 4 * size, 4 * size)
+    try:
+        with torch.inference_mode():
+            model(torch.zeros(1, 3, size, size), grid, grid, grid)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return macs / (size * size)

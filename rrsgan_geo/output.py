@@ -1,0 +1,129 @@
+"""Writing the SR raster: temp file, block-aligned streaming writes, rename on success.
+
+Nothing that looks finished exists at the destination until the whole run succeeded:
+the data goes to a hidden `.NAME.*.part` file beside it (same filesystem, so the final
+rename is atomic), which is removed on any error or interrupt.
+"""
+
+import os
+import tempfile
+from pathlib import Path
+from types import TracebackType
+
+import numpy as np
+import rasterio
+import rasterio.shutil
+
+from rrsgan_geo.errors import OutputError
+
+BLOCK = 256
+
+
+def check_destination(path: Path, overwrite: bool) -> None:
+    if path.exists() and not overwrite:
+        raise OutputError(f"{path} exists; pass --overwrite to replace it")
+    if path.is_dir():
+        raise OutputError(f"{path} is a folder, not a file name")
+    folder = path.parent
+    if not folder.is_dir():
+        raise OutputError(f"output folder does not exist: {folder}")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise OutputError(f"output folder is not writable: {folder}")
+
+
+def _temp_path(path: Path, suffix: str) -> Path:
+    handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    os.close(handle)
+    return Path(name)
+
+
+class StreamingGeoTIFF:
+    """A tiled, compressed GeoTIFF written row band by row band, finished atomically."""
+
+    def __init__(
+        self,
+        path: Path,
+        profile: dict,
+        *,
+        overwrite: bool = False,
+        cog: bool = False,
+        tags: dict[str, str] | None = None,
+        descriptions: tuple[str | None, ...] = (),
+    ) -> None:
+        check_destination(path, overwrite)
+        self.path = path
+        self.cog = cog
+        self.profile = profile
+        self.tags = tags or {}
+        self.descriptions = descriptions
+        self.pending_top = 0
+        self.pending: list[np.ndarray] = []
+        self.dataset: rasterio.io.DatasetWriter | None = None
+        self.temp_paths: list[Path] = []
+
+    def __enter__(self) -> "StreamingGeoTIFF":
+        temp = _temp_path(self.path, ".part.tif")
+        self.temp_paths.append(temp)
+        self.dataset = rasterio.open(temp, "w", **self.profile)
+        return self
+
+    def write_rows(self, top: int, rows: np.ndarray) -> None:
+        """Rows arrive in order; they are written in whole blocks so that no compressed
+        block is written twice."""
+        if top != self.pending_top + sum(chunk.shape[1] for chunk in self.pending):
+            raise ValueError("rows must be written in order without gaps")
+        self.pending.append(rows)
+        buffered = sum(chunk.shape[1] for chunk in self.pending)
+        whole = (buffered // BLOCK) * BLOCK
+        if whole:
+            self._flush(whole)
+
+    def _flush(self, count: int) -> None:
+        data = np.concatenate(self.pending, axis=1)
+        window = rasterio.windows.Window(0, self.pending_top, data.shape[2], count)
+        self.dataset.write(data[:, :count], window=window)
+        self.pending = [data[:, count:]] if count < data.shape[1] else []
+        self.pending_top += count
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        try:
+            if exc_type is None:
+                self._finish()
+            else:
+                self.dataset.close()
+        finally:
+            for temp in self.temp_paths:
+                temp.unlink(missing_ok=True)
+
+    def _finish(self) -> None:
+        if self.pending:
+            self._flush(sum(chunk.shape[1] for chunk in self.pending))
+        if self.pending_top != self.dataset.height:
+            self.dataset.close()
+            raise OutputError(
+                f"internal error: {self.pending_top} of {self.dataset.height} rows written"
+            )
+        self.dataset.update_tags(**self.tags)
+        for band, description in enumerate(self.descriptions, start=1):
+            if description:
+                self.dataset.set_band_description(band, description)
+        self.dataset.close()
+        finished = self.temp_paths[-1]
+        if self.cog:
+            cog_temp = _temp_path(self.path, ".part.cog.tif")
+            self.temp_paths.append(cog_temp)
+            rasterio.shutil.copy(
+                finished,
+                cog_temp,
+                driver="COG",
+                COMPRESS=self.profile.get("compress", "deflate"),
+                BIGTIFF="IF_SAFER",
+                OVERVIEW_RESAMPLING="AVERAGE",
+            )
+            finished = cog_temp
+        os.replace(finished, self.path)

@@ -1,0 +1,103 @@
+"""Mapping stored pixel values to the model's [0, 1] and back.
+
+The scaling is fixed once per scene (never per tile, which would make seams) and
+recorded in the output's tags, so a result can be traced and reproduced.
+"""
+
+import json
+from dataclasses import dataclass
+
+import numpy as np
+import rasterio
+
+from rrsgan_geo.errors import ScalingError
+
+_PERCENTILE_SAMPLE_PIXELS = 1 << 22  # a decimated read: the whole scene, bounded memory
+
+
+@dataclass(frozen=True)
+class ValueScaling:
+    """Per-band linear map: stored value v -> (v - low) / (high - low)."""
+
+    low: tuple[float, ...]
+    high: tuple[float, ...]
+    method: str
+
+    def to_unit(self, values: np.ndarray) -> np.ndarray:
+        """bands x H x W stored values -> float32 in [0, 1]."""
+        low, span = self._arrays()
+        return np.clip((values.astype(np.float32) - low) / span, 0.0, 1.0)
+
+    def from_unit(self, unit: np.ndarray, dtype: np.dtype) -> np.ndarray:
+        """float [0, 1] -> the stored dtype, rounded and clipped to its range."""
+        low, span = self._arrays()
+        values = unit.astype(np.float32) * span + low
+        if np.issubdtype(dtype, np.integer):
+            info = np.iinfo(dtype)
+            values = np.clip(np.rint(values), info.min, info.max)
+        return values.astype(dtype)
+
+    def _arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        low = np.asarray(self.low, dtype=np.float32)[:, None, None]
+        high = np.asarray(self.high, dtype=np.float32)[:, None, None]
+        return low, high - low
+
+    def describe(self) -> str:
+        return json.dumps({"method": self.method, "low": self.low, "high": self.high})
+
+
+def parse_scale_option(text: str) -> tuple[float, float] | tuple[float, float, str]:
+    """`--scale` text: 'MIN,MAX' for a fixed range or 'pLOW,pHIGH' for percentiles."""
+    parts = [part.strip() for part in text.split(",")]
+    try:
+        if len(parts) == 2 and all(part.startswith("p") for part in parts):
+            low, high = (float(part[1:]) for part in parts)
+            if not 0 <= low < high <= 100:
+                raise ValueError
+            return low, high, "percentile"
+        if len(parts) == 2:
+            low, high = (float(part) for part in parts)
+            if low >= high:
+                raise ValueError
+            return low, high
+    except ValueError:
+        pass
+    raise ScalingError(
+        f"--scale {text!r}: expected MIN,MAX (e.g. 0,3000) or percentiles pLOW,pHIGH (e.g. p2,p98)"
+    )
+
+
+def choose_scaling(
+    dataset: rasterio.io.DatasetReader, bands: tuple[int, ...], scale: str | None, what: str
+) -> ValueScaling:
+    """uint8 maps /255; any other dtype needs `scale`, never a silent guess."""
+    count = len(bands)
+    if scale is None:
+        if dataset.dtypes[bands[0] - 1] == "uint8":
+            return ValueScaling((0.0,) * count, (255.0,) * count, "uint8/255")
+        raise ScalingError(
+            f"{what} {dataset.name} is {dataset.dtypes[bands[0] - 1]}, not uint8: give its "
+            "value range, e.g. --scale 0,3000 or a whole-scene stretch --scale p2,p98"
+        )
+    parsed = parse_scale_option(scale)
+    if len(parsed) == 2:
+        return ValueScaling((parsed[0],) * count, (parsed[1],) * count, "fixed")
+    return _percentile_scaling(dataset, bands, parsed[0], parsed[1])
+
+
+def _percentile_scaling(
+    dataset: rasterio.io.DatasetReader, bands: tuple[int, ...], low: float, high: float
+) -> ValueScaling:
+    """Per-band percentiles over the whole scene, read decimated (GDAL picks overviews)."""
+    step = max(1.0, np.sqrt(dataset.width * dataset.height / _PERCENTILE_SAMPLE_PIXELS))
+    shape = (len(bands), max(1, int(dataset.height / step)), max(1, int(dataset.width / step)))
+    sample = dataset.read(bands, out_shape=shape, masked=True)
+    lows, highs = [], []
+    for band in sample:
+        valid = band.compressed()
+        if valid.size == 0:
+            raise ScalingError(f"{dataset.name}: no valid pixels to compute a percentile stretch")
+        lo, hi = np.percentile(valid, [low, high])
+        lows.append(float(lo))
+        highs.append(float(max(hi, lo + 1e-6)))
+    return ValueScaling(tuple(lows), tuple(highs), f"percentile p{low:g},p{high:g}")

@@ -1,0 +1,200 @@
+"""Opening the scene and the reference, and reading the inputs of one tile.
+
+The LR is read from a scene virtually padded by reflection at its edges, so every tile
+sees the same context a whole-scene pass would. The reference is never loaded whole:
+a WarpedVRT brings it onto the (padded) SR grid by coordinates and each tile reads its
+window of it, with a validity mask.
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from rasterio.enums import MaskFlags, Resampling
+from rasterio.errors import RasterioIOError
+from rasterio.fill import fillnodata
+from rasterio.vrt import WarpedVRT
+from rasterio.windows import Window
+
+from rrsgan_geo.errors import InputError
+from rrsgan_geo.grids import RasterGrid
+from rrsgan_geo.model import SCALE
+from rrsgan_geo.scaling import ValueScaling
+from rrsgan_geo.tiling import Tile, TileLayout
+
+MODEL_BANDS = 3
+
+
+def open_raster(path: str | Path, what: str) -> rasterio.io.DatasetReader:
+    """Open any GDAL raster, turning GDAL's errors into a one-line InputError."""
+    if not Path(path).exists():
+        raise InputError(f"{what} not found: {path}")
+    try:
+        return rasterio.open(path)
+    except RasterioIOError as error:
+        raise InputError(f"cannot read {what} {path}: {error}") from None
+
+
+def georeferenced_grid(dataset: rasterio.io.DatasetReader, what: str) -> RasterGrid:
+    if dataset.crs is None:
+        raise InputError(f"{what} {dataset.name} has no CRS: it must be georeferenced")
+    if dataset.transform.is_identity:
+        raise InputError(f"{what} {dataset.name} has no geotransform: it must be georeferenced")
+    return RasterGrid(dataset.crs, dataset.transform, dataset.width, dataset.height)
+
+
+def select_bands(
+    dataset: rasterio.io.DatasetReader, bands: tuple[int, ...] | None, what: str
+) -> tuple[int, ...]:
+    """1 or 3 bands: the model is RGB; a single band is repeated to three."""
+    if bands is None:
+        if dataset.count >= MODEL_BANDS:
+            return (1, 2, 3)
+        if dataset.count == 1:
+            return (1,)
+        raise InputError(f"{what} {dataset.name} has {dataset.count} bands: choose 1 or 3")
+    if len(bands) not in (1, MODEL_BANDS):
+        raise InputError(f"{what} bands {bands}: give 1 or 3 band numbers")
+    wrong = [band for band in bands if not 1 <= band <= dataset.count]
+    if wrong:
+        raise InputError(
+            f"{what} {dataset.name} has {dataset.count} bands; band {wrong[0]} does not exist"
+        )
+    return bands
+
+
+def _read_reflected(
+    dataset: rasterio.io.DatasetReader,
+    bands: tuple[int, ...],
+    row_off: int,
+    col_off: int,
+    size: int,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Read a square window that may stick out of the scene, reflecting at its edges.
+    Returns (bands x size x size values, size x size validity or None if all valid)."""
+    r0, r1 = max(row_off, 0), min(row_off + size, dataset.height)
+    c0, c1 = max(col_off, 0), min(col_off + size, dataset.width)
+    window = Window(c0, r0, c1 - c0, r1 - r0)
+    pads = ((r0 - row_off, row_off + size - r1), (c0 - col_off, col_off + size - c1))
+    values = np.pad(dataset.read(bands, window=window), ((0, 0), *pads), mode="symmetric")
+    if all(
+        MaskFlags.all_valid in flags for flags in (dataset.mask_flag_enums[b - 1] for b in bands)
+    ):
+        return values, None
+    valid = dataset.read_masks(bands, window=window).min(axis=0) > 0
+    return values, np.pad(valid, pads, mode="symmetric")
+
+
+@dataclass
+class TileInputs:
+    """One tile's model inputs before the degradations, all float32 in [0, 1]."""
+
+    tile: Tile
+    lr: np.ndarray
+    """3 x n x n, masked pixels filled from their valid neighbours."""
+    lr_valid: np.ndarray | None
+    """n x n, None when every pixel is valid."""
+    ref: np.ndarray | None
+    """3 x 4n x 4n, None when the tile has no valid reference pixel."""
+    ref_valid: np.ndarray | None
+    """4n x 4n."""
+
+    @property
+    def empty(self) -> bool:
+        return self.lr_valid is not None and not self.lr_valid.any()
+
+
+def _to_model_bands(unit: np.ndarray) -> np.ndarray:
+    return np.repeat(unit, MODEL_BANDS, axis=0) if unit.shape[0] == 1 else unit
+
+
+class TileReader:
+    """Reads tiles' inputs. Holds its own dataset handles: use one per thread."""
+
+    def __init__(
+        self,
+        scene_path: str | Path,
+        scene_bands: tuple[int, ...],
+        scene_scaling: ValueScaling,
+        layout: TileLayout,
+        reference: "ReferenceSpec | None",
+    ) -> None:
+        self.scene = rasterio.open(scene_path)
+        self.scene_bands = scene_bands
+        self.scaling = scene_scaling
+        self.layout = layout
+        self.reference = reference
+        self.ref_source = self.ref_vrt = None
+        if reference is not None:
+            self.ref_source = rasterio.open(reference.path)
+            self.ref_vrt = reference.warped(
+                self.ref_source, georeferenced_grid(self.scene, "scene"), layout
+            )
+
+    def read(self, tile: Tile) -> TileInputs:
+        size = self.layout.lr_tile_size
+        values, valid = _read_reflected(
+            self.scene, self.scene_bands, tile.lr_row_off, tile.lr_col_off, size
+        )
+        if valid is not None and valid.any() and not valid.all():
+            fill_mask = valid.astype(np.uint8)
+            values = np.stack([fillnodata(band, mask=fill_mask) for band in values])
+        lr = _to_model_bands(self.scaling.to_unit(values))
+        ref, ref_valid = self._read_reference(tile) if self.ref_vrt is not None else (None, None)
+        return TileInputs(tile, lr, valid, ref, ref_valid)
+
+    def _read_reference(self, tile: Tile) -> tuple[np.ndarray | None, np.ndarray | None]:
+        n = self.layout.lr_tile_size * SCALE
+        # The VRT grid starts one margin before the scene: tile offsets shift by it.
+        window = Window(
+            (tile.lr_col_off + self.layout.margin) * SCALE,
+            (tile.lr_row_off + self.layout.margin) * SCALE,
+            n,
+            n,
+        )
+        valid = self.ref_vrt.dataset_mask(window=window) > 0
+        if not valid.any():
+            return None, None
+        values = self.ref_vrt.read(self.reference.bands, window=window)
+        return _to_model_bands(self.reference.scaling.to_unit(values)), valid
+
+    def close(self) -> None:
+        for dataset in (self.ref_vrt, self.ref_source, self.scene):
+            if dataset is not None:
+                dataset.close()
+
+
+@dataclass(frozen=True)
+class ReferenceSpec:
+    """Which reference, which bands, how its values scale, how it is resampled."""
+
+    path: Path
+    bands: tuple[int, ...]
+    scaling: ValueScaling
+    resampling: Resampling
+
+    def warped(
+        self, source: rasterio.io.DatasetReader, scene: RasterGrid, layout: TileLayout
+    ) -> WarpedVRT:
+        """The reference on the SR grid padded to every tile's extent."""
+        margin_sr = layout.margin * SCALE
+        padded = scene.scaled_up().shifted(
+            -margin_sr,
+            -margin_sr,
+            (layout.cols * layout.tile + 2 * layout.margin) * SCALE,
+            (layout.rows * layout.tile + 2 * layout.margin) * SCALE,
+        )
+        # Without a nodata value or an alpha band, an alpha band is added so that the
+        # areas outside the reference (and its internal mask) read as invalid.
+        has_alpha = any(MaskFlags.alpha in flags for flags in source.mask_flag_enums)
+        needs_alpha = source.nodata is None and not has_alpha
+        return WarpedVRT(
+            source,
+            crs=padded.crs,
+            transform=padded.transform,
+            width=padded.width,
+            height=padded.height,
+            resampling=self.resampling,
+            add_alpha=needs_alpha,
+        )
