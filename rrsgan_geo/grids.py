@@ -30,7 +30,7 @@ class RasterGrid:
         """
         return RasterGrid(
             self.crs,
-            self.transform * Affine.scale(1.0 / factor),
+            self.transform @ Affine.scale(1.0 / factor),
             self.width * factor,
             self.height * factor,
         )
@@ -38,7 +38,7 @@ class RasterGrid:
     def shifted(self, col_off: int, row_off: int, width: int, height: int) -> "RasterGrid":
         """The grid of a window (offsets may be negative: a window past the edges)."""
         return RasterGrid(
-            self.crs, self.transform * Affine.translation(col_off, row_off), width, height
+            self.crs, self.transform @ Affine.translation(col_off, row_off), width, height
         )
 
     def footprint(self, crs: CRS | None = None) -> Polygon:

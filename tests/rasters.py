@@ -1,0 +1,77 @@
+"""Small real GeoTIFFs for the tests, written with rasterio from shared NEON imagery."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from affine import Affine
+from rasterio.crs import CRS
+from rasterio.enums import Resampling
+from rasterio.warp import calculate_default_transform, reproject
+
+from tests.conftest import SHARED
+
+NEON = SHARED / "data" / "neon" / "OSBS_029.tif"  # CC0, 400 x 400 RGB, 0.1 m, EPSG:32617
+
+
+def neon_path() -> Path:
+    if not NEON.is_file():
+        pytest.skip(f"shared imagery absent ({NEON})")
+    return NEON
+
+
+def write_raster(path: Path, data: np.ndarray, crs, transform: Affine | None, **extra) -> Path:
+    profile = {
+        "driver": "GTiff",
+        "width": data.shape[2],
+        "height": data.shape[1],
+        "count": data.shape[0],
+        "dtype": data.dtype,
+    }
+    if crs is not None:
+        profile["crs"] = crs
+    if transform is not None:
+        profile["transform"] = transform
+    profile.update(extra)
+    with rasterio.open(path, "w", **profile) as out:
+        out.write(data)
+    return path
+
+
+def lr_scene(path: Path, factor: int = 4, window_px: int | None = None) -> Path:
+    """The NEON image averaged down `factor`x: a real LR scene on a real UTM grid."""
+    with rasterio.open(neon_path()) as src:
+        size = window_px or src.width
+        data = src.read(
+            window=rasterio.windows.Window(0, 0, size, size),
+            out_shape=(3, size // factor, size // factor),
+            resampling=Resampling.average,
+        )
+        transform = src.transform @ Affine.scale(factor)
+        return write_raster(path, data, src.crs, transform, nodata=src.nodata)
+
+
+def mercator_reference(path: Path, shift_east_m: float = 0.0, crop_right: float = 0.0) -> Path:
+    """The NEON image warped to EPSG:3857 and shifted east by a known distance; the
+    right `crop_right` fraction of it is dropped (for partial-coverage tests)."""
+    with rasterio.open(neon_path()) as src:
+        dst_crs = CRS.from_epsg(3857)
+        transform, width, height = calculate_default_transform(
+            src.crs, dst_crs, src.width, src.height, *src.bounds
+        )
+        data = np.zeros((3, height, width), dtype=np.uint8)
+        reproject(
+            src.read(),
+            data,
+            src_transform=src.transform,
+            src_crs=src.crs,
+            dst_transform=transform,
+            dst_crs=dst_crs,
+            resampling=Resampling.bilinear,
+        )
+    # Mercator metres are stretched by 1/cos(latitude) against ground metres.
+    lat = 29.68
+    shifted = Affine.translation(shift_east_m / np.cos(np.radians(lat)), 0) @ transform
+    keep = int(round(width * (1 - crop_right)))
+    return write_raster(path, data[:, :, :keep], dst_crs, shifted)

@@ -1,0 +1,168 @@
+"""`sr` through the library on real GeoTIFFs: grids, reprojection, seams, coverage."""
+
+import numpy as np
+import pytest
+import rasterio
+import torch
+from affine import Affine
+
+from rrsgan_geo.degradation import down_up_4x
+from rrsgan_geo.inference import model_inputs
+from rrsgan_geo.model import GeneratorConfig, RRSNet
+from rrsgan_geo.pipeline import Generator, SROptions, plan_sr, super_resolve
+from rrsgan_geo.sources import TileReader
+from tests.rasters import lr_scene, mercator_reference, neon_path, write_raster
+
+TINY = GeneratorConfig(nf=8, n_blocks=1, groups=2)
+
+
+def tiny_generator(margin: int = 8) -> Generator:
+    """A fixed random-weight model with non-zero offset predictors, so the deformable
+    sampling is exercised (a fresh layer would sample the regular grid)."""
+    torch.manual_seed(0)
+    model = RRSNet(TINY)
+    with torch.no_grad():
+        for module in model.modules():
+            if hasattr(module, "conv_offset_mask"):
+                module.conv_offset_mask.weight.normal_(std=0.01)
+    return Generator(model, "tiny-random", "0" * 64, margin)
+
+
+def run(scene, ref, out, margin=8, **options) -> tuple:
+    opts = SROptions(**options)
+    plan = plan_sr(scene, ref, out, opts, margin)
+    return plan, super_resolve(plan, tiny_generator(margin), opts)
+
+
+def test_utm_scene_with_mercator_reference_is_exactly_4x(tmp_path):
+    scene = lr_scene(tmp_path / "scene.tif")
+    ref = mercator_reference(tmp_path / "ref3857.tif", shift_east_m=1.0)
+    plan, report = run(scene, ref, tmp_path / "out.tif", tile=32)
+    with rasterio.open(scene) as lr, rasterio.open(tmp_path / "out.tif") as sr:
+        assert sr.crs == lr.crs
+        assert sr.transform == lr.transform @ Affine.scale(0.25)
+        assert (sr.width, sr.height) == (4 * lr.width, 4 * lr.height)
+        assert sr.nodata == lr.nodata == 255
+        assert sr.dtypes == lr.dtypes
+        assert sr.count == 3
+        tags = sr.tags()
+        assert tags["RRSGAN_MODEL_SHA256"] == "0" * 64
+        assert tags["RRSGAN_REFERENCE"] == str(ref)
+        assert sr.profile["tiled"] and sr.profile["compress"] == "deflate"
+    assert 0.97 < report.pixel_coverage <= 1.0
+    assert report.tiles == report.tiles_run == 16
+    assert not list(tmp_path.glob(".*part*"))
+
+
+def test_reference_is_cropped_by_coordinates(tmp_path):
+    """The 3857 reference, shifted 1 m east, lands on the UTM SR grid 10 px (0.1 m) east."""
+    scene = lr_scene(tmp_path / "scene.tif")
+    ref = mercator_reference(tmp_path / "ref.tif", shift_east_m=1.0)
+    plan = plan_sr(scene, ref, tmp_path / "o.tif", SROptions(tile=96), 4)
+    reader = TileReader(scene, plan.scene_bands, plan.scaling, plan.layout, plan.reference)
+    try:
+        warped = reader.read(plan.layout.tiles_in_row(0)[0]).ref[0][16:-16, 16:-16]
+    finally:
+        reader.close()
+    with rasterio.open(neon_path()) as src:
+        truth = src.read(1).astype(np.float32) / 255
+    errors = {
+        dx: np.abs(warped[40:360, 60:360] - truth[40:360, 60 - dx : 360 - dx]).mean()
+        for dx in range(0, 20)
+    }
+    assert min(errors, key=errors.get) == 10
+    assert errors[10] < 0.5 * errors[0]
+
+
+@pytest.mark.parametrize(
+    "shape_transform",
+    [
+        ((37, 23), Affine(0.4, 0, 404000, 0, -0.4, 3285000)),
+        ((21, 30), Affine(0.35, 0, 404000, 0, -0.5, 3285000)),
+        ((25, 19), Affine(0.4, 0, 404000, 0, -0.4, 3285000) @ Affine.rotation(30)),
+    ],
+    ids=["odd", "non-square-pixels", "rotated"],
+)
+def test_odd_non_square_and_rotated_scenes_come_out_exactly_4x(tmp_path, shape_transform):
+    (width, height), transform = shape_transform
+    rng = np.random.default_rng(0)
+    data = rng.integers(0, 255, (3, height, width), dtype=np.uint8)
+    scene = write_raster(tmp_path / "s.tif", data, "EPSG:32617", transform)
+    ref_data = rng.integers(0, 255, (3, 200, 200), dtype=np.uint8)
+    ref = write_raster(
+        tmp_path / "r.tif", ref_data, "EPSG:32617", Affine(0.2, 0, 403990, 0, -0.2, 3285010)
+    )
+    _, report = run(scene, ref, tmp_path / "out.tif", tile=16)
+    with rasterio.open(tmp_path / "out.tif") as sr:
+        assert (sr.width, sr.height) == (4 * width, 4 * height)
+        assert sr.transform == transform @ Affine.scale(0.25)
+    assert report.pixel_coverage > 0
+
+
+def test_tiling_invariance(tmp_path):
+    """Small tiles and one whole-scene pass agree within 1e-4 (float)."""
+    scene = lr_scene(tmp_path / "scene.tif", factor=4, window_px=256)  # 64 x 64 LR
+    ref = mercator_reference(tmp_path / "ref.tif", shift_east_m=0.5)
+    margin = 36  # the tiny model's receptive field reaches ~18 LR px: crop margin/2
+    common = {"scale": "0,255.0001", "ref_scale": "0,255.0001"}  # float scaling: exact
+    run(scene, ref, tmp_path / "tiled.tif", margin=margin, tile=16, **common)
+    run(scene, ref, tmp_path / "whole.tif", margin=margin, tile=64, **common)
+    with rasterio.open(tmp_path / "tiled.tif") as a, rasterio.open(tmp_path / "whole.tif") as b:
+        tiled, whole = a.read().astype(np.float32), b.read().astype(np.float32)
+    assert np.abs(tiled - whole).max() <= 1  # uint8 output: rounding can differ by one
+    assert (tiled != whole).mean() < 1e-3
+
+
+def test_tiling_invariance_float(tmp_path):
+    """The same on a float32 scene, where no rounding hides differences."""
+    with rasterio.open(lr_scene(tmp_path / "u8.tif", window_px=256)) as src:
+        data = src.read().astype(np.float32)
+        transform, crs = src.transform, src.crs
+    scene = write_raster(tmp_path / "f32.tif", data, crs, transform)
+    ref = mercator_reference(tmp_path / "ref.tif")
+    options = {"scale": "0,255", "margin": 36}
+    run(scene, ref, tmp_path / "tiled.tif", tile=16, **options)
+    run(scene, ref, tmp_path / "whole.tif", tile=64, **options)
+    with rasterio.open(tmp_path / "tiled.tif") as a, rasterio.open(tmp_path / "whole.tif") as b:
+        assert a.dtypes[0] == "float32"
+        difference = np.abs(a.read() - b.read()) / 255
+    assert difference.max() < 1e-4
+
+
+def test_half_covered_scene_uses_lr_ux4_where_the_reference_is_missing(tmp_path):
+    scene = lr_scene(tmp_path / "scene.tif")
+    half = mercator_reference(tmp_path / "half.tif", crop_right=0.5)
+    plan, report = run(scene, half, tmp_path / "half_out.tif", tile=32)
+    assert plan.footprint_coverage == pytest.approx(0.5, abs=0.03)
+    assert report.pixel_coverage == pytest.approx(0.5, abs=0.03)
+    run(scene, None, tmp_path / "none_out.tif", tile=32, allow_missing_ref=True)
+    with (
+        rasterio.open(tmp_path / "half_out.tif") as a,
+        rasterio.open(tmp_path / "none_out.tif") as b,
+    ):
+        with_half, without = a.read().astype(int), b.read().astype(int)
+    # Right half, away from the reference's edge by the receptive field: the same as a
+    # run without any reference. Left half: the reference changed the result.
+    right = np.s_[:, :, 280:]
+    left = np.s_[:, :, :120]
+    assert np.abs(with_half[right] - without[right]).max() <= 1
+    changed_left = (with_half[left] != without[left]).mean()
+    changed_right = (with_half[right] != without[right]).mean()
+    assert changed_left > 10 * max(changed_right, 1e-4)
+
+
+def test_missing_reference_pixels_take_lr_ux4(tmp_path):
+    scene = lr_scene(tmp_path / "scene.tif")
+    half = mercator_reference(tmp_path / "half.tif", crop_right=0.5)
+    plan = plan_sr(scene, half, tmp_path / "o.tif", SROptions(tile=96), 4)
+    reader = TileReader(scene, plan.scene_bands, plan.scaling, plan.layout, plan.reference)
+    try:
+        item = reader.read(plan.layout.tiles_in_row(0)[0])
+    finally:
+        reader.close()
+    _, lr_ux4, ref, ref_dux4 = model_inputs([item])
+    valid = torch.from_numpy(item.ref_valid)
+    assert 0.3 < valid.float().mean() < 0.7
+    assert torch.equal(ref[0][:, ~valid], lr_ux4[0][:, ~valid])
+    assert torch.equal(ref[0][:, valid], torch.from_numpy(item.ref)[:, valid])
+    torch.testing.assert_close(ref_dux4, down_up_4x(ref))
