@@ -31,3 +31,7 @@ def main() -> None:
 
 main.add_command(sr)
 main.add_command(weights)
+
+
+if __name__ == "__main__":
+    main()

@@ -136,7 +136,7 @@ def _describe_plan(plan: SRPlan, generator: Generator) -> list[str]:
     "creation_options",
     multiple=True,
     callback=_creation_options,
-    help="GDAL creation option KEY=VALUE (repeatable).",
+    help="GDAL creation option KEY=VALUE (repeatable); with --cog, for the COG driver.",
 )
 @click.option("--overwrite", is_flag=True, help="Replace OUTPUT if it exists.")
 @click.option(

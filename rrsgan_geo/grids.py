@@ -47,7 +47,7 @@ class RasterGrid:
         w, h = self.width, self.height
         cols = np.concatenate([t * w, np.full_like(t, w), (1 - t) * w, np.zeros_like(t)])
         rows = np.concatenate([np.zeros_like(t), t * h, np.full_like(t, h), (1 - t) * h])
-        xs, ys = self.transform * (cols, rows)
+        xs, ys = self.transform @ (cols, rows)
         if crs is not None and crs != self.crs:
             xs, ys = transform_coords(self.crs, crs, xs, ys)
         return Polygon(zip(xs, ys, strict=True))

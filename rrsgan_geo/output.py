@@ -27,8 +27,10 @@ def check_destination(path: Path, overwrite: bool) -> None:
     folder = path.parent
     if not folder.is_dir():
         raise OutputError(f"output folder does not exist: {folder}")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise OutputError(f"output folder is not writable: {folder}")
+    try:  # really try: permission bits say nothing for root or read-only mounts
+        _temp_path(path, ".probe").unlink()
+    except OSError:
+        raise OutputError(f"output folder is not writable: {folder}") from None
 
 
 def _temp_path(path: Path, suffix: str) -> Path:
@@ -38,7 +40,11 @@ def _temp_path(path: Path, suffix: str) -> Path:
 
 
 class StreamingGeoTIFF:
-    """A tiled, compressed GeoTIFF written row band by row band, finished atomically."""
+    """A tiled, compressed GeoTIFF written row band by row band, finished atomically.
+
+    With `cog_options` (a dict, possibly empty) the finished file is copied through
+    GDAL's COG driver with those creation options, which adds the overviews.
+    """
 
     def __init__(
         self,
@@ -46,13 +52,13 @@ class StreamingGeoTIFF:
         profile: dict,
         *,
         overwrite: bool = False,
-        cog: bool = False,
+        cog_options: dict[str, str] | None = None,
         tags: dict[str, str] | None = None,
         descriptions: tuple[str | None, ...] = (),
     ) -> None:
         check_destination(path, overwrite)
         self.path = path
-        self.cog = cog
+        self.cog_options = cog_options
         self.profile = profile
         self.tags = tags or {}
         self.descriptions = descriptions
@@ -114,16 +120,15 @@ class StreamingGeoTIFF:
                 self.dataset.set_band_description(band, description)
         self.dataset.close()
         finished = self.temp_paths[-1]
-        if self.cog:
+        if self.cog_options is not None:
             cog_temp = _temp_path(self.path, ".part.cog.tif")
             self.temp_paths.append(cog_temp)
-            rasterio.shutil.copy(
-                finished,
-                cog_temp,
-                driver="COG",
-                COMPRESS=self.profile.get("compress", "deflate"),
-                BIGTIFF="IF_SAFER",
-                OVERVIEW_RESAMPLING="AVERAGE",
-            )
+            options = {
+                "COMPRESS": "DEFLATE",
+                "BIGTIFF": "IF_SAFER",
+                "OVERVIEW_RESAMPLING": "AVERAGE",
+            }
+            options.update(self.cog_options)
+            rasterio.shutil.copy(finished, cog_temp, driver="COG", **options)
             finished = cog_temp
         os.replace(finished, self.path)

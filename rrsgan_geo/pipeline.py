@@ -198,9 +198,9 @@ def super_resolve(
         rasterio.open(plan.scene_path) as scene,
         StreamingGeoTIFF(
             plan.output_path,
-            _output_profile(plan, options.creation_options),
+            _output_profile(plan, {} if options.cog else options.creation_options),
             overwrite=options.overwrite,
-            cog=options.cog,
+            cog_options=options.creation_options if options.cog else None,
             tags=tags,
             descriptions=plan.descriptions,
         ) as output,

@@ -6,13 +6,14 @@ a WarpedVRT brings it onto the (padded) SR grid by coordinates and each tile rea
 window of it, with a validity mask.
 """
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import rasterio
 from rasterio.enums import MaskFlags, Resampling
-from rasterio.errors import RasterioIOError
+from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from rasterio.fill import fillnodata
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
@@ -31,7 +32,10 @@ def open_raster(path: str | Path, what: str) -> rasterio.io.DatasetReader:
     if not Path(path).exists():
         raise InputError(f"{what} not found: {path}")
     try:
-        return rasterio.open(path)
+        with warnings.catch_warnings():
+            # Missing georeference is reported by georeferenced_grid, in one line.
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            return rasterio.open(path)
     except RasterioIOError as error:
         raise InputError(f"cannot read {what} {path}: {error}") from None
 

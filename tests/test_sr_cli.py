@@ -1,0 +1,188 @@
+"""`rrsgan-geo sr` from the command line: every bad input gives one line, a non-zero
+exit code and no output file; SIGTERM mid-run leaves nothing behind."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+from affine import Affine
+from click.testing import CliRunner
+
+from rrsgan_geo.cli.main import main
+from rrsgan_geo.model import RRSNet
+from rrsgan_geo.weight_files import WeightsMetadata, save_weights
+from tests.rasters import lr_scene, mercator_reference, write_raster
+from tests.test_sr_pipeline import TINY
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    root = tmp_path_factory.mktemp("sr_cli")
+    torch.manual_seed(0)
+    weights = root / "tiny.safetensors"
+    save_weights(RRSNet(TINY).state_dict(), weights, WeightsMetadata(config=TINY, margin=4))
+    rng = np.random.default_rng(0)
+    utm = Affine(0.4, 0, 404000, 0, -0.4, 3285000)
+    paths = {
+        "weights": weights,
+        "scene": lr_scene(root / "scene.tif"),
+        "ref": mercator_reference(root / "ref.tif"),
+        "no_crs": write_raster(root / "no_crs.tif", np.zeros((3, 8, 8), np.uint8), None, None),
+        "no_transform": write_raster(
+            root / "no_transform.tif", np.zeros((3, 8, 8), np.uint8), "EPSG:32617", None
+        ),
+        "ref_no_crs": write_raster(
+            root / "ref_no_crs.tif", np.zeros((3, 8, 8), np.uint8), None, utm
+        ),
+        "far_ref": write_raster(
+            root / "far.tif", np.zeros((3, 8, 8), np.uint8), "EPSG:32617", Affine(1, 0, 0, 0, -1, 0)
+        ),
+        "uint16": write_raster(
+            root / "u16.tif", rng.integers(0, 4000, (3, 16, 16), dtype=np.uint16), "EPSG:32617", utm
+        ),
+        "corrupt": root / "corrupt.tif",
+        "other_weights": root / "other.safetensors",
+    }
+    paths["corrupt"].write_bytes(b"II*\x00" + b"\x00garbage" * 50)
+    save_weights({"x.weight": torch.zeros(2)}, paths["other_weights"], WeightsMetadata())
+    return paths
+
+
+def sr(files, tmp_path, *args, scene="scene", ref="ref"):
+    command = ["sr", str(files[scene]), "-o", str(tmp_path / "out.tif")]
+    if ref:
+        command += ["--ref", str(files[ref])]
+    if "--weights" not in args:
+        command += ["--weights", str(files["weights"])]
+    return CliRunner().invoke(main, [*command, "--tile", "32", *args])
+
+
+def assert_clean_failure(result, tmp_path, message):
+    assert result.exit_code != 0, result.output
+    assert message in result.output, result.output
+    assert "Traceback" not in result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("Error")]
+    assert len(errors) == 1
+    assert not (tmp_path / "out.tif").exists()
+    assert not list(tmp_path.glob(".*part*"))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "args", "message"),
+    [
+        ({"scene": "no_crs"}, (), "has no CRS"),
+        ({"scene": "no_transform"}, (), "has no geotransform"),
+        ({"ref": "ref_no_crs"}, (), "has no CRS"),
+        ({"ref": "far_ref"}, (), "does not overlap"),
+        ({"scene": "corrupt"}, (), "cannot read scene"),
+        ({"ref": "corrupt"}, (), "cannot read reference"),
+        ({}, ("--bands", "1,2"), "give 1 or 3 band numbers"),
+        ({}, ("--bands", "1,2,5"), "band 5 does not exist"),
+        ({}, ("--ref-bands", "4,3,2"), "band 4 does not exist"),
+        ({"scene": "uint16"}, (), "--scale"),
+        ({}, ("--scale", "banana"), "expected MIN,MAX"),
+        ({}, ("--weights", "missing.safetensors"), "weight file not found"),
+        ({"scene": "scene"}, ("--weights", "OTHER"), "does not fit the generator"),
+        ({}, ("--tile", "30"), "multiple of 4"),
+        ({}, ("--device", "cuda:7"), "cuda:7"),
+        ({}, ("--co", "NOEQUALS"), "KEY=VALUE"),
+    ],
+)
+def test_bad_input(files, tmp_path, monkeypatch, kwargs, args, message):
+    monkeypatch.chdir(tmp_path)
+    args = tuple(str(files["other_weights"]) if a == "OTHER" else a for a in args)
+    assert_clean_failure(sr(files, tmp_path, *args, **kwargs), tmp_path, message)
+
+
+def test_no_overlap_runs_with_allow_missing_ref(files, tmp_path):
+    result = sr(files, tmp_path, "--allow-missing-ref", ref="far_ref")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "out.tif").exists()
+
+
+def test_existing_output_needs_overwrite(files, tmp_path):
+    (tmp_path / "out.tif").write_bytes(b"precious")
+    result = sr(files, tmp_path)
+    assert result.exit_code != 0 and "--overwrite" in result.output
+    assert (tmp_path / "out.tif").read_bytes() == b"precious"
+
+
+def test_output_folder_missing_or_not_writable(files, tmp_path):
+    base = [
+        "sr",
+        str(files["scene"]),
+        "--ref",
+        str(files["ref"]),
+        "--weights",
+        str(files["weights"]),
+    ]
+    missing = CliRunner().invoke(main, [*base, "-o", str(tmp_path / "nope" / "out.tif")])
+    assert missing.exit_code != 0 and "does not exist" in missing.output
+    if os.geteuid() == 0:
+        locked = "/proc/out.tif"  # not writable even for root
+    else:
+        (tmp_path / "locked").mkdir(mode=0o555)
+        locked = str(tmp_path / "locked" / "out.tif")
+    result = CliRunner().invoke(main, [*base, "-o", locked])
+    assert result.exit_code != 0 and "not writable" in result.output
+
+
+def test_plain_geotiff_takes_creation_options(files, tmp_path):
+    import rasterio
+
+    result = sr(files, tmp_path, "--co", "COMPRESS=LZW", "--co", "BLOCKXSIZE=128")
+    assert result.exit_code == 0, result.output
+    with rasterio.open(tmp_path / "out.tif") as out:
+        assert out.compression.name == "lzw" and out.block_shapes[0][1] == 128
+
+
+def test_success_with_cog_creation_options_and_dry_run(files, tmp_path):
+    import rasterio
+
+    dry = sr(files, tmp_path, "--dry-run")
+    assert dry.exit_code == 0 and "tiles" in dry.output and not (tmp_path / "out.tif").exists()
+    result = sr(files, tmp_path, "--cog", "--co", "BLOCKSIZE=128", "--co", "LEVEL=9")
+    assert result.exit_code == 0, result.output
+    assert "wrote" in result.output
+    with rasterio.open(tmp_path / "out.tif") as out:
+        assert out.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
+        assert out.overviews(1) == [2, 4]
+        assert out.block_shapes[0] == (128, 128)
+        assert out.tags()["RRSGAN_TILE"] == "32"
+
+
+def test_sigterm_mid_run_leaves_no_file(files, tmp_path):
+    out = tmp_path / "out.tif"
+    command = [
+        sys.executable,
+        "-m",
+        "rrsgan_geo.cli.main",
+        "sr",
+        str(files["scene"]),
+        "--ref",
+        str(files["ref"]),
+        "--weights",
+        str(files["weights"]),
+        "-o",
+        str(out),
+        "--tile",
+        "8",
+        "--batch-size",
+        "1",
+    ]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not list(tmp_path.glob(".out.tif.*.part.tif")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert list(tmp_path.glob(".out.tif.*.part.tif")), "the run never started writing"
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode != 0
+    assert "interrupted" in stderr and "Traceback" not in stderr
+    assert not out.exists()
+    assert not list(tmp_path.glob(".*part*"))
