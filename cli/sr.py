@@ -6,8 +6,9 @@ from pathlib import Path
 import click
 from tqdm import tqdm
 
+from rrsgan_geo.errors import WeightsNotFoundError
 from rrsgan_geo.inference import count_macs_per_lr_pixel
-from rrsgan_geo.model import SCALE
+from rrsgan_geo.model import SCALE, RRSNet
 from rrsgan_geo.pipeline import (
     CPU_GMAC_PER_SECOND,
     Generator,
@@ -16,7 +17,7 @@ from rrsgan_geo.pipeline import (
     plan_sr,
     super_resolve,
 )
-from rrsgan_geo.weight_files import load_generator, shipped_weights_path
+from rrsgan_geo.weight_files import DEFAULT_MARGIN_LR, load_generator, shipped_weights_path
 
 
 def _band_list(_ctx: click.Context, _param: click.Parameter, text: str | None):
@@ -42,15 +43,29 @@ def _raise_keyboard_interrupt(_signum: int, _frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def _load(weights: Path | None) -> Generator:
-    model, weight_file = load_generator(weights or shipped_weights_path())
+def _load(weights: Path | None, dry_run: bool) -> Generator | None:
+    """The generator to run; for a dry run without installed weights, None."""
+    try:
+        path = weights or shipped_weights_path()
+    except WeightsNotFoundError:
+        if dry_run:
+            return None
+        raise
+    model, weight_file = load_generator(path)
     return Generator(model, weight_file.path.name, weight_file.sha256, weight_file.metadata.margin)
 
 
-def _describe_plan(plan: SRPlan, generator: Generator) -> list[str]:
+def _describe_plan(plan: SRPlan, generator: Generator | None) -> list[str]:
     layout, lr, sr = plan.layout, plan.lr_grid, plan.sr_grid
     tile_pixels = layout.count * layout.lr_tile_size**2
-    gmac = count_macs_per_lr_pixel(generator.model) * tile_pixels / 1e9
+    # Without weights, estimate for the authors' default architecture (never run).
+    model = generator.model if generator else RRSNet()
+    gmac = count_macs_per_lr_pixel(model) * tile_pixels / 1e9
+    weights = (
+        f"{generator.name} (sha256 {generator.sha256[:12]}…)"
+        if generator
+        else ("none installed: a real run needs --weights FILE")
+    )
     return [
         f"scene       {plan.scene_path}: {lr.width} x {lr.height} px, {lr.crs}, "
         f"bands {','.join(map(str, plan.scene_bands))}, {plan.dtype}",
@@ -61,6 +76,7 @@ def _describe_plan(plan: SRPlan, generator: Generator) -> list[str]:
         f"+ {layout.margin} margin",
         f"memory      ~{plan.accumulator_bytes / 2**20:.0f} MiB of accumulators "
         "(grows with width, not height) plus the model",
+        f"weights     {weights}",
         f"compute     {gmac:,.0f} GMAC: ~{gmac / CPU_GMAC_PER_SECOND:,.0f} s on a "
         "2-core CPU, far less on a GPU",
     ]
@@ -167,9 +183,11 @@ def sr(
       rrsgan-geo sr s2.tif --ref aerial.vrt --bands 4,3,2 --scale p2,p98 -o s2_x4.tif --cog
       rrsgan-geo sr scene.tif --ref google.tif -o out.tif --dry-run
     """
-    generator = _load(weights)
+    generator = _load(weights, dry_run)
     options = SROptions(tile=tile, margin=margin, **fields)
-    plan = plan_sr(scene, ref, output, options, margin if margin is not None else generator.margin)
+    if margin is None:
+        margin = generator.margin if generator else DEFAULT_MARGIN_LR
+    plan = plan_sr(scene, ref, output, options, margin)
     lines = _describe_plan(plan, generator)
     if dry_run:
         click.echo("\n".join(lines))

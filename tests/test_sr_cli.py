@@ -14,6 +14,7 @@ from affine import Affine
 from click.testing import CliRunner
 
 from rrsgan_geo.cli.main import main
+from rrsgan_geo.errors import WeightsNotFoundError
 from rrsgan_geo.model import RRSNet
 from rrsgan_geo.weight_files import WeightsMetadata, save_weights
 from tests.rasters import lr_scene, mercator_reference, write_raster
@@ -186,3 +187,18 @@ def test_sigterm_mid_run_leaves_no_file(files, tmp_path):
     assert "interrupted" in stderr and "Traceback" not in stderr
     assert not out.exists()
     assert not list(tmp_path.glob(".*part*"))
+
+
+def _no_shipped_weights():
+    raise WeightsNotFoundError("no trained weights are installed (test): pass --weights FILE")
+
+
+def test_without_weights_a_run_refuses_and_a_dry_run_still_plans(files, tmp_path, monkeypatch):
+    monkeypatch.setattr("rrsgan_geo.cli.sr.shipped_weights_path", _no_shipped_weights)
+    base = ["sr", str(files["scene"]), "--ref", str(files["ref"]), "-o", str(tmp_path / "o.tif")]
+    refused = CliRunner().invoke(main, base)
+    assert refused.exit_code == 1 and "no trained weights are installed" in refused.output
+    planned = CliRunner().invoke(main, [*base, "--dry-run"])
+    assert planned.exit_code == 0, planned.output
+    assert "none installed" in planned.output and "GMAC" in planned.output
+    assert not (tmp_path / "o.tif").exists()
