@@ -3,7 +3,9 @@
 import click
 
 from rrsgan_geo import __version__
+from rrsgan_geo.cli.evaluate import evaluate_command
 from rrsgan_geo.cli.sr import sr
+from rrsgan_geo.cli.train import train
 from rrsgan_geo.cli.weights import weights
 from rrsgan_geo.errors import RRSGANGeoError
 
@@ -30,6 +32,8 @@ def main() -> None:
 
 
 main.add_command(sr)
+main.add_command(evaluate_command)
+main.add_command(train)
 main.add_command(weights)
 
 

@@ -110,7 +110,7 @@ def read_weight_file(path: str | os.PathLike) -> WeightFile:
     if path.suffix == ".safetensors":
         state_dict, strings = _read_safetensors(path)
     else:
-        state_dict, strings = _read_torch_file(path), {}
+        state_dict, strings = read_torch_state_dict(path), {}
     if strings.get("format") == FORMAT_TAG:
         metadata, has_metadata = WeightsMetadata.from_strings(strings, path), True
     else:
@@ -130,7 +130,8 @@ def _read_safetensors(path: Path) -> tuple[StateDict, dict[str, str]]:
         raise WeightsFormatError(f"{path}: not a readable safetensors file ({error})") from None
 
 
-def _read_torch_file(path: Path) -> StateDict:
+def read_torch_state_dict(path: Path) -> StateDict:
+    """A state dict from a .pth/.pt file, safely (weights_only), unnested."""
     if not _looks_like_torch_file(path):
         raise WeightsFormatError(f"{path}: not a readable PyTorch weight file")
     try:

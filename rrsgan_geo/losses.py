@@ -1,0 +1,48 @@
+"""Training losses: pixel L1, VGG19 perceptual, vanilla GAN, and their gradient twins."""
+
+from pathlib import Path
+
+import torch
+import torchvision
+from torch import nn
+from torch.nn import functional as F
+
+from rrsgan_geo.errors import WeightsNotFoundError
+from rrsgan_geo.weight_files import read_torch_state_dict
+
+# conv5_4 before its ReLU: index 34 of torchvision's vgg19().features (the authors' choice)
+VGG_FEATURE_LAYER = 34
+_IMAGENET_MEAN = (0.485, 0.456, 0.406)
+_IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class VGGPerceptualLoss(nn.Module):
+    """L1 between VGG19 conv5_4 features of SR and HR, from a local weight file.
+
+    Nothing is downloaded: the file is torchvision's `vgg19` ImageNet state dict
+    (vgg19-dcbb9e9d.pth), read with weights_only=True.
+    """
+
+    def __init__(self, weights_path: str | Path) -> None:
+        super().__init__()
+        path = Path(weights_path)
+        if not path.is_file():
+            raise WeightsNotFoundError(
+                f"VGG19 weights for the perceptual loss not found: {path} (torchvision's "
+                "ImageNet vgg19 state dict, vgg19-dcbb9e9d.pth; stage 1 needs none)"
+            )
+        vgg = torchvision.models.vgg19()
+        vgg.load_state_dict(read_torch_state_dict(path))
+        self.features = vgg.features[: VGG_FEATURE_LAYER + 1].eval().requires_grad_(False)
+        self.register_buffer("mean", torch.tensor(_IMAGENET_MEAN).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(_IMAGENET_STD).view(1, 3, 1, 1))
+
+    def forward(self, sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
+        normalise = lambda x: (x - self.mean) / self.std  # noqa: E731
+        return F.l1_loss(self.features(normalise(sr)), self.features(normalise(hr)).detach())
+
+
+def gan_loss(logits: torch.Tensor, real: bool) -> torch.Tensor:
+    """Vanilla GAN (binary cross-entropy on logits)."""
+    target = torch.ones_like(logits) if real else torch.zeros_like(logits)
+    return F.binary_cross_entropy_with_logits(logits, target)

@@ -1,0 +1,87 @@
+"""The training data set and the evaluation metrics."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from rrsgan_geo.data import RefSRDataset, find_samples, place_key, spatial_split
+from rrsgan_geo.degradation import downsample_4x, upsample_4x
+from rrsgan_geo.metrics import psnr, rgb_to_y, ssim
+from tests.conftest import SHARED
+from tests.folders import make_refsr_folder
+
+RRSSRD = SHARED / "data" / "rrssrd_val"
+
+
+def test_random_crops_are_aligned_five_tuples(tmp_path):
+    dataset = RefSRDataset(find_samples(make_refsr_folder(tmp_path)))
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(6):  # several draws: flips and rotations included
+        crop = dataset.random_crop(0, 8, generator)
+        assert crop["LR"].shape == (3, 8, 8)
+        assert all(crop[k].shape == (3, 32, 32) for k in ("HR", "LR_UX4", "Ref", "Ref_DUX4"))
+        # The LR was made from HR by the shared degradation: a crop of HR, downsampled,
+        # is the same crop of LR (interior: the resize kernel reaches past a crop edge).
+        down = downsample_4x(crop["HR"][None])[0]
+        assert torch.abs(down - crop["LR"])[:, 2:-2, 2:-2].max() < 1.5 / 255
+        # LR_UX4 is the shared upsampling of LR, under the same flips and rotation.
+        up = upsample_4x(crop["LR"][None])[0]
+        assert torch.abs(up - crop["LR_UX4"])[:, 8:-8, 8:-8].max() < 1e-5
+
+
+def test_batches_are_a_function_of_seed_and_step(tmp_path):
+    dataset = RefSRDataset(find_samples(make_refsr_folder(tmp_path)))
+    first, again = dataset.batch(2, 8, seed=1, step=5), dataset.batch(2, 8, seed=1, step=5)
+    other = dataset.batch(2, 8, seed=1, step=6)
+    assert all(torch.equal(first[k], again[k]) for k in first)
+    assert not torch.equal(first["HR"], other["HR"])
+
+
+def test_spatial_split_keeps_places_and_dates_together():
+    if not RRSSRD.is_dir():
+        pytest.skip(f"shared RRSSRD pairs absent ({RRSSRD})")
+    samples = find_samples(RRSSRD / "val_1st") + find_samples(RRSSRD / "val_2nd")
+    train, val = spatial_split(samples, 0.25, 32, seed=0)
+    assert len(train) + len(val) == 80 and val
+    train_keys = {place_key(s.name, 32) for s in train}
+    assert not train_keys & {place_key(s.name, 32) for s in val}
+    # Both dates of each held-out place are held out.
+    assert sorted(s.name for s in val if s.folder.name == "val_1st") == sorted(
+        s.name for s in val if s.folder.name == "val_2nd"
+    )
+
+
+def test_psnr_on_a_hand_built_case():
+    """Grey images off by 2/255 in R, G and B: Y differs by 219 * 2 / 255 everywhere."""
+    hr = torch.full((3, 24, 24), 100 / 255)
+    sr = hr + 2 / 255
+    expected = 20 * math.log10(255 / (219 * 2 / 255))
+    assert psnr(sr, hr) == pytest.approx(expected, abs=1e-6)
+    assert psnr(sr, hr, y_channel=False) == pytest.approx(20 * math.log10(255 / 2), abs=1e-6)
+    assert psnr(hr, hr) == math.inf
+    assert ssim(hr, hr) == pytest.approx(1.0)
+
+
+def _independent_psnr_y(a: np.ndarray, b: np.ndarray, border: int) -> float:
+    """Straight from the formulas, in numpy (H x W x 3, uint8)."""
+
+    def y(image):
+        return image.astype(np.float64) @ np.array([65.481, 128.553, 24.966]) / 255 + 16
+
+    diff = (y(a) - y(b))[border:-border, border:-border]
+    return 10 * np.log10(255**2 / np.mean(diff**2))
+
+
+def test_bicubic_psnr_on_rrssrd_matches_an_independent_computation():
+    if not RRSSRD.is_dir():
+        pytest.skip(f"shared RRSSRD pairs absent ({RRSSRD})")
+    dataset = RefSRDataset(find_samples(RRSSRD / "val_1st")[:3])
+    for index in range(len(dataset)):
+        item = dataset[index]
+        to_uint8 = lambda t: (t.double().clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()  # noqa: E731
+        expected = _independent_psnr_y(to_uint8(item["LR_UX4"]), to_uint8(item["HR"]), 4)
+        assert psnr(item["LR_UX4"], item["HR"]) == pytest.approx(expected, abs=1e-9)
+        assert 20 < expected < 45
+    assert rgb_to_y(torch.ones(3, 1, 1)).item() == pytest.approx(235.0)
