@@ -3,6 +3,8 @@
 import click
 
 from rrsgan_geo import __version__
+from rrsgan_geo.cli.batch import batch
+from rrsgan_geo.cli.build_dataset import build_dataset_command
 from rrsgan_geo.cli.evaluate import evaluate_command
 from rrsgan_geo.cli.sr import sr
 from rrsgan_geo.cli.train import train
@@ -32,6 +34,8 @@ def main() -> None:
 
 
 main.add_command(sr)
+main.add_command(batch)
+main.add_command(build_dataset_command)
 main.add_command(evaluate_command)
 main.add_command(train)
 main.add_command(weights)

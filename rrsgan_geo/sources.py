@@ -189,16 +189,24 @@ class ReferenceSpec:
             (layout.cols * layout.tile + 2 * layout.margin) * SCALE,
             (layout.rows * layout.tile + 2 * layout.margin) * SCALE,
         )
-        # Without a nodata value or an alpha band, an alpha band is added so that the
-        # areas outside the reference (and its internal mask) read as invalid.
-        has_alpha = any(MaskFlags.alpha in flags for flags in source.mask_flag_enums)
-        needs_alpha = source.nodata is None and not has_alpha
-        return WarpedVRT(
-            source,
-            crs=padded.crs,
-            transform=padded.transform,
-            width=padded.width,
-            height=padded.height,
-            resampling=self.resampling,
-            add_alpha=needs_alpha,
-        )
+        return warp_to_grid(source, padded, self.resampling)
+
+
+def warp_to_grid(
+    source: rasterio.io.DatasetReader, grid: RasterGrid, resampling: Resampling
+) -> WarpedVRT:
+    """`source` seen through `grid` (any CRS, resolution, rotation), read window by window.
+
+    Without a nodata value or an alpha band an alpha band is added, so that the areas
+    outside the source read as invalid in `dataset_mask`.
+    """
+    has_alpha = any(MaskFlags.alpha in flags for flags in source.mask_flag_enums)
+    return WarpedVRT(
+        source,
+        crs=grid.crs,
+        transform=grid.transform,
+        width=grid.width,
+        height=grid.height,
+        resampling=resampling,
+        add_alpha=source.nodata is None and not has_alpha,
+    )

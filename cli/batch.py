@@ -1,0 +1,126 @@
+"""`rrsgan-geo batch`: super-resolve many scenes, locally or on a Dask cluster."""
+
+from pathlib import Path
+
+import click
+from tqdm import tqdm
+
+from rrsgan_geo.batch import SceneResult, plan_jobs, run_dask, run_local
+from rrsgan_geo.pipeline import SROptions
+from rrsgan_geo.references import ReferenceIndex
+from rrsgan_geo.weight_files import shipped_weights_path
+
+
+@click.command()
+@click.argument("scenes", nargs=-1, required=True)
+@click.option(
+    "--ref",
+    "ref_sources",
+    multiple=True,
+    required=True,
+    help="Reference rasters, folders or VRTs (repeatable); mixed CRSs are fine.",
+)
+@click.option(
+    "-o",
+    "--output",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder for the <scene>_x4.tif outputs.",
+)
+@click.option(
+    "--weights",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Generator weights (default: the shipped ones).",
+)
+@click.option("--tile", default=64, show_default=True, type=int)
+@click.option("--margin", type=int)
+@click.option("--batch-size", default=4, show_default=True, type=click.IntRange(min=1))
+@click.option("--device", default="auto", show_default=True)
+@click.option("--scale", help="Value range for non-uint8 scenes: MIN,MAX or pLOW,pHIGH.")
+@click.option("--ref-scale", help="Value range for non-uint8 references.")
+@click.option("--allow-missing-ref", is_flag=True, help="Also run scenes that no reference covers.")
+@click.option(
+    "--on-error",
+    type=click.Choice(["skip", "fail"]),
+    default="skip",
+    show_default=True,
+    help="skip: note the failure and go on; fail: stop at the first.",
+)
+@click.option(
+    "--scheduler", type=click.Choice(["local", "dask"]), default="local", show_default=True
+)
+@click.option(
+    "--dask-address", help="tcp://host:port of a running Dask scheduler (default: a LocalCluster)."
+)
+@click.option("--dask-workers", default=2, show_default=True, help="Workers of the LocalCluster.")
+@click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    help="Torch CPU threads per scene (equal counts give byte-identical outputs).",
+)
+@click.option("--overwrite", is_flag=True, help="Redo scenes whose output exists.")
+def batch(
+    scenes,
+    ref_sources,
+    out_dir,
+    weights,
+    on_error,
+    scheduler,
+    dask_address,
+    dask_workers,
+    threads,
+    **fields,
+) -> None:
+    """Super-resolve SCENES (files, folders or globs) into OUTPUT, as `sr` does.
+
+    For each scene the reference that covers it best is picked from --ref by
+    footprint. Outputs that already exist are skipped, so re-running after a crash
+    does only what is missing. Ends with a table: done, skipped, failed and why.
+
+    \b
+    Examples:
+      rrsgan-geo batch 'scenes/*.tif' --ref google/ -o out/
+      rrsgan-geo batch scenes/ --ref refs.vrt -o out/ --scheduler dask --dask-address tcp://10.0.0.5:8786
+    """
+    if not out_dir.is_dir():
+        if not out_dir.parent.is_dir():
+            raise click.ClickException(f"output folder's parent does not exist: {out_dir.parent}")
+        out_dir.mkdir()
+    weights = weights or shipped_weights_path()
+    options = SROptions(**fields)
+    jobs = plan_jobs(list(scenes), ReferenceIndex.build(ref_sources), out_dir)
+    if scheduler == "dask":
+        results_iter = run_dask(jobs, weights, options, dask_address, dask_workers, threads)
+    else:
+        results_iter = run_local(jobs, weights, options, threads)
+    results: list[SceneResult] = []
+    with tqdm(
+        total=len(jobs), unit="scene", desc=f"batch ({scheduler})", dynamic_ncols=True
+    ) as bar:
+        for result in results_iter:
+            results.append(result)
+            bar.update()
+            if result.status == "failed" and on_error == "fail":
+                results_iter.close()
+                break
+    _summary(results, len(jobs))
+    failed = [r for r in results if r.status == "failed"]
+    if failed and on_error == "fail":
+        raise click.ClickException(f"{failed[0].scene.name} failed: {failed[0].reason}")
+    if failed:
+        raise click.exceptions.Exit(1)
+
+
+def _summary(results: list[SceneResult], planned: int) -> None:
+    width = max([len(r.scene.name) for r in results] + [5])
+    click.echo(f"{'scene':<{width}}  {'status':<8} detail")
+    for r in results:
+        detail = f"{r.seconds:.1f} s" if r.status == "done" else r.reason
+        click.echo(f"{r.scene.name:<{width}}  {r.status:<8} {detail}")
+    counts = {s: sum(r.status == s for r in results) for s in ("done", "skipped", "failed")}
+    not_run = planned - len(results)
+    click.echo(
+        ", ".join(f"{n} {s}" for s, n in counts.items())
+        + (f", {not_run} not run" if not_run else "")
+    )

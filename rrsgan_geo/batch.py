@@ -1,0 +1,160 @@
+"""`batch`: many scenes through the same code path as `sr`, locally or on Dask.
+
+Each scene is one job: pick the reference that covers it best (footprint index built
+once), run `plan_sr` + `super_resolve`, and return a `SceneResult` instead of raising,
+so one bad scene never stops the others. Outputs are written atomically by `sr`, so an
+output that exists is complete: re-running after a crash or kill does only what is
+missing. With Dask, each scene is one task running `run_scene` on a worker.
+"""
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import rasterio
+import torch
+
+from rrsgan_geo.errors import InputError, RRSGANGeoError
+from rrsgan_geo.pipeline import Generator, SROptions, plan_sr, super_resolve
+from rrsgan_geo.references import ReferenceIndex, expand_rasters
+from rrsgan_geo.sources import georeferenced_grid, open_raster
+from rrsgan_geo.weight_files import load_generator
+
+OUTPUT_SUFFIX = "_x4.tif"
+COMPLETE_TAG = "RRSGAN_GEO_VERSION"
+
+
+@dataclass(frozen=True)
+class SceneJob:
+    scene: Path
+    reference: Path | None
+    coverage: float
+    output: Path
+
+
+@dataclass(frozen=True)
+class SceneResult:
+    scene: Path
+    output: Path
+    status: str  # "done", "skipped" or "failed"
+    reason: str = ""
+    seconds: float = 0.0
+
+
+def plan_jobs(
+    scene_items: list[str | Path], index: ReferenceIndex, out_dir: Path
+) -> list[SceneJob]:
+    """One job per scene, with its best-covering reference (None where none overlaps).
+    A scene that cannot be opened still gets a job: it fails alone when it runs."""
+    jobs = []
+    for scene in expand_rasters(scene_items, "scene"):
+        output = out_dir / f"{scene.stem}{OUTPUT_SUFFIX}"
+        try:
+            with open_raster(scene, "scene") as dataset:
+                hits = index.covering(georeferenced_grid(dataset, "scene"))
+        except RRSGANGeoError:
+            hits = []
+        reference, coverage = hits[0] if hits else (None, 0.0)
+        jobs.append(SceneJob(scene, reference, coverage, output))
+    return jobs
+
+
+def is_complete(output: Path) -> bool:
+    """An output of ours that a finished run renamed into place."""
+    try:
+        with rasterio.open(output) as dataset:
+            return COMPLETE_TAG in dataset.tags()
+    except rasterio.errors.RasterioIOError:
+        return False
+
+
+_MODELS: dict[tuple[Path, str], Generator] = {}
+
+
+def _generator(weights: Path, device: str) -> Generator:
+    """Load each weight file once per process (a Dask worker keeps it between tasks)."""
+    key = (weights, device)
+    if key not in _MODELS:
+        model, weight_file = load_generator(weights)
+        _MODELS[key] = Generator(
+            model, weight_file.path.name, weight_file.sha256, weight_file.metadata.margin
+        )
+    return _MODELS[key]
+
+
+def run_scene(
+    job: SceneJob, weights: Path, options: SROptions, threads: int | None = None
+) -> SceneResult:
+    """Super-resolve one scene; errors come back in the result, never raised.
+
+    `threads` fixes torch's CPU threads: float sums depend on how work is split, so
+    outputs are byte-identical across machines and schedulers only at equal counts.
+    """
+    started = time.perf_counter()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    if job.output.exists() and not options.overwrite:
+        if is_complete(job.output):
+            return SceneResult(job.scene, job.output, "skipped", "output exists")
+        return SceneResult(
+            job.scene, job.output, "failed", "output exists but is not ours or incomplete"
+        )
+    try:
+        generator = _generator(weights, options.device)
+        margin = options.margin if options.margin is not None else generator.margin
+        plan = plan_sr(job.scene, job.reference, job.output, options, margin)
+        super_resolve(plan, generator, options)
+    except RRSGANGeoError as error:
+        return SceneResult(job.scene, job.output, "failed", str(error))
+    return SceneResult(job.scene, job.output, "done", seconds=time.perf_counter() - started)
+
+
+def run_local(
+    jobs: list[SceneJob], weights: Path, options: SROptions, threads: int | None = None
+) -> Iterator[SceneResult]:
+    for job in jobs:
+        yield run_scene(job, weights, options, threads)
+
+
+def _dask_task(
+    job: SceneJob, weights: Path, options: SROptions, threads: int | None
+) -> SceneResult:
+    """On a worker: with several GPUs, worker i takes GPU i modulo the count."""
+    if options.device == "auto" and torch.cuda.is_available():
+        from distributed import get_worker
+
+        name = get_worker().name
+        index = name if isinstance(name, int) else abs(hash(name))
+        options = replace(options, device=f"cuda:{index % torch.cuda.device_count()}")
+    return run_scene(job, weights, options, threads)
+
+
+def run_dask(
+    jobs: list[SceneJob],
+    weights: Path,
+    options: SROptions,
+    address: str | None = None,
+    workers: int = 2,
+    threads: int | None = None,
+) -> Iterator[SceneResult]:
+    """Each scene one task on a Dask cluster (an existing one at `address`, or a local
+    one with `workers` single-threaded worker processes); results as they finish."""
+    try:
+        from distributed import Client, LocalCluster, as_completed
+    except ImportError:
+        raise InputError("--scheduler dask needs Dask: pip install 'dask[distributed]'") from None
+    cluster = (
+        None if address else LocalCluster(n_workers=workers, threads_per_worker=1, processes=True)
+    )
+    try:
+        with Client(address or cluster) as client:
+            futures = [
+                client.submit(_dask_task, job, weights, options, threads, pure=False)
+                for job in jobs
+            ]
+            for future in as_completed(futures):
+                yield future.result()
+    finally:
+        if cluster is not None:
+            cluster.close()

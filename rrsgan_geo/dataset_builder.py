@@ -1,0 +1,231 @@
+"""`build-dataset`: RRSSRD-style training samples cut from georeferenced imagery.
+
+Each sample is an HR window of `hr_size` pixels on an HR raster's own grid; LR,
+LR_UX4 and Ref_DUX4 come from the shared degradation helper (the same one `sr` and
+the loader use), and Ref is the reference warped by coordinates onto the sample's HR
+grid. Samples are written as GeoTIFFs into `train/` and `val/`, each with the five
+RRSSRD folders, and a manifest (JSON lines) says where each came from. The split is
+by blocks of samples, so neighbouring crops never straddle it.
+"""
+
+import json
+import math
+import shutil
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import rasterio
+import torch
+from affine import Affine
+from pyproj import Transformer
+from rasterio.enums import Resampling
+from rasterio.windows import Window
+
+from rrsgan_geo.data import find_samples, place_key, spatial_split
+from rrsgan_geo.degradation import down_up_4x, downsample_4x, upsample_4x
+from rrsgan_geo.errors import ConfigError, CoverageError, OutputError
+from rrsgan_geo.grids import RasterGrid
+from rrsgan_geo.model import SCALE
+from rrsgan_geo.references import ReferenceIndex, expand_rasters
+from rrsgan_geo.scaling import choose_scaling
+from rrsgan_geo.sources import georeferenced_grid, open_raster, select_bands, warp_to_grid
+
+FOLDERS = ("HR", "LR", "LR_UX4", "Ref", "Ref_DUX4")
+MANIFEST = "manifest.jsonl"
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    hr_size: int = 480
+    min_ref_coverage: float = 0.9
+    max_nodata: float = 0.01
+    val_fraction: float = 0.25
+    block: int = 4
+    """Samples per side of a split block: whole blocks go to train or val."""
+    seed: int = 0
+    hr_bands: tuple[int, ...] | None = None
+    ref_bands: tuple[int, ...] | None = None
+    scale: str | None = None
+    ref_scale: str | None = None
+    overwrite: bool = False
+
+    def __post_init__(self) -> None:
+        if self.hr_size <= 0 or self.hr_size % SCALE:
+            raise ConfigError(f"sample size {self.hr_size} is not divisible by {SCALE}")
+        if not 0 <= self.val_fraction < 1:
+            raise ConfigError(f"val fraction must be in [0, 1), got {self.val_fraction}")
+
+
+@dataclass
+class BuildReport:
+    written: Counter = field(default_factory=Counter)
+    skipped: Counter = field(default_factory=Counter)
+    manifest: Path | None = None
+
+
+def prepare_output(out_dir: Path, overwrite: bool) -> None:
+    if out_dir.exists() and any(out_dir.iterdir()):
+        if not overwrite:
+            raise OutputError(f"{out_dir} is not empty; pass --overwrite to replace it")
+        shutil.rmtree(out_dir)
+    if not out_dir.parent.is_dir():
+        raise OutputError(f"output folder's parent does not exist: {out_dir.parent}")
+    out_dir.mkdir(exist_ok=True)
+
+
+def tile_name(grid: RasterGrid, index: int) -> str:
+    """RRSSRD's naming: the zoom-18 web-map tile under the sample's centre, then a
+    running index: L18_<x>_<y>_s<index>."""
+    x, y = grid.transform @ (grid.width / 2, grid.height / 2)
+    lon, lat = Transformer.from_crs(grid.crs, "EPSG:4326", always_xy=True).transform(x, y)
+    n = 2**18
+    tile_x = int((lon + 180) / 360 * n)
+    tile_y = int((1 - math.asinh(math.tan(math.radians(lat))) / math.pi) / 2 * n)
+    return f"L18_{tile_x}_{tile_y}_s{index:03d}"
+
+
+def _write(path: Path, unit: torch.Tensor, grid: RasterGrid) -> None:
+    data = (unit.clamp(0, 1) * 255).round().byte().numpy()
+    profile = {"driver": "GTiff", "count": 3, "dtype": "uint8", "crs": grid.crs}
+    profile.update(transform=grid.transform, width=grid.width, height=grid.height)
+    profile.update(compress="deflate", predictor=2, photometric="RGB")
+    with rasterio.open(path, "w", **profile) as out:
+        out.write(data)
+
+
+def _split_of_blocks(block_ids: list[tuple[int, int, int]], options: BuildOptions) -> set:
+    keys = sorted(set(block_ids))
+    order = torch.randperm(len(keys), generator=torch.Generator().manual_seed(options.seed))
+    count = round(options.val_fraction * len(keys))
+    if options.val_fraction > 0 and len(keys) > 1:
+        count = max(1, count)
+    return {keys[i] for i in order[:count].tolist()}
+
+
+def build_dataset(
+    hr_sources: list[str | Path],
+    ref_sources: list[str | Path],
+    out_dir: Path,
+    options: BuildOptions,
+    on_sample: Callable[[str], None] | None = None,
+) -> BuildReport:
+    """Cut, check, degrade and write samples; return counts written and skipped by reason."""
+    out_dir = Path(out_dir)
+    hr_paths = expand_rasters(hr_sources, "HR source")
+    references = ReferenceIndex.build(ref_sources)
+    prepare_output(out_dir, options.overwrite)
+    jobs = []  # (hr path, row, col, block id)
+    for source_index, path in enumerate(hr_paths):
+        with open_raster(path, "HR source") as dataset:
+            georeferenced_grid(dataset, "HR source")
+            rows, cols = dataset.height // options.hr_size, dataset.width // options.hr_size
+        for row in range(rows):
+            for col in range(cols):
+                block = (source_index, row // options.block, col // options.block)
+                jobs.append((path, row, col, block))
+    held_out = _split_of_blocks([job[3] for job in jobs], options)
+    report = BuildReport()
+    for split in ("train", "val"):
+        for folder in FOLDERS:
+            (out_dir / split / folder).mkdir(parents=True)
+    with open(out_dir / MANIFEST, "w") as manifest:
+        for index, (path, row, col, block) in enumerate(jobs):
+            split = "val" if block in held_out else "train"
+            record = _make_sample(path, row, col, index, split, references, out_dir, options)
+            if "skipped" in record:
+                report.skipped[record["skipped"]] += 1
+            else:
+                report.written[split] += 1
+                manifest.write(json.dumps(record) + "\n")
+            if on_sample is not None:
+                on_sample(record.get("skipped", "written"))
+    if not report.written:
+        shutil.rmtree(out_dir)
+        reasons = "; ".join(f"{n} {reason}" for reason, n in report.skipped.most_common())
+        raise CoverageError(f"no sample written ({reasons or 'the HR sources are too small'})")
+    report.manifest = out_dir / MANIFEST
+    return report
+
+
+def _make_sample(path, row, col, index, split, references, out_dir, options) -> dict:
+    size = options.hr_size
+    with open_raster(path, "HR source") as dataset:
+        bands = select_bands(dataset, options.hr_bands, "HR source")
+        scaling = choose_scaling(dataset, bands, options.scale, "HR source")
+        window = Window(col * size, row * size, size, size)
+        grid = georeferenced_grid(dataset, "HR source").shifted(col * size, row * size, size, size)
+        valid = dataset.read_masks(bands, window=window).min(axis=0) > 0
+        nodata_fraction = 1.0 - float(valid.mean())
+        if nodata_fraction > options.max_nodata:
+            return {"skipped": f"HR nodata above {options.max_nodata:.0%}"}
+        values = scaling.to_unit(dataset.read(bands, window=window))
+    hr = torch.from_numpy(np.repeat(values, 3, axis=0) if values.shape[0] == 1 else values)
+    hits = references.covering(grid)
+    if not hits:
+        return {"skipped": "no reference overlaps"}
+    ref_path = hits[0][0]
+    with open_raster(ref_path, "reference") as ref_source:
+        ref_bands = select_bands(ref_source, options.ref_bands, "reference")
+        ref_scaling = choose_scaling(ref_source, ref_bands, options.ref_scale, "reference")
+        with warp_to_grid(ref_source, grid, Resampling.bilinear) as vrt:
+            ref_valid = torch.from_numpy(vrt.dataset_mask() > 0)
+            coverage = float(ref_valid.float().mean())
+            if coverage < options.min_ref_coverage:
+                return {"skipped": f"reference coverage below {options.min_ref_coverage:.0%}"}
+            ref_values = ref_scaling.to_unit(vrt.read(ref_bands))
+    ref = torch.from_numpy(
+        np.repeat(ref_values, 3, axis=0) if ref_values.shape[0] == 1 else ref_values
+    )
+    lr = downsample_4x(hr[None])
+    lr_ux4 = upsample_4x(lr)
+    ref = torch.where(ref_valid, ref, lr_ux4[0])[None]  # LR_UX4 stands in, as in `sr`
+    name = tile_name(grid, index)
+    lr_grid = RasterGrid(
+        grid.crs, grid.transform @ Affine.scale(SCALE), size // SCALE, size // SCALE
+    )
+    images = {
+        "HR": (hr[None], grid),
+        "LR": (lr, lr_grid),
+        "LR_UX4": (lr_ux4, grid),
+        "Ref": (ref, grid),
+        "Ref_DUX4": (down_up_4x(ref), grid),
+    }
+    for folder, (image, image_grid) in images.items():
+        _write(out_dir / split / folder / f"{name}.tif", image[0], image_grid)
+    return {
+        "id": name,
+        "split": split,
+        "crs": grid.crs.to_string(),
+        "bounds": list(rasterio.transform.array_bounds(size, size, grid.transform)),
+        "hr_source": str(path),
+        "ref_source": str(ref_path),
+        "ref_coverage": round(coverage, 6),
+        "nodata_fraction": round(nodata_fraction, 6),
+    }
+
+
+def index_images(folder: Path, out_dir: Path, options: BuildOptions) -> BuildReport:
+    """--from-images: a manifest for an existing RRSSRD folder (no georeference), split
+    by blocks of web-map tiles as training does."""
+    samples = find_samples(folder)
+    _, val = spatial_split(samples, options.val_fraction, 32, options.seed)
+    val_names = {s.name for s in val}
+    prepare_output(out_dir, options.overwrite)
+    report = BuildReport(manifest=out_dir / MANIFEST)
+    with open(report.manifest, "w") as manifest:
+        for sample in samples:
+            split = "val" if sample.name in val_names else "train"
+            record = {
+                "id": sample.name,
+                "split": split,
+                "place": place_key(sample.name, 32),
+                "hr": str(sample.hr),
+                "lr": str(sample.lr),
+                "ref": str(sample.ref),
+            }
+            manifest.write(json.dumps(record) + "\n")
+            report.written[split] += 1
+    return report

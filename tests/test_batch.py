@@ -1,0 +1,139 @@
+"""`batch` over folders of scenes: references by footprint, resume, errors, Dask."""
+
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import rasterio
+import torch
+from affine import Affine
+from click.testing import CliRunner
+
+from rrsgan_geo.cli.main import main
+from rrsgan_geo.model import RRSNet
+from rrsgan_geo.weight_files import WeightsMetadata, save_weights
+from tests.rasters import lr_scene, mercator_reference, neon_path, write_raster
+from tests.test_sr_pipeline import TINY
+
+
+@pytest.fixture
+def workspace(tmp_path):
+    """Three real scenes (strips of the NEON LR scene), a corrupt one, references in
+    Web Mercator and UTM, and tiny random weights."""
+    scenes = tmp_path / "scenes"
+    scenes.mkdir()
+    with rasterio.open(lr_scene(tmp_path / "whole.tif")) as whole:
+        data, transform, crs = whole.read(), whole.transform, whole.crs
+    for name, first in (("a", 0), ("b", 32), ("c", 64)):
+        write_raster(
+            scenes / f"scene_{name}.tif",
+            data[:, :, first : first + 36],
+            crs,
+            transform @ Affine.translation(first, 0),
+            nodata=255,
+        )
+    refs = tmp_path / "refs"
+    refs.mkdir()
+    mercator_reference(refs / "left_3857.tif", crop_right=0.45)
+    with rasterio.open(neon_path()) as src:
+        write_raster(
+            refs / "right_utm.tif",
+            src.read()[:, :, 200:],
+            src.crs,
+            src.transform @ Affine.translation(200, 0),
+            nodata=255,
+        )
+    torch.manual_seed(0)
+    weights = tmp_path / "tiny.safetensors"
+    save_weights(RRSNet(TINY).state_dict(), weights, WeightsMetadata(config=TINY, margin=4))
+    return tmp_path, weights
+
+
+def batch_args(tmp_path, weights, out, *extra, scenes=None):
+    return [
+        "batch",
+        *(scenes or [str(tmp_path / "scenes")]),
+        "--ref",
+        str(tmp_path / "refs"),
+        "-o",
+        str(out),
+        "--weights",
+        str(weights),
+        "--tile",
+        "16",
+        "--threads",
+        "1",
+        *extra,
+    ]
+
+
+def test_local_batch_picks_references_and_summarises(workspace):
+    tmp_path, weights = workspace
+    result = CliRunner().invoke(main, batch_args(tmp_path, weights, tmp_path / "out"))
+    assert result.exit_code == 0, result.output
+    assert "3 done, 0 skipped, 0 failed" in result.output
+    for name in ("a", "b", "c"):
+        with rasterio.open(tmp_path / "out" / f"scene_{name}_x4.tif") as out:
+            assert (out.width, out.height) == (144, 400)
+            reference = out.tags()["RRSGAN_REFERENCE"]
+            # Each scene takes the reference covering most of it (b: 92 vs 72 HR columns).
+            assert reference.endswith("right_utm.tif" if name == "c" else "left_3857.tif")
+
+
+def test_corrupt_scene_skipped_or_fatal(workspace):
+    tmp_path, weights = workspace
+    (tmp_path / "scenes" / "scene_0_corrupt.tif").write_bytes(b"II*\x00" + b"junk" * 64)
+    skipped = CliRunner().invoke(main, batch_args(tmp_path, weights, tmp_path / "skip"))
+    assert skipped.exit_code == 1
+    assert "3 done, 0 skipped, 1 failed" in skipped.output and "cannot read scene" in skipped.output
+    assert len(list((tmp_path / "skip").glob("*_x4.tif"))) == 3
+    failed = CliRunner().invoke(
+        main, batch_args(tmp_path, weights, tmp_path / "fail", "--on-error", "fail")
+    )
+    assert failed.exit_code == 1 and "scene_0_corrupt.tif failed" in failed.output
+    assert "3 not run" in failed.output
+    assert not list((tmp_path / "fail").glob("*_x4.tif"))
+
+
+def test_killed_batch_resumes_with_only_the_missing_outputs(workspace):
+    tmp_path, weights = workspace
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "rrsgan_geo.cli.main", *batch_args(tmp_path, weights, out)]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not list(out.glob("*_x4.tif")) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+    finished = {p.name: p.stat().st_mtime_ns for p in out.glob("*_x4.tif")}
+    assert 1 <= len(finished) < 3, "the kill should land between the first and last scene"
+    result = CliRunner().invoke(main, batch_args(tmp_path, weights, out))
+    assert result.exit_code == 0, result.output
+    assert f"{3 - len(finished)} done, {len(finished)} skipped" in result.output
+    for name, mtime in finished.items():
+        assert (out / name).stat().st_mtime_ns == mtime  # not redone
+    assert len(list(out.glob("*_x4.tif"))) == 3
+
+
+def test_dask_local_cluster_gives_byte_identical_outputs(workspace):
+    pytest.importorskip("distributed")
+    tmp_path, weights = workspace
+    local = CliRunner().invoke(main, batch_args(tmp_path, weights, tmp_path / "local"))
+    assert local.exit_code == 0, local.output
+    dask_args = ["--scheduler", "dask", "--dask-workers", "2"]
+    distributed = CliRunner().invoke(
+        main, batch_args(tmp_path, weights, tmp_path / "dask", *dask_args)
+    )
+    assert distributed.exit_code == 0, distributed.output
+    assert "3 done" in distributed.output
+    for name in ("a", "b", "c"):
+        file = f"scene_{name}_x4.tif"
+        with (
+            rasterio.open(tmp_path / "local" / file) as a,
+            rasterio.open(tmp_path / "dask" / file) as b,
+        ):
+            assert (a.read() == b.read()).all()
+        # The bytes too, apart from nothing: no timestamps, same tags.
+        assert (tmp_path / "local" / file).read_bytes() == (tmp_path / "dask" / file).read_bytes()

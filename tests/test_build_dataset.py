@@ -1,0 +1,147 @@
+"""`build-dataset` on GeoTIFFs the tests write: HR in UTM, references in other CRSs."""
+
+import json
+
+import numpy as np
+import pytest
+import rasterio
+import torch
+from affine import Affine
+from click.testing import CliRunner
+
+from rrsgan_geo.cli.main import main
+from rrsgan_geo.data import RefSRDataset, find_samples
+from rrsgan_geo.degradation import downsample_4x
+from tests.rasters import mercator_reference, neon_path, write_raster
+
+FIVE = ("HR", "LR", "LR_UX4", "Ref", "Ref_DUX4")
+
+
+def build(tmp_path, *extra, hr=None, refs=None):
+    refs = refs or [mercator_reference(tmp_path / "ref3857.tif", shift_east_m=1.0)]
+    args = ["build-dataset", str(hr or neon_path()), "-o", str(tmp_path / "out")]
+    for ref in refs:
+        args += ["--ref", str(ref)]
+    return CliRunner().invoke(main, [*args, "--hr-size", "96", "--block", "2", *extra])
+
+
+def test_five_folders_manifest_and_shared_degradation(tmp_path):
+    # OSBS declares nodata=255, so saturated white counts as nodata: allow some here.
+    result = build(tmp_path, "--max-nodata", "0.5", "--min-ref-coverage", "0.8")
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "out"
+    records = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+    assert {r["split"] for r in records} == {"train", "val"}
+    assert len(records) == 16  # 400 // 96 = 4 samples a side
+    for record in records:
+        folder = out / record["split"]
+        with rasterio.open(folder / "HR" / f"{record['id']}.tif") as hr:
+            assert (hr.width, hr.height, hr.count) == (96, 96, 3)
+            assert list(hr.bounds) == pytest.approx(record["bounds"])
+            assert hr.crs.to_string() == record["crs"] == "EPSG:32617"
+            hr_data = hr.read()
+        with rasterio.open(folder / "LR" / f"{record['id']}.tif") as lr:
+            assert (lr.width, lr.height) == (24, 24)
+            assert lr.transform == hr.transform @ Affine.scale(4)
+            expected = downsample_4x(torch.from_numpy(hr_data).float()[None] / 255)[0]
+            assert np.array_equal(lr.read(), (expected * 255).round().byte().numpy())
+        for name in ("LR_UX4", "Ref", "Ref_DUX4"):
+            with rasterio.open(folder / name / f"{record['id']}.tif") as image:
+                assert (image.width, image.height) == (96, 96)
+                assert image.transform == hr.transform
+        assert record["ref_coverage"] > 0.8
+    # The split holds out whole 2 x 2 blocks: every val sample's block is all val.
+    val_ids = {r["id"] for r in records if r["split"] == "val"}
+    assert len(val_ids) % 4 == 0 and 0 < len(val_ids) < 16
+
+
+def test_the_loader_reads_built_samples_as_aligned_tuples(tmp_path):
+    assert build(tmp_path, "--max-nodata", "0.5").exit_code == 0
+    dataset = RefSRDataset(find_samples(tmp_path / "out" / "train"))
+    crop = dataset.random_crop(0, 8, torch.Generator().manual_seed(0))
+    down = downsample_4x(crop["HR"][None])[0]
+    assert torch.abs(down - crop["LR"])[:, 2:-2, 2:-2].max() < 1.5 / 255
+
+
+def test_mixed_crs_references_and_coverage_skips(tmp_path):
+    """Left half of the reference in Web Mercator, right half in WGS84: both are used.
+    A third of the HR area has no reference: those samples are skipped and counted."""
+    with rasterio.open(neon_path()) as src:
+        data, transform, crs = src.read(), src.transform, src.crs
+    left = mercator_reference(tmp_path / "left3857.tif", crop_right=0.5)
+    right_utm = write_raster(
+        tmp_path / "right_utm.tif", data[:, :260, 200:], crs, transform @ Affine.translation(200, 0)
+    )
+    right = tmp_path / "right4326.tif"
+    with rasterio.open(right_utm) as src:
+        from rasterio.warp import calculate_default_transform, reproject
+
+        t, w, h = calculate_default_transform(
+            src.crs, "EPSG:4326", src.width, src.height, *src.bounds
+        )
+        warped = np.zeros((3, h, w), np.uint8)
+        reproject(
+            src.read(),
+            warped,
+            src_transform=src.transform,
+            src_crs=src.crs,
+            dst_transform=t,
+            dst_crs="EPSG:4326",
+        )
+    write_raster(right, warped, "EPSG:4326", t, nodata=0)
+    result = build(tmp_path, "--max-nodata", "0.5", refs=[left, right])
+    assert result.exit_code == 0, result.output
+    assert "skipped" in result.output and "reference coverage below 90%" in result.output
+    records = [json.loads(x) for x in (tmp_path / "out/manifest.jsonl").read_text().splitlines()]
+    assert {r["ref_source"] for r in records} == {str(left), str(right)}
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("no_overlap", "no sample written"),
+        ("empty_ref_folder", "holds no raster"),
+        ("size", "not divisible by 4"),
+        ("not_empty", "not empty"),
+    ],
+)
+def test_bad_input(tmp_path, case, message):
+    refs, extra = None, ()
+    if case == "no_overlap":
+        far = write_raster(
+            tmp_path / "far.tif",
+            np.ones((3, 50, 50), np.uint8),
+            "EPSG:32617",
+            Affine(1, 0, 0, 0, -1, 0),
+        )
+        refs = [far]
+    elif case == "empty_ref_folder":
+        (tmp_path / "refs").mkdir()
+        refs = [tmp_path / "refs"]
+    elif case == "size":
+        extra = ("--hr-size", "98")
+    else:
+        (tmp_path / "out").mkdir()
+        (tmp_path / "out" / "keep.txt").write_text("mine")
+    result = build(tmp_path, *extra, refs=refs)
+    assert result.exit_code != 0 and message in result.output, result.output
+    assert "Traceback" not in result.output
+    if case == "not_empty":
+        assert (tmp_path / "out" / "keep.txt").read_text() == "mine"
+    else:
+        assert not (tmp_path / "out").exists()
+
+
+def test_from_images_indexes_rrssrd(tmp_path):
+    from tests.conftest import SHARED
+
+    folder = SHARED / "data" / "rrssrd_val" / "val_1st"
+    if not folder.is_dir():
+        pytest.skip(f"shared RRSSRD pairs absent ({folder})")
+    result = CliRunner().invoke(
+        main, ["build-dataset", str(folder), "--from-images", "-o", str(tmp_path / "idx")]
+    )
+    assert result.exit_code == 0, result.output
+    records = [json.loads(x) for x in (tmp_path / "idx/manifest.jsonl").read_text().splitlines()]
+    assert len(records) == 40 and {r["split"] for r in records} == {"train", "val"}
+    assert not list((tmp_path / "idx").glob("*/*.jpg"))  # indexed, never copied
