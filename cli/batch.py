@@ -6,6 +6,7 @@ import click
 from tqdm import tqdm
 
 from rrsgan_geo.batch import SceneResult, plan_jobs, run_dask, run_local
+from rrsgan_geo.cli.options import device_option, scale_options, tiling_options, weights_option
 from rrsgan_geo.pipeline import SROptions
 from rrsgan_geo.references import ReferenceIndex
 from rrsgan_geo.weight_files import shipped_weights_path
@@ -28,17 +29,10 @@ from rrsgan_geo.weight_files import shipped_weights_path
     type=click.Path(file_okay=False, path_type=Path),
     help="Folder for the <scene>_x4.tif outputs.",
 )
-@click.option(
-    "--weights",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Generator weights (default: the shipped ones).",
-)
-@click.option("--tile", default=64, show_default=True, type=int)
-@click.option("--margin", type=int)
-@click.option("--batch-size", default=4, show_default=True, type=click.IntRange(min=1))
-@click.option("--device", default="auto", show_default=True)
-@click.option("--scale", help="Value range for non-uint8 scenes: MIN,MAX or pLOW,pHIGH.")
-@click.option("--ref-scale", help="Value range for non-uint8 references.")
+@weights_option
+@tiling_options
+@device_option
+@scale_options
 @click.option("--allow-missing-ref", is_flag=True, help="Also run scenes that no reference covers.")
 @click.option(
     "--on-error",

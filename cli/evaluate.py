@@ -6,6 +6,7 @@ from pathlib import Path
 import click
 from tqdm import tqdm
 
+from rrsgan_geo.cli.options import device_option, weights_option
 from rrsgan_geo.data import find_samples, spatial_split
 from rrsgan_geo.errors import InputError
 from rrsgan_geo.evaluation import METHODS, evaluate, summarise
@@ -16,11 +17,8 @@ from rrsgan_geo.weight_files import load_generator, shipped_weights_path
 
 @click.command(name="evaluate")
 @click.argument("data_dirs", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option(
-    "--weights",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Generator weights (default: the shipped ones).",
-)
+@weights_option
+@device_option
 @click.option(
     "--held-out",
     "held_out",
@@ -28,7 +26,6 @@ from rrsgan_geo.weight_files import load_generator, shipped_weights_path
     help="Only the places this training config held out.",
 )
 @click.option("--limit", type=click.IntRange(min=1), help="At most this many samples.")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option(
     "--json",
     "json_path",

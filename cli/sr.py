@@ -6,6 +6,7 @@ from pathlib import Path
 import click
 from tqdm import tqdm
 
+from rrsgan_geo.cli.options import device_option, scale_options, tiling_options, weights_option
 from rrsgan_geo.errors import WeightsNotFoundError
 from rrsgan_geo.inference import count_macs_per_lr_pixel
 from rrsgan_geo.model import SCALE, RRSNet
@@ -97,29 +98,10 @@ def _describe_plan(plan: SRPlan, generator: Generator | None) -> list[str]:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Output GeoTIFF.",
 )
-@click.option(
-    "--weights",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Generator weights (default: the shipped ones).",
-)
-@click.option(
-    "--tile",
-    default=64,
-    show_default=True,
-    type=int,
-    help="Tile size in LR pixels (multiple of 4).",
-)
-@click.option(
-    "--margin", type=int, help="Context per tile side in LR pixels (default: the weights' own)."
-)
-@click.option(
-    "--batch-size",
-    default=4,
-    show_default=True,
-    type=click.IntRange(min=1),
-    help="Tiles per model call (halves on CUDA out-of-memory).",
-)
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@weights_option
+@tiling_options
+@device_option
+@scale_options
 @click.option(
     "--precision", default="fp32", show_default=True, type=click.Choice(["fp32", "fp16", "bf16"])
 )
@@ -130,10 +112,6 @@ def _describe_plan(plan: SRPlan, generator: Generator | None) -> list[str]:
     help="Scene bands to use, in order: 3 (RGB) or 1, e.g. 3,2,1.",
 )
 @click.option("--ref-bands", callback=_band_list, help="Reference bands, as --bands.")
-@click.option(
-    "--scale", help="Scene value range for non-uint8 data: MIN,MAX or percentiles pLOW,pHIGH."
-)
-@click.option("--ref-scale", help="Reference value range for non-uint8 data, as --scale.")
 @click.option(
     "--ref-resampling",
     default="bilinear",

@@ -5,14 +5,15 @@ from pathlib import Path
 import click
 from tqdm import tqdm
 
+from rrsgan_geo.cli.options import device_option
 from rrsgan_geo.inference import resolve_device
 from rrsgan_geo.training import StepLog, Trainer, load_config
 
 
 @click.command()
 @click.argument("config", type=click.Path(dir_okay=False, path_type=Path))
+@device_option
 @click.option("--resume", is_flag=True, help="Continue the run in the config's output_dir.")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 def train(config: Path, resume: bool, device: str) -> None:
     """Train the RRSGAN generator as the authors did, from CONFIG (YAML).
 

@@ -52,26 +52,32 @@ def lr_scene(path: Path, factor: int = 4, window_px: int | None = None) -> Path:
         return write_raster(path, data, src.crs, transform, nodata=src.nodata)
 
 
+def reprojected(src: rasterio.io.DatasetReader, dst_crs) -> tuple[np.ndarray, Affine]:
+    """The whole raster warped (bilinear) onto a default grid in `dst_crs`."""
+    transform, width, height = calculate_default_transform(
+        src.crs, dst_crs, src.width, src.height, *src.bounds
+    )
+    data = np.zeros((src.count, height, width), dtype=src.dtypes[0])
+    reproject(
+        src.read(),
+        data,
+        src_transform=src.transform,
+        src_crs=src.crs,
+        dst_transform=transform,
+        dst_crs=dst_crs,
+        resampling=Resampling.bilinear,
+    )
+    return data, transform
+
+
 def mercator_reference(path: Path, shift_east_m: float = 0.0, crop_right: float = 0.0) -> Path:
     """The NEON image warped to EPSG:3857 and shifted east by a known distance; the
     right `crop_right` fraction of it is dropped (for partial-coverage tests)."""
     with rasterio.open(neon_path()) as src:
-        dst_crs = CRS.from_epsg(3857)
-        transform, width, height = calculate_default_transform(
-            src.crs, dst_crs, src.width, src.height, *src.bounds
-        )
-        data = np.zeros((3, height, width), dtype=np.uint8)
-        reproject(
-            src.read(),
-            data,
-            src_transform=src.transform,
-            src_crs=src.crs,
-            dst_transform=transform,
-            dst_crs=dst_crs,
-            resampling=Resampling.bilinear,
-        )
+        data, transform = reprojected(src, CRS.from_epsg(3857))
+    height, width = data.shape[1:]
     # Mercator metres are stretched by 1/cos(latitude) against ground metres.
     lat = 29.68
     shifted = Affine.translation(shift_east_m / np.cos(np.radians(lat)), 0) @ transform
     keep = int(round(width * (1 - crop_right)))
-    return write_raster(path, data[:, :, :keep], dst_crs, shifted)
+    return write_raster(path, data[:, :, :keep], "EPSG:3857", shifted)

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from rrsgan_geo.cli.main import main
 from rrsgan_geo.data import RefSRDataset, find_samples
 from rrsgan_geo.degradation import downsample_4x
-from tests.rasters import mercator_reference, neon_path, write_raster
+from tests.rasters import mercator_reference, neon_path, reprojected, write_raster
 
 FIVE = ("HR", "LR", "LR_UX4", "Ref", "Ref_DUX4")
 
@@ -74,20 +74,7 @@ def test_mixed_crs_references_and_coverage_skips(tmp_path):
     )
     right = tmp_path / "right4326.tif"
     with rasterio.open(right_utm) as src:
-        from rasterio.warp import calculate_default_transform, reproject
-
-        t, w, h = calculate_default_transform(
-            src.crs, "EPSG:4326", src.width, src.height, *src.bounds
-        )
-        warped = np.zeros((3, h, w), np.uint8)
-        reproject(
-            src.read(),
-            warped,
-            src_transform=src.transform,
-            src_crs=src.crs,
-            dst_transform=t,
-            dst_crs="EPSG:4326",
-        )
+        warped, t = reprojected(src, "EPSG:4326")
     write_raster(right, warped, "EPSG:4326", t, nodata=0)
     result = build(tmp_path, "--max-nodata", "0.5", refs=[left, right])
     assert result.exit_code == 0, result.output

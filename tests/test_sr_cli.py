@@ -113,15 +113,14 @@ def test_existing_output_needs_overwrite(files, tmp_path):
     assert (tmp_path / "out.tif").read_bytes() == b"precious"
 
 
+def sr_args(files):
+    """scene, reference and weights: what every `sr` command line here starts with."""
+    scene, ref, weights = (str(files[k]) for k in ("scene", "ref", "weights"))
+    return ["sr", scene, "--ref", ref, "--weights", weights]
+
+
 def test_output_folder_missing_or_not_writable(files, tmp_path):
-    base = [
-        "sr",
-        str(files["scene"]),
-        "--ref",
-        str(files["ref"]),
-        "--weights",
-        str(files["weights"]),
-    ]
+    base = sr_args(files)
     missing = CliRunner().invoke(main, [*base, "-o", str(tmp_path / "nope" / "out.tif")])
     assert missing.exit_code != 0 and "does not exist" in missing.output
     if os.geteuid() == 0:
@@ -159,33 +158,20 @@ def test_success_with_cog_creation_options_and_dry_run(files, tmp_path):
 
 def test_sigterm_mid_run_leaves_no_file(files, tmp_path):
     out = tmp_path / "out.tif"
-    command = [
-        sys.executable,
-        "-m",
-        "rrsgan_geo.cli.main",
-        "sr",
-        str(files["scene"]),
-        "--ref",
-        str(files["ref"]),
-        "--weights",
-        str(files["weights"]),
-        "-o",
-        str(out),
-        "--tile",
-        "8",
-        "--batch-size",
-        "1",
-    ]
+    command = [sys.executable, "-m", "rrsgan_geo.cli.main", *sr_args(files), "-o", str(out)]
+    command += ["--tile", "8", "--batch-size", "1"]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
     while not list(tmp_path.glob(".out.tif.*.part.tif")) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert list(tmp_path.glob(".out.tif.*.part.tif")), "the run never started writing"
+    if not list(tmp_path.glob(".out.tif.*.part.tif")):
+        process.kill()
+        pytest.fail(f"the run never started writing: {process.communicate()[1]}")
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=60)
-    assert process.returncode != 0
-    assert "interrupted" in stderr and "Traceback" not in stderr
-    assert not out.exists()
+    assert process.returncode != 0, stderr
+    assert "interrupted" in stderr and "Traceback" not in stderr, stderr
+    assert not out.exists(), stderr
     assert not list(tmp_path.glob(".*part*"))
 
 

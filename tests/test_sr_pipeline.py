@@ -54,16 +54,21 @@ def test_utm_scene_with_mercator_reference_is_exactly_4x(tmp_path):
     assert not list(tmp_path.glob(".*part*"))
 
 
+def first_tile_inputs(scene, ref, tmp_path):
+    """What the reader hands the model for the top-left tile (96 LR px, margin 4)."""
+    plan = plan_sr(scene, ref, tmp_path / "o.tif", SROptions(tile=96), 4)
+    reader = TileReader(scene, plan.scene_bands, plan.scaling, plan.layout, plan.reference)
+    try:
+        return reader.read(plan.layout.tiles_in_row(0)[0])
+    finally:
+        reader.close()
+
+
 def test_reference_is_cropped_by_coordinates(tmp_path):
     """The 3857 reference, shifted 1 m east, lands on the UTM SR grid 10 px (0.1 m) east."""
     scene = lr_scene(tmp_path / "scene.tif")
     ref = mercator_reference(tmp_path / "ref.tif", shift_east_m=1.0)
-    plan = plan_sr(scene, ref, tmp_path / "o.tif", SROptions(tile=96), 4)
-    reader = TileReader(scene, plan.scene_bands, plan.scaling, plan.layout, plan.reference)
-    try:
-        warped = reader.read(plan.layout.tiles_in_row(0)[0]).ref[0][16:-16, 16:-16]
-    finally:
-        reader.close()
+    warped = first_tile_inputs(scene, ref, tmp_path).ref[0][16:-16, 16:-16]
     with rasterio.open(neon_path()) as src:
         truth = src.read(1).astype(np.float32) / 255
     errors = {
@@ -154,12 +159,7 @@ def test_half_covered_scene_uses_lr_ux4_where_the_reference_is_missing(tmp_path)
 def test_missing_reference_pixels_take_lr_ux4(tmp_path):
     scene = lr_scene(tmp_path / "scene.tif")
     half = mercator_reference(tmp_path / "half.tif", crop_right=0.5)
-    plan = plan_sr(scene, half, tmp_path / "o.tif", SROptions(tile=96), 4)
-    reader = TileReader(scene, plan.scene_bands, plan.scaling, plan.layout, plan.reference)
-    try:
-        item = reader.read(plan.layout.tiles_in_row(0)[0])
-    finally:
-        reader.close()
+    item = first_tile_inputs(scene, half, tmp_path)
     _, lr_ux4, ref, ref_dux4 = model_inputs([item])
     valid = torch.from_numpy(item.ref_valid)
     assert 0.3 < valid.float().mean() < 0.7
