@@ -5,12 +5,14 @@ import pytest
 import rasterio
 import torch
 from affine import Affine
+from rasterio.enums import Resampling
 
 from rrsgan_geo.degradation import down_up_4x
 from rrsgan_geo.inference import model_inputs
 from rrsgan_geo.model import GeneratorConfig, RRSNet
 from rrsgan_geo.pipeline import Generator, SROptions, plan_sr, super_resolve
 from rrsgan_geo.sources import TileReader
+from tests.conftest import SHARED
 from tests.rasters import lr_scene, mercator_reference, neon_path, write_raster
 
 TINY = GeneratorConfig(nf=8, n_blocks=1, groups=2)
@@ -166,3 +168,41 @@ def test_missing_reference_pixels_take_lr_ux4(tmp_path):
     assert torch.equal(ref[0][:, ~valid], lr_ux4[0][:, ~valid])
     assert torch.equal(ref[0][:, valid], torch.from_numpy(item.ref)[:, valid])
     torch.testing.assert_close(ref_dux4, down_up_4x(ref))
+
+
+SENTINEL2 = SHARED / "data" / "sentinel2"
+
+
+def test_single_band_uint16_scene_with_percentile_stretch_and_nodata(tmp_path):
+    """A real bi-temporal pair: the 29 May Sentinel-2 band averaged to 40 m is the
+    scene, the 8 June 10 m image the reference. One uint16 band, nodata=0 along the
+    tile's edge, a whole-scene percentile stretch: the output is one uint16 band at
+    10 m, masked where the scene is, in the scene's units."""
+    target = SENTINEL2 / "tgt_S2A_20160529T153631_T33UUU_sub.tif"
+    reference = SENTINEL2 / "ref_S2A_20160608T153121_T33UUU_sub.tif"
+    if not target.is_file():
+        pytest.skip(f"shared Sentinel-2 pair absent ({SENTINEL2})")
+    with rasterio.open(target) as src:
+        window = rasterio.windows.Window(60, 1800, 160, 192)  # crosses the nodata edge
+        truth = src.read(1, window=window)
+        lr = src.read(1, window=window, out_shape=(48, 40), resampling=Resampling.average)
+        lr[src.read_masks(1, window=window, out_shape=(48, 40)) == 0] = 0
+        transform = src.window_transform(window) @ Affine.scale(4)
+        scene = write_raster(tmp_path / "s2_40m.tif", lr[None], src.crs, transform, nodata=0)
+    assert 0.02 < (lr == 0).mean() < 0.5
+    plan, report = run(
+        scene, reference, tmp_path / "out.tif", tile=16, scale="p2,p98", ref_scale="p2,p98"
+    )
+    assert plan.scaling.method == "percentile p2,p98" and plan.scaling.high[0] > 1000
+    with rasterio.open(tmp_path / "out.tif") as out:
+        assert (out.count, out.dtypes[0], out.nodata) == (1, "uint16", 0)
+        assert out.transform == transform @ Affine.scale(0.25)
+        assert out.res == (10.0, 10.0)
+        assert "percentile" in out.tags()["RRSGAN_SCALING"]
+        sr = out.read(1)
+    scene_valid = np.repeat(np.repeat(lr > 0, 4, axis=0), 4, axis=1)
+    assert (sr[~scene_valid] == 0).all() and (sr[scene_valid] > 0).all()
+    # In the scene's units: close to the 10 m truth where both are valid.
+    both = scene_valid & (truth > 0)
+    assert np.corrcoef(sr[both].astype(float), truth[both].astype(float))[0, 1] > 0.8
+    assert report.pixel_coverage > 0.5
