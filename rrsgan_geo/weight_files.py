@@ -253,14 +253,19 @@ def convert_weights(
     return read_weight_file(target)
 
 
-DEFAULT_WEIGHTS = "rrsgan_l1.safetensors"
+# Shipped weights, best first: full-size stage-1 weights when trained, else the compact
+# CPU-trained ones.
+DEFAULT_WEIGHTS = ("rrsgan_l1.safetensors", "rrsgan_l1_compact.safetensors")
 
 
 def shipped_weights_path() -> Path:
     """The default weights installed with the package (weights/ in the repo)."""
-    path = Path(str(importlib.resources.files("rrsgan_geo.weights") / DEFAULT_WEIGHTS))
-    if not path.is_file():
-        raise WeightsNotFoundError(
-            f"no trained weights are installed ({path} is missing): pass --weights FILE"
-        )
-    return path
+    folder = importlib.resources.files("rrsgan_geo.weights")
+    for name in DEFAULT_WEIGHTS:
+        path = Path(str(folder / name))
+        if path.is_file():
+            return path
+    raise WeightsNotFoundError(
+        f"no trained weights are installed (none of {', '.join(DEFAULT_WEIGHTS)} in "
+        f"{folder}): pass --weights FILE"
+    )

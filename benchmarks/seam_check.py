@@ -1,0 +1,55 @@
+"""How much does tiling change the output? Tiled runs vs one whole-scene pass.
+
+For each margin, super-resolves the scene with small tiles and as one tile (same
+margin, so both see the same reflected borders) and prints the largest and mean
+absolute difference. The smallest margin whose difference is negligible is the one
+to store with the weights (`rrsgan-geo weights convert --margin`).
+
+    python benchmarks/seam_check.py WEIGHTS SCENE REF [--tile 32] [--margins 8,16,24,32]
+"""
+
+import argparse
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import rasterio
+
+from rrsgan_geo.pipeline import Generator, SROptions, plan_sr, super_resolve
+from rrsgan_geo.weight_files import load_generator
+
+
+def run(
+    generator: Generator, scene: Path, ref: Path, out: Path, tile: int, margin: int
+) -> np.ndarray:
+    options = SROptions(tile=tile, device="cpu", overwrite=True)
+    super_resolve(plan_sr(scene, ref, out, options, margin), generator, options)
+    with rasterio.open(out) as dataset:
+        return dataset.read().astype(np.int16)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("weights", type=Path)
+    parser.add_argument("scene", type=Path)
+    parser.add_argument("ref", type=Path)
+    parser.add_argument("--tile", type=int, default=32)
+    parser.add_argument("--margins", default="8,16,24,32")
+    args = parser.parse_args()
+    model, weight_file = load_generator(args.weights)
+    generator = Generator(model, weight_file.path.name, weight_file.sha256, 0)
+    with rasterio.open(args.scene) as dataset:
+        whole_tile = -(-max(dataset.width, dataset.height) // 4) * 4
+    print(f"{args.weights.name}: tiles of {args.tile} LR px vs one tile of {whole_tile}")
+    print("| margin | max abs diff | mean abs diff | pixels differing |")
+    print("|---|---|---|---|")
+    with tempfile.TemporaryDirectory() as folder:
+        for margin in (int(m) for m in args.margins.split(",")):
+            tiled = run(generator, args.scene, args.ref, Path(folder) / "t.tif", args.tile, margin)
+            whole = run(generator, args.scene, args.ref, Path(folder) / "w.tif", whole_tile, margin)
+            diff = np.abs(tiled - whole)
+            print(f"| {margin} | {diff.max()} | {diff.mean():.4f} | {(diff > 0).mean():.2%} |")
+
+
+if __name__ == "__main__":
+    main()
