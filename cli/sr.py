@@ -72,7 +72,8 @@ def _describe_plan(plan: SRPlan, generator: Generator | None) -> list[str]:
         f"bands {','.join(map(str, plan.scene_bands))}, {plan.dtype}",
         f"output      {plan.output_path}: {sr.width} x {sr.height} px, pixel "
         f"{abs(sr.transform.a):g} x {abs(sr.transform.e):g} (1/{SCALE} of the scene's)",
-        f"reference   {plan.ref_path or 'none'}: covers {plan.footprint_coverage:.1%} of the scene",
+        f"reference   {', '.join(map(str, plan.ref_paths)) or 'none'}: covers "
+        f"{plan.footprint_coverage:.1%} of the scene",
         f"tiles       {layout.count} ({layout.cols} x {layout.rows}) of {layout.tile} LR px "
         f"+ {layout.margin} margin",
         f"memory      ~{plan.accumulator_bytes / 2**20:.0f} MiB of accumulators "
@@ -88,8 +89,9 @@ def _describe_plan(plan: SRPlan, generator: Generator | None) -> list[str]:
 @click.option(
     "--ref",
     "ref",
-    type=click.Path(path_type=Path),
-    help="High-resolution reference (any GDAL raster, any CRS).",
+    multiple=True,
+    help="High-resolution reference: a raster (any GDAL format, any CRS), a folder of "
+    "tiles or a glob; repeatable. Those that meet the scene are composited.",
 )
 @click.option(
     "-o",
@@ -138,7 +140,7 @@ def _describe_plan(plan: SRPlan, generator: Generator | None) -> list[str]:
 )
 def sr(
     scene: Path,
-    ref: Path | None,
+    ref: tuple[str, ...],
     output: Path,
     weights: Path | None,
     tile: int,
@@ -148,16 +150,17 @@ def sr(
 ) -> None:
     """Super-resolve SCENE 4x, borrowing texture from a co-located reference.
 
-    The reference is found by coordinates: it may be in any CRS and resolution, and
-    is warped onto the 4x output grid (same CRS as SCENE, pixel size exactly 1/4).
-    Where it does not cover the scene, LR_UX4 stands in. The scene is processed in
-    overlapping tiles, blended without seams and streamed to a tiled, compressed
-    GeoTIFF: memory stays flat however large the scene. Nothing is left at OUTPUT
-    unless the run succeeds.
+    The reference is found by coordinates: one raster or many (a folder of tiles, a
+    glob), in any CRSs and resolutions, warped onto the 4x output grid (same CRS as
+    SCENE, pixel size exactly 1/4). Where none covers the scene, LR_UX4 stands in.
+    The scene is processed in overlapping tiles, blended without seams and streamed
+    to a tiled, compressed GeoTIFF: memory stays flat however large the scene.
+    Nothing is left at OUTPUT unless the run succeeds.
 
     \b
     Examples:
       rrsgan-geo sr scene.tif --ref google.tif -o scene_x4.tif
+      rrsgan-geo sr scene.tif --ref google_tiles/ -o scene_x4.tif
       rrsgan-geo sr s2.tif --ref aerial.vrt --bands 4,3,2 --scale p2,p98 -o s2_x4.tif --cog
       rrsgan-geo sr scene.tif --ref google.tif -o out.tif --dry-run
     """

@@ -1,8 +1,9 @@
 """`batch`: many scenes through the same code path as `sr`, locally or on Dask.
 
-Each scene is one job: pick the reference that covers it best (footprint index built
-once), run `plan_sr` + `super_resolve`, and return a `SceneResult` instead of raising,
-so one bad scene never stops the others. Outputs are written atomically by `sr`, so an
+Each scene is one job: the references that meet it (footprint index built once,
+composited per tile, best-covering first) go through `plan_sr` + `super_resolve`,
+and a `SceneResult` comes back instead of an exception, so one bad scene never stops
+the others. Outputs are written atomically by `sr`, so an
 output that exists is complete: re-running after a crash or kill does only what is
 missing. With Dask, each scene is one task running `run_scene` on a worker.
 """
@@ -28,8 +29,8 @@ COMPLETE_TAG = "RRSGAN_GEO_VERSION"
 @dataclass(frozen=True)
 class SceneJob:
     scene: Path
-    reference: Path | None
-    coverage: float
+    references: tuple[Path, ...]
+    """Every reference whose footprint meets the scene, best-covering first."""
     output: Path
 
 
@@ -45,7 +46,7 @@ class SceneResult:
 def plan_jobs(
     scene_items: list[str | Path], index: ReferenceIndex, out_dir: Path
 ) -> list[SceneJob]:
-    """One job per scene, with its best-covering reference (None where none overlaps).
+    """One job per scene, with the references that meet it (none where none does).
     A scene that cannot be opened still gets a job: it fails alone when it runs."""
     jobs = []
     for scene in expand_rasters(scene_items, "scene"):
@@ -55,8 +56,7 @@ def plan_jobs(
                 hits = index.covering(georeferenced_grid(dataset, "scene"))
         except RRSGANGeoError:
             hits = []
-        reference, coverage = hits[0] if hits else (None, 0.0)
-        jobs.append(SceneJob(scene, reference, coverage, output))
+        jobs.append(SceneJob(scene, tuple(path for path, _ in hits), output))
     return jobs
 
 
@@ -103,7 +103,7 @@ def run_scene(
     try:
         generator = _generator(weights, options.device)
         margin = options.margin if options.margin is not None else generator.margin
-        plan = plan_sr(job.scene, job.reference, job.output, options, margin)
+        plan = plan_sr(job.scene, job.references, job.output, options, margin)
         super_resolve(plan, generator, options)
     except RRSGANGeoError as error:
         return SceneResult(job.scene, job.output, "failed", str(error))

@@ -9,13 +9,14 @@ import json
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import rasterio
 from rasterio.enums import MaskFlags, Resampling
+from shapely import union_all
 
 from rrsgan_geo import __version__
 from rrsgan_geo.errors import CoverageError, InputError
@@ -23,6 +24,7 @@ from rrsgan_geo.grids import RasterGrid
 from rrsgan_geo.inference import TileModel, model_inputs, resolve_device
 from rrsgan_geo.model import SCALE, RRSNet
 from rrsgan_geo.output import StreamingGeoTIFF, check_destination
+from rrsgan_geo.references import ReferenceIndex
 from rrsgan_geo.scaling import ValueScaling, choose_scaling
 from rrsgan_geo.sources import (
     ReferenceSpec,
@@ -71,14 +73,15 @@ class SROptions:
 @dataclass(frozen=True)
 class SRPlan:
     scene_path: Path
-    ref_path: Path | None
+    ref_paths: tuple[Path, ...]
     output_path: Path
     lr_grid: RasterGrid
     sr_grid: RasterGrid
     layout: TileLayout
     scene_bands: tuple[int, ...]
     scaling: ValueScaling
-    reference: ReferenceSpec | None
+    references: tuple[ReferenceSpec, ...]
+    """The references whose footprints meet the scene's, best-covering first."""
     footprint_coverage: float
     dtype: str
     nodata: float | None
@@ -103,12 +106,16 @@ def _parse_resampling(name: str) -> Resampling:
 
 def plan_sr(
     scene_path: str | Path,
-    ref_path: str | Path | None,
+    references: str | Path | Sequence[str | Path] | None,
     output_path: str | Path,
     options: SROptions,
     margin: int,
 ) -> SRPlan:
-    """Check inputs and output; measure the reference's coverage of the scene."""
+    """Check inputs and output; measure the references' coverage of the scene.
+
+    `references`: a raster, a folder of rasters, a glob, or several of these, in any
+    mix of CRSs; those that meet the scene are used, composited per tile.
+    """
     scene_path, output_path = Path(scene_path), Path(output_path)
     check_destination(output_path, options.overwrite)
     layout = TileLayout(0, 0, options.tile, margin)  # validates tile and margin early
@@ -119,25 +126,26 @@ def plan_sr(
         dtype, nodata = scene.dtypes[bands[0] - 1], scene.nodata
         descriptions = tuple(scene.descriptions[band - 1] for band in bands)
     layout = TileLayout(lr_grid.width, lr_grid.height, layout.tile, layout.margin)
-    reference, coverage = None, 0.0
-    if ref_path is not None:
-        reference, coverage = _plan_reference(Path(ref_path), lr_grid, options)
+    if isinstance(references, str | Path):
+        references = [references]
+    specs, coverage = _plan_references(list(references or []), lr_grid, options)
     if coverage == 0.0 and not options.allow_missing_ref:
-        reason = "no reference given" if ref_path is None else f"{ref_path} does not overlap"
+        given = ", ".join(map(str, references or []))
+        reason = f"{given} does not overlap" if given else "no reference given for"
         raise CoverageError(
             f"{reason} the scene {scene_path}; pass --allow-missing-ref to run with "
             "LR_UX4 standing in for the reference"
         )
     return SRPlan(
         scene_path,
-        Path(ref_path) if ref_path is not None else None,
+        tuple(spec.path for spec in specs),
         output_path,
         lr_grid,
         lr_grid.scaled_up(),
         layout,
         bands,
         scaling,
-        reference if coverage > 0 else None,
+        specs,
         coverage,
         dtype,
         nodata,
@@ -145,18 +153,25 @@ def plan_sr(
     )
 
 
-def _plan_reference(
-    ref_path: Path, lr_grid: RasterGrid, options: SROptions
-) -> tuple[ReferenceSpec, float]:
-    with open_raster(ref_path, "reference") as ref:
-        ref_grid = georeferenced_grid(ref, "reference")
-        bands = select_bands(ref, options.ref_bands, "reference")
-        scaling = choose_scaling(ref, bands, options.ref_scale, "reference")
+def _plan_references(
+    items: list[str | Path], lr_grid: RasterGrid, options: SROptions
+) -> tuple[tuple[ReferenceSpec, ...], float]:
+    if not items:
+        return (), 0.0
+    resampling = _parse_resampling(options.ref_resampling)
+    specs, footprints = [], []
+    for path, _ in ReferenceIndex.build(items).covering(lr_grid):
+        with open_raster(path, "reference") as ref:
+            ref_grid = georeferenced_grid(ref, "reference")
+            bands = select_bands(ref, options.ref_bands, "reference")
+            scaling = choose_scaling(ref, bands, options.ref_scale, "reference")
+        specs.append(ReferenceSpec(path, bands, scaling, resampling))
+        footprints.append(ref_grid.footprint(lr_grid.crs))
+    if not specs:
+        return (), 0.0
     scene_shape = lr_grid.footprint()
-    ref_shape = ref_grid.footprint(lr_grid.crs)
-    coverage = scene_shape.intersection(ref_shape).area / scene_shape.area
-    spec = ReferenceSpec(ref_path, bands, scaling, _parse_resampling(options.ref_resampling))
-    return spec, float(min(coverage, 1.0))
+    coverage = scene_shape.intersection(union_all(footprints)).area / scene_shape.area
+    return tuple(specs), float(min(coverage, 1.0))
 
 
 @dataclass
@@ -305,12 +320,13 @@ def _provenance_tags(
         "RRSGAN_MODEL": generator.name,
         "RRSGAN_MODEL_SHA256": generator.sha256,
         "RRSGAN_SCENE": str(plan.scene_path),
-        "RRSGAN_REFERENCE": str(plan.ref_path) if plan.ref_path else "none",
+        "RRSGAN_REFERENCE": ";".join(map(str, plan.ref_paths)) or "none",
         "RRSGAN_REFERENCE_COVERAGE": f"{plan.footprint_coverage:.4f}",
         "RRSGAN_TILE": str(plan.layout.tile),
         "RRSGAN_MARGIN": str(plan.layout.margin),
         "RRSGAN_SCALING": plan.scaling.describe(),
-        "RRSGAN_REF_SCALING": plan.reference.scaling.describe() if plan.reference else "none",
+        "RRSGAN_REF_SCALING": ";".join(spec.scaling.describe() for spec in plan.references)
+        or "none",
         "RRSGAN_REF_RESAMPLING": options.ref_resampling,
         "RRSGAN_DEVICE": device,
         "RRSGAN_PRECISION": options.precision,
@@ -365,7 +381,7 @@ class _Prefetcher:
         plan = self.plan
         try:
             reader = TileReader(
-                plan.scene_path, plan.scene_bands, plan.scaling, plan.layout, plan.reference
+                plan.scene_path, plan.scene_bands, plan.scaling, plan.layout, plan.references
             )
         except BaseException as error:  # handed to the consumer, which re-raises it
             self._put(error)

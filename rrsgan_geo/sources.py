@@ -122,19 +122,17 @@ class TileReader:
         scene_bands: tuple[int, ...],
         scene_scaling: ValueScaling,
         layout: TileLayout,
-        reference: "ReferenceSpec | None",
+        references: "tuple[ReferenceSpec, ...]" = (),
     ) -> None:
         self.scene = rasterio.open(scene_path)
         self.scene_bands = scene_bands
         self.scaling = scene_scaling
         self.layout = layout
-        self.reference = reference
-        self.ref_source = self.ref_vrt = None
-        if reference is not None:
-            self.ref_source = rasterio.open(reference.path)
-            self.ref_vrt = reference.warped(
-                self.ref_source, georeferenced_grid(self.scene, "scene"), layout
-            )
+        scene_grid = georeferenced_grid(self.scene, "scene")
+        self.references = []  # (spec, source, warped view on the padded SR grid)
+        for spec in references:
+            source = rasterio.open(spec.path)
+            self.references.append((spec, source, spec.warped(source, scene_grid, layout)))
 
     def read(self, tile: Tile) -> TileInputs:
         size = self.layout.lr_tile_size
@@ -145,10 +143,12 @@ class TileReader:
             fill_mask = valid.astype(np.uint8)
             values = np.stack([fillnodata(band, mask=fill_mask) for band in values])
         lr = _to_model_bands(self.scaling.to_unit(values))
-        ref, ref_valid = self._read_reference(tile) if self.ref_vrt is not None else (None, None)
+        ref, ref_valid = self._read_references(tile)
         return TileInputs(tile, lr, valid, ref, ref_valid)
 
-    def _read_reference(self, tile: Tile) -> tuple[np.ndarray | None, np.ndarray | None]:
+    def _read_references(self, tile: Tile) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """The tile's window of each reference, composited: the first valid pixel wins
+        (references are listed best-covering first)."""
         n = self.layout.lr_tile_size * SCALE
         # The VRT grid starts one margin before the scene: tile offsets shift by it.
         window = Window(
@@ -157,21 +157,32 @@ class TileReader:
             n,
             n,
         )
-        valid = self.ref_vrt.dataset_mask(window=window) > 0
-        if not valid.any():
-            return None, None
-        values = self.ref_vrt.read(self.reference.bands, window=window)
-        return _to_model_bands(self.reference.scaling.to_unit(values)), valid
+        ref, ref_valid = None, None
+        for spec, _, vrt in self.references:
+            valid = vrt.dataset_mask(window=window) > 0
+            if ref_valid is not None:
+                valid &= ~ref_valid
+            if not valid.any():
+                continue
+            values = _to_model_bands(spec.scaling.to_unit(vrt.read(spec.bands, window=window)))
+            if ref is None:
+                ref, ref_valid = values, valid
+            else:
+                ref[:, valid] = values[:, valid]
+                ref_valid |= valid
+        return ref, ref_valid
 
     def close(self) -> None:
-        for dataset in (self.ref_vrt, self.ref_source, self.scene):
-            if dataset is not None:
-                dataset.close()
+        for _, source, vrt in self.references:
+            vrt.close()
+            source.close()
+        self.scene.close()
 
 
 @dataclass(frozen=True)
 class ReferenceSpec:
-    """Which reference, which bands, how its values scale, how it is resampled."""
+    """One reference source: which file, which bands, how its values scale, how it is
+    resampled. A scene may have several (a folder of tiles, mixed CRSs)."""
 
     path: Path
     bands: tuple[int, ...]

@@ -59,7 +59,7 @@ def test_utm_scene_with_mercator_reference_is_exactly_4x(tmp_path):
 def first_tile_inputs(scene, ref, tmp_path):
     """What the reader hands the model for the top-left tile (96 LR px, margin 4)."""
     plan = plan_sr(scene, ref, tmp_path / "o.tif", SROptions(tile=96), 4)
-    reader = TileReader(scene, plan.scene_bands, plan.scaling, plan.layout, plan.reference)
+    reader = TileReader(scene, plan.scene_bands, plan.scaling, plan.layout, plan.references)
     try:
         return reader.read(plan.layout.tiles_in_row(0)[0])
     finally:
@@ -206,3 +206,29 @@ def test_single_band_uint16_scene_with_percentile_stretch_and_nodata(tmp_path):
     both = scene_valid & (truth > 0)
     assert np.corrcoef(sr[both].astype(float), truth[both].astype(float))[0, 1] > 0.8
     assert report.pixel_coverage > 0.5
+
+
+def test_a_folder_of_reference_tiles_in_mixed_crss_is_composited(tmp_path):
+    """Half a reference covers half the scene; a folder holding that half (Web
+    Mercator) and the other half (UTM) covers all of it, tile by tile."""
+    scene = lr_scene(tmp_path / "scene.tif")
+    tiles = tmp_path / "ref_tiles"
+    tiles.mkdir()
+    left = mercator_reference(tiles / "left_3857.tif", crop_right=0.5)
+    with rasterio.open(neon_path()) as src:
+        right_half = src.read()[:, :, 190:]
+        write_raster(
+            tiles / "right_utm.tif",
+            right_half,
+            src.crs,
+            src.transform @ Affine.translation(190, 0),
+            nodata=src.nodata,
+        )
+    half_plan, half = run(scene, left, tmp_path / "half.tif", tile=32)
+    plan, report = run(scene, tiles, tmp_path / "both.tif", tile=32)
+    assert len(plan.references) == 2 and len(half_plan.references) == 1
+    assert half.pixel_coverage == pytest.approx(0.5, abs=0.03)
+    assert plan.footprint_coverage == pytest.approx(1.0, abs=0.01)
+    assert report.pixel_coverage > 0.97
+    with rasterio.open(tmp_path / "both.tif") as out:
+        assert len(out.tags()["RRSGAN_REFERENCE"].split(";")) == 2
