@@ -16,7 +16,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import rasterio
 import torch
 from affine import Affine
@@ -30,8 +29,14 @@ from rrsgan_geo.errors import ConfigError, CoverageError, OutputError
 from rrsgan_geo.grids import RasterGrid
 from rrsgan_geo.model import SCALE
 from rrsgan_geo.references import ReferenceIndex, expand_rasters
-from rrsgan_geo.scaling import choose_scaling
-from rrsgan_geo.sources import georeferenced_grid, open_raster, select_bands, warp_to_grid
+from rrsgan_geo.scaling import ValueScaling, choose_scaling
+from rrsgan_geo.sources import (
+    georeferenced_grid,
+    open_raster,
+    select_bands,
+    to_model_bands,
+    warp_to_grid,
+)
 
 FOLDERS = ("HR", "LR", "LR_UX4", "Ref", "Ref_DUX4")
 MANIFEST = "manifest.jsonl"
@@ -117,6 +122,8 @@ def build_dataset(
     hr_paths = expand_rasters(hr_sources, "HR source")
     references = ReferenceIndex.build(ref_sources)
     prepare_output(out_dir, options.overwrite)
+    hr_rasters = _OpenRasters(options.hr_bands, options.scale, "HR source")
+    ref_rasters = _OpenRasters(options.ref_bands, options.ref_scale, "reference")
     jobs = []  # (hr path, row, col, block id)
     for source_index, path in enumerate(hr_paths):
         with open_raster(path, "HR source") as dataset:
@@ -131,10 +138,13 @@ def build_dataset(
     for split in ("train", "val"):
         for folder in FOLDERS:
             (out_dir / split / folder).mkdir(parents=True)
-    with open(out_dir / MANIFEST, "w") as manifest:
+    with open(out_dir / MANIFEST, "w") as manifest, hr_rasters, ref_rasters:
         for index, (path, row, col, block) in enumerate(jobs):
             split = "val" if block in held_out else "train"
-            record = _make_sample(path, row, col, index, split, references, out_dir, options)
+            hr = hr_rasters[path]
+            ref_paths = references.covering(_sample_grid(hr, row, col, options.hr_size))
+            ref = ref_rasters[ref_paths[0][0]] if ref_paths else None
+            record = _make_sample(hr, ref, row, col, index, split, out_dir, options)
             if "skipped" in record:
                 report.skipped[record["skipped"]] += 1
             else:
@@ -150,35 +160,62 @@ def build_dataset(
     return report
 
 
-def _make_sample(path, row, col, index, split, references, out_dir, options) -> dict:
+class _OpenRasters:
+    """Each raster opened once, its bands and value scaling fixed once for the whole
+    file: a percentile stretch per sample would normalise every sample differently."""
+
+    def __init__(self, bands: tuple[int, ...] | None, scale: str | None, what: str) -> None:
+        self.bands, self.scale, self.what = bands, scale, what
+        self.open: dict[Path, _Raster] = {}
+
+    def __getitem__(self, path: Path) -> "_Raster":
+        if path not in self.open:
+            dataset = open_raster(path, self.what)
+            bands = select_bands(dataset, self.bands, self.what)
+            scaling = choose_scaling(dataset, bands, self.scale, self.what)
+            self.open[path] = _Raster(path, dataset, bands, scaling)
+        return self.open[path]
+
+    def __enter__(self) -> "_OpenRasters":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        for raster in self.open.values():
+            raster.dataset.close()
+
+
+@dataclass(frozen=True)
+class _Raster:
+    path: Path
+    dataset: rasterio.io.DatasetReader
+    bands: tuple[int, ...]
+    scaling: ValueScaling
+
+
+def _sample_grid(hr: _Raster, row: int, col: int, size: int) -> RasterGrid:
+    grid = georeferenced_grid(hr.dataset, "HR source")
+    return grid.shifted(col * size, row * size, size, size)
+
+
+def _make_sample(hr_raster, ref_raster, row, col, index, split, out_dir, options) -> dict:
     size = options.hr_size
-    with open_raster(path, "HR source") as dataset:
-        bands = select_bands(dataset, options.hr_bands, "HR source")
-        scaling = choose_scaling(dataset, bands, options.scale, "HR source")
-        window = Window(col * size, row * size, size, size)
-        grid = georeferenced_grid(dataset, "HR source").shifted(col * size, row * size, size, size)
-        valid = dataset.read_masks(bands, window=window).min(axis=0) > 0
-        nodata_fraction = 1.0 - float(valid.mean())
-        if nodata_fraction > options.max_nodata:
-            return {"skipped": f"HR nodata above {options.max_nodata:.0%}"}
-        values = scaling.to_unit(dataset.read(bands, window=window))
-    hr = torch.from_numpy(np.repeat(values, 3, axis=0) if values.shape[0] == 1 else values)
-    hits = references.covering(grid)
-    if not hits:
+    window = Window(col * size, row * size, size, size)
+    grid = _sample_grid(hr_raster, row, col, size)
+    valid = hr_raster.dataset.read_masks(hr_raster.bands, window=window).min(axis=0) > 0
+    nodata_fraction = 1.0 - float(valid.mean())
+    if nodata_fraction > options.max_nodata:
+        return {"skipped": f"HR nodata above {options.max_nodata:.0%}"}
+    if ref_raster is None:
         return {"skipped": "no reference overlaps"}
-    ref_path = hits[0][0]
-    with open_raster(ref_path, "reference") as ref_source:
-        ref_bands = select_bands(ref_source, options.ref_bands, "reference")
-        ref_scaling = choose_scaling(ref_source, ref_bands, options.ref_scale, "reference")
-        with warp_to_grid(ref_source, grid, Resampling.bilinear) as vrt:
-            ref_valid = torch.from_numpy(vrt.dataset_mask() > 0)
-            coverage = float(ref_valid.float().mean())
-            if coverage < options.min_ref_coverage:
-                return {"skipped": f"reference coverage below {options.min_ref_coverage:.0%}"}
-            ref_values = ref_scaling.to_unit(vrt.read(ref_bands))
-    ref = torch.from_numpy(
-        np.repeat(ref_values, 3, axis=0) if ref_values.shape[0] == 1 else ref_values
-    )
+    values = hr_raster.scaling.to_unit(hr_raster.dataset.read(hr_raster.bands, window=window))
+    hr = torch.from_numpy(to_model_bands(values))
+    with warp_to_grid(ref_raster.dataset, grid, Resampling.bilinear) as vrt:
+        ref_valid = torch.from_numpy(vrt.dataset_mask() > 0)
+        coverage = float(ref_valid.float().mean())
+        if coverage < options.min_ref_coverage:
+            return {"skipped": f"reference coverage below {options.min_ref_coverage:.0%}"}
+        ref_values = ref_raster.scaling.to_unit(vrt.read(ref_raster.bands))
+    ref = torch.from_numpy(to_model_bands(ref_values))
     lr = downsample_4x(hr[None])
     lr_ux4 = upsample_4x(lr)
     ref = torch.where(ref_valid, ref, lr_ux4[0])[None]  # LR_UX4 stands in, as in `sr`
@@ -200,8 +237,8 @@ def _make_sample(path, row, col, index, split, references, out_dir, options) -> 
         "split": split,
         "crs": grid.crs.to_string(),
         "bounds": list(rasterio.transform.array_bounds(size, size, grid.transform)),
-        "hr_source": str(path),
-        "ref_source": str(ref_path),
+        "hr_source": str(hr_raster.path),
+        "ref_source": str(ref_raster.path),
         "ref_coverage": round(coverage, 6),
         "nodata_fraction": round(nodata_fraction, 6),
     }

@@ -109,7 +109,8 @@ class TileInputs:
         return self.lr_valid is not None and not self.lr_valid.any()
 
 
-def _to_model_bands(unit: np.ndarray) -> np.ndarray:
+def to_model_bands(unit: np.ndarray) -> np.ndarray:
+    """bands x H x W with 1 or 3 bands -> 3 bands: the model is RGB."""
     return np.repeat(unit, MODEL_BANDS, axis=0) if unit.shape[0] == 1 else unit
 
 
@@ -142,7 +143,7 @@ class TileReader:
         if valid is not None and valid.any() and not valid.all():
             fill_mask = valid.astype(np.uint8)
             values = np.stack([fillnodata(band, mask=fill_mask) for band in values])
-        lr = _to_model_bands(self.scaling.to_unit(values))
+        lr = to_model_bands(self.scaling.to_unit(values))
         ref, ref_valid = self._read_references(tile)
         return TileInputs(tile, lr, valid, ref, ref_valid)
 
@@ -164,7 +165,7 @@ class TileReader:
                 valid &= ~ref_valid
             if not valid.any():
                 continue
-            values = _to_model_bands(spec.scaling.to_unit(vrt.read(spec.bands, window=window)))
+            values = to_model_bands(spec.scaling.to_unit(vrt.read(spec.bands, window=window)))
             if ref is None:
                 ref, ref_valid = values, valid
             else:

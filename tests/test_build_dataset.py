@@ -132,3 +132,22 @@ def test_from_images_indexes_rrssrd(tmp_path):
     records = [json.loads(x) for x in (tmp_path / "idx/manifest.jsonl").read_text().splitlines()]
     assert len(records) == 40 and {r["split"] for r in records} == {"train", "val"}
     assert not list((tmp_path / "idx").glob("*/*.jpg"))  # indexed, never copied
+
+
+def test_percentile_stretch_is_computed_once_per_source(tmp_path):
+    """A uint16 source, dark on the left, bright on the right: a per-sample stretch
+    would make every sample span the full range; one per file keeps the contrast."""
+    rng = np.random.default_rng(0)
+    data = rng.integers(1000, 1100, (3, 192, 192), dtype=np.uint16)
+    data[:, :, 96:] += 2000
+    transform = Affine(0.1, 0, 404000, 0, -0.1, 3285000)
+    hr = write_raster(tmp_path / "hr_u16.tif", data, "EPSG:32617", transform)
+    ref = write_raster(tmp_path / "ref.tif", (data // 16).astype(np.uint8), "EPSG:32617", transform)
+    result = build(tmp_path, "--scale", "p1,p99", "--val-fraction", "0", hr=hr, refs=[ref])
+    assert result.exit_code == 0, result.output
+    means = {}
+    for record in (json.loads(x) for x in (tmp_path / "out/manifest.jsonl").read_text().splitlines()):
+        with rasterio.open(tmp_path / "out/train/HR" / f"{record['id']}.tif") as sample:
+            means[record["bounds"][0]] = sample.read().mean()
+    left, right = (means[x] for x in sorted(means)[:: len(means) - 1])
+    assert left < 60 and right > 190
