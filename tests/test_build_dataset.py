@@ -146,7 +146,8 @@ def test_percentile_stretch_is_computed_once_per_source(tmp_path):
     result = build(tmp_path, "--scale", "p1,p99", "--val-fraction", "0", hr=hr, refs=[ref])
     assert result.exit_code == 0, result.output
     means = {}
-    for record in (json.loads(x) for x in (tmp_path / "out/manifest.jsonl").read_text().splitlines()):
+    manifest = (tmp_path / "out/manifest.jsonl").read_text().splitlines()
+    for record in map(json.loads, manifest):
         with rasterio.open(tmp_path / "out/train/HR" / f"{record['id']}.tif") as sample:
             means[record["bounds"][0]] = sample.read().mean()
     left, right = (means[x] for x in sorted(means)[:: len(means) - 1])
