@@ -156,7 +156,8 @@ def test_success_with_cog_creation_options_and_dry_run(files, tmp_path):
         assert out.tags()["RRSGAN_TILE"] == "32"
 
 
-def test_sigterm_mid_run_leaves_no_file(files, tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
+def test_interrupt_mid_run_leaves_no_file(files, tmp_path, signum):
     out = tmp_path / "out.tif"
     command = [sys.executable, "-m", "rrsgan_geo.cli.main", *sr_args(files), "-o", str(out)]
     command += ["--tile", "8", "--batch-size", "1"]
@@ -167,7 +168,7 @@ def test_sigterm_mid_run_leaves_no_file(files, tmp_path):
     if not list(tmp_path.glob(".out.tif.*.part.tif")):
         process.kill()
         pytest.fail(f"the run never started writing: {process.communicate()[1]}")
-    process.send_signal(signal.SIGTERM)
+    process.send_signal(signum)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode != 0, stderr
     assert "interrupted" in stderr and "Traceback" not in stderr, stderr

@@ -45,11 +45,15 @@ class SeparateOffsetDeformConv(nn.Module):
         out = self.conv_offset_mask(offset_features)
         o1, o2, mask_logits = torch.chunk(out, 3, dim=1)
         offset = torch.cat((o1, o2), dim=1)
-        return deform_conv2d(
-            features,
-            offset,
-            self.weight,
-            self.bias,
-            padding=self.padding,
-            mask=torch.sigmoid(mask_logits),
-        )
+        # In float32 whatever the autocast precision: torchvision has no bfloat16
+        # kernel on the CPU, and fractional sampling offsets want the precision anyway
+        # (torchvision's own CUDA autocast rule runs this op in float32 too).
+        with torch.autocast(features.device.type, enabled=False):
+            return deform_conv2d(
+                features.float(),
+                offset.float(),
+                self.weight.float(),
+                self.bias.float(),
+                padding=self.padding,
+                mask=torch.sigmoid(mask_logits.float()),
+            )

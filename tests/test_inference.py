@@ -1,0 +1,65 @@
+"""Running batches: out-of-memory halving, devices, precisions."""
+
+import pytest
+import torch
+
+from rrsgan_geo.errors import ConfigError
+from rrsgan_geo.inference import TileModel, resolve_device
+from rrsgan_geo.model import RRSNet
+from tests.test_sr_pipeline import TINY
+
+
+class _FailsAboveOneTile(torch.nn.Module):
+    """A generator that runs out of (simulated) CUDA memory on batches above one tile."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.inner = RRSNet(TINY)
+        self.sizes: list[int] = []
+
+    def forward(self, lr, *others):
+        self.sizes.append(lr.shape[0])
+        if lr.shape[0] > 1:
+            raise torch.cuda.OutOfMemoryError("simulated")
+        return self.inner(lr, *others)
+
+
+def test_out_of_memory_halves_the_batch_and_goes_on(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: None)
+    model = _FailsAboveOneTile()
+    runner = TileModel(model, torch.device("cpu"), batch_size=4)
+    inputs = (torch.rand(3, 3, 8, 8),) + tuple(torch.rand(3, 3, 32, 32) for _ in range(3))
+    out = runner(inputs)
+    assert out.shape == (3, 3, 32, 32)
+    assert runner.batch_size == 1 and runner.oom_halvings == 2
+    assert model.sizes == [3, 2, 1, 1, 1]  # 4 -> 2 -> 1, then every tile done once
+    with torch.no_grad():
+        expected = model.inner(*(t[:1] for t in inputs)).clamp(0, 1)
+    torch.testing.assert_close(torch.from_numpy(out[:1]), expected)
+
+
+def test_out_of_memory_at_batch_one_is_raised():
+    model = _FailsAboveOneTile()
+    model.forward = lambda *a: (_ for _ in ()).throw(torch.cuda.OutOfMemoryError("x"))
+    runner = TileModel(model, torch.device("cpu"), batch_size=1)
+    grid = torch.rand(1, 3, 32, 32)
+    with pytest.raises(torch.cuda.OutOfMemoryError):
+        runner((torch.rand(1, 3, 8, 8), grid, grid, grid))
+
+
+@pytest.mark.parametrize(("spec", "message"), [("tpu", "use auto"), ("cuda:9", "cuda:9")])
+def test_bad_devices(spec, message):
+    if spec.startswith("cuda") and torch.cuda.is_available() and torch.cuda.device_count() > 9:
+        pytest.skip("this machine really has 10 GPUs")
+    with pytest.raises(ConfigError, match=message):
+        resolve_device(spec)
+
+
+def test_bf16_on_cpu_runs_close_to_fp32():
+    torch.manual_seed(0)
+    model = RRSNet(TINY)
+    inputs = (torch.rand(1, 3, 8, 8),) + tuple(torch.rand(1, 3, 32, 32) for _ in range(3))
+    fp32 = TileModel(model, torch.device("cpu"), "fp32")(inputs)
+    bf16 = TileModel(model, torch.device("cpu"), "bf16")(inputs)
+    assert abs(fp32 - bf16).max() < 0.05
