@@ -35,6 +35,7 @@ from rrsgan_geo.sources import (
     open_raster,
     select_bands,
     to_model_bands,
+    valid_mask,
     warp_to_grid,
 )
 
@@ -201,8 +202,8 @@ def _make_sample(hr_raster, ref_raster, row, col, index, split, out_dir, options
     size = options.hr_size
     window = Window(col * size, row * size, size, size)
     grid = _sample_grid(hr_raster, row, col, size)
-    valid = hr_raster.dataset.read_masks(hr_raster.bands, window=window).min(axis=0) > 0
-    nodata_fraction = 1.0 - float(valid.mean())
+    valid = valid_mask(hr_raster.dataset, hr_raster.bands, window)
+    nodata_fraction = 0.0 if valid is None else 1.0 - float(valid.mean())
     if nodata_fraction > options.max_nodata:
         return {"skipped": f"HR nodata above {options.max_nodata:.0%}"}
     if ref_raster is None:

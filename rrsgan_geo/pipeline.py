@@ -15,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
-from rasterio.enums import MaskFlags, Resampling
+from rasterio.enums import Resampling
+from rasterio.windows import Window
 from shapely import union_all
 
 from rrsgan_geo import __version__
@@ -33,6 +34,7 @@ from rrsgan_geo.sources import (
     georeferenced_grid,
     open_raster,
     select_bands,
+    valid_mask,
 )
 from rrsgan_geo.tiling import RowBandBlender, TileLayout
 
@@ -277,13 +279,12 @@ def _to_output(
     if len(plan.scene_bands) == 1:
         unit = unit.mean(axis=0, keepdims=True)
     values = plan.scaling.from_unit(unit, np.dtype(plan.dtype))
-    if plan.nodata is None or all(
-        MaskFlags.all_valid in scene.mask_flag_enums[band - 1] for band in plan.scene_bands
-    ):
+    if plan.nodata is None:
         return values
     lr_top, lr_rows = top // SCALE, values.shape[1] // SCALE
-    window = rasterio.windows.Window(0, lr_top, scene.width, lr_rows)
-    valid = scene.read_masks(plan.scene_bands, window=window).min(axis=0) > 0
+    valid = valid_mask(scene, plan.scene_bands, Window(0, lr_top, scene.width, lr_rows))
+    if valid is None:
+        return values
     valid = np.repeat(np.repeat(valid, SCALE, axis=0), SCALE, axis=1)
     values[:, ~valid] = np.asarray(plan.nodata).astype(values.dtype)
     return values

@@ -68,6 +68,16 @@ def select_bands(
     return bands
 
 
+def valid_mask(
+    dataset: rasterio.io.DatasetReader, bands: tuple[int, ...], window: Window
+) -> np.ndarray | None:
+    """Where every band is valid (nodata value, alpha or mask band); None, without
+    reading anything, when the dataset declares no mask for these bands."""
+    if all(MaskFlags.all_valid in dataset.mask_flag_enums[band - 1] for band in bands):
+        return None
+    return dataset.read_masks(bands, window=window).min(axis=0) > 0
+
+
 def _read_reflected(
     dataset: rasterio.io.DatasetReader,
     bands: tuple[int, ...],
@@ -82,12 +92,8 @@ def _read_reflected(
     window = Window(c0, r0, c1 - c0, r1 - r0)
     pads = ((r0 - row_off, row_off + size - r1), (c0 - col_off, col_off + size - c1))
     values = np.pad(dataset.read(bands, window=window), ((0, 0), *pads), mode="symmetric")
-    if all(
-        MaskFlags.all_valid in flags for flags in (dataset.mask_flag_enums[b - 1] for b in bands)
-    ):
-        return values, None
-    valid = dataset.read_masks(bands, window=window).min(axis=0) > 0
-    return values, np.pad(valid, pads, mode="symmetric")
+    valid = valid_mask(dataset, bands, window)
+    return values, None if valid is None else np.pad(valid, pads, mode="symmetric")
 
 
 @dataclass
