@@ -3,7 +3,7 @@
 import torch
 from torch.nn import functional as F
 
-from rrsgan_geo.model.deform import SeparateOffsetDeformConv
+from rrsgan_geo.model.deform import MASK_LOGIT_INIT, SeparateOffsetDeformConv
 
 GROUPS, CHANNELS, TAPS = 4, 8, 9
 SATURATED = 40.0  # sigmoid(40) == 1.0 exactly in float32
@@ -94,11 +94,14 @@ def test_fractional_offsets_and_mask_match_a_bilinear_reference():
     torch.testing.assert_close(layer(x, features), expected, rtol=1e-4, atol=1e-4)
 
 
-def test_fresh_layer_samples_the_grid_with_mask_one_half():
+def test_fresh_layer_samples_the_grid_with_an_open_mask():
+    """Zero offsets and mask sigmoid(MASK_LOGIT_INIT), about 0.95, whatever the input."""
     torch.manual_seed(0)
     layer = SeparateOffsetDeformConv(CHANNELS, GROUPS)
     x = torch.randn(1, CHANNELS, 7, 7)
-    expected = F.conv2d(x * 0.5, layer.weight, layer.bias, padding=1)
+    mask = torch.sigmoid(torch.tensor(MASK_LOGIT_INIT))
+    assert mask > 0.9
+    expected = F.conv2d(x * mask, layer.weight, layer.bias, padding=1)
     torch.testing.assert_close(layer(x, torch.randn_like(x)), expected)
 
 
@@ -108,3 +111,36 @@ def test_offsets_receive_gradients():
     x = torch.randn(1, CHANNELS, 8, 8)
     layer(x, torch.randn_like(x)).square().sum().backward()
     assert layer.conv_offset_mask.weight.grad.abs().sum() > 0
+
+
+def test_the_sampled_formulation_equals_torchvision_with_its_gradients():
+    """The layer's grid_sample + matmul path against torchvision's deform_conv2d (the
+    plain reference): outputs and all gradients, offsets reaching past the borders."""
+    from torchvision.ops import deform_conv2d
+
+    from rrsgan_geo.model.deform import sampled_deform_conv2d
+
+    torch.manual_seed(0)
+    shape = (2, CHANNELS, 9, 12)
+    inputs = {
+        "features": torch.randn(shape),
+        "offset": torch.randn(2, 2 * GROUPS * TAPS, 9, 12) * 3,
+        "mask": torch.rand(2, GROUPS * TAPS, 9, 12),
+        "weight": torch.randn(CHANNELS, CHANNELS, 3, 3),
+        "bias": torch.randn(CHANNELS),
+    }
+    results = []
+    for function in (
+        lambda features, offset, mask, weight, bias: deform_conv2d(
+            features, offset, weight, bias, padding=1, mask=mask
+        ),
+        sampled_deform_conv2d,
+    ):
+        leaves = {k: v.clone().requires_grad_(True) for k, v in inputs.items()}
+        out = function(**leaves)
+        (out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum().backward()
+        results.append((out, {k: v.grad for k, v in leaves.items()}))
+    (expected, expected_grads), (out, grads) = results
+    torch.testing.assert_close(out, expected, rtol=1e-4, atol=1e-4)
+    for key in inputs:
+        torch.testing.assert_close(grads[key], expected_grads[key], rtol=1e-3, atol=1e-3)

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from rrsgan_geo.model.blocks import conv3x3, leaky_relu
+from rrsgan_geo.model.blocks import conv3x3, kaiming_leaky_init, leaky_relu
 from rrsgan_geo.model.deform import SeparateOffsetDeformConv
 
 Pyramid = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
@@ -49,6 +49,9 @@ class GPCDAlign(nn.Module):
         self.cas_dcnpack = SeparateOffsetDeformConv(c, g)
         self.cas_fea_conv = conv3x3(c, c_out)
         self.lrelu = leaky_relu()
+        for name, layer in self.named_children():
+            if name.endswith(("_offset_conv1", "_offset_conv2", "_offset_conv3", "_fea_conv")):
+                kaiming_leaky_init(layer)
 
     def forward(self, ref: Pyramid, ref_blurred: Pyramid, lr: Pyramid) -> Pyramid:
         """`ref`: Ref features (sampled); `ref_blurred`: Ref_DUX4; `lr`: LR_UX4 features."""

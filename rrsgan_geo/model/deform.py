@@ -1,16 +1,25 @@
 """Modulated deformable convolution (DCNv2) without a compiled extension.
 
 The authors built DCNv2 from a CUDA extension (`DCN_sep`). torchvision's
-`deform_conv2d` implements the same operator on CPU and GPU with the same offset
-layout (per deformable group, per kernel tap, (dy, dx) pairs) and mask layout, so the
-authors' weights give the same result here without anything to compile.
-"""
+`deform_conv2d` implements the same operator with the same offset layout (per
+deformable group, per kernel tap, (dy, dx) pairs) and mask layout, so the authors'
+weights give the same result here without anything to compile.
 
-import math
+The layer computes it as `grid_sample` (every tap of every group sampled at once, zeros
+outside the map, as deform_conv2d reads them) followed by one matrix product. That is
+the same operator, 2x faster forward and 5-7x faster backward than deform_conv2d on
+the CPU (measured: 8 x 20 x 96 x 96, 4 groups), and on CUDA its matrix product runs in
+the autocast precision on tensor cores, where deform_conv2d runs in float32. The
+tests check it against deform_conv2d, which remains the path for maps under 2 px.
+"""
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 from torchvision.ops import deform_conv2d
+
+# sigmoid(3) = 0.95: the modulation mask a fresh layer starts with.
+MASK_LOGIT_INIT = 3.0
 
 
 class SeparateOffsetDeformConv(nn.Module):
@@ -18,8 +27,8 @@ class SeparateOffsetDeformConv(nn.Module):
 
     `conv_offset_mask` turns the offset features into 3 * groups * 9 channels, split
     into equal chunks (o1, o2, m): offsets are concat(o1, o2) and the mask is
-    sigmoid(m), exactly as the authors' `DCN_sep`. It starts at zero, so a freshly
-    built layer samples the regular grid with mask 0.5.
+    sigmoid(m), exactly as the authors' `DCN_sep`. It starts with zero offsets, so a
+    freshly built layer samples the regular grid (see `reset_parameters`).
     """
 
     def __init__(self, channels: int, deformable_groups: int, kernel_size: int = 3) -> None:
@@ -34,26 +43,77 @@ class SeparateOffsetDeformConv(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        fan_in = self.weight.shape[1] * self.weight.shape[2] * self.weight.shape[3]
-        bound = 1.0 / math.sqrt(fan_in)
-        nn.init.uniform_(self.weight, -bound, bound)
+        """PyTorch's convolution initialisation for the weights, and a mask that starts open.
+
+        The authors' zero-initialised `conv_offset_mask` samples the regular grid with
+        mask sigmoid(0) = 0.5, halving the reference features at every deformable layer;
+        a mask bias of MASK_LOGIT_INIT lets them through nearly whole from step one.
+        Offsets still start at zero."""
+        nn.init.kaiming_uniform_(self.weight, a=5**0.5)
         nn.init.zeros_(self.bias)
         nn.init.zeros_(self.conv_offset_mask.weight)
         nn.init.zeros_(self.conv_offset_mask.bias)
+        with torch.no_grad():
+            mask_bias = self.conv_offset_mask.bias.chunk(3)[2]
+            mask_bias.fill_(MASK_LOGIT_INIT)
 
     def forward(self, features: torch.Tensor, offset_features: torch.Tensor) -> torch.Tensor:
         out = self.conv_offset_mask(offset_features)
         o1, o2, mask_logits = torch.chunk(out, 3, dim=1)
         offset = torch.cat((o1, o2), dim=1)
-        # In float32 whatever the autocast precision: torchvision has no bfloat16
-        # kernel on the CPU, and fractional sampling offsets want the precision anyway
-        # (torchvision's own CUDA autocast rule runs this op in float32 too).
-        with torch.autocast(features.device.type, enabled=False):
-            return deform_conv2d(
-                features.float(),
-                offset.float(),
-                self.weight.float(),
-                self.bias.float(),
-                padding=self.padding,
-                mask=torch.sigmoid(mask_logits.float()),
-            )
+        device_type = features.device.type
+        # Sampling in float32 whatever the autocast precision: fractional offsets want
+        # it, and torchvision has no bfloat16 kernel on the CPU. The matrix product may
+        # use the autocast precision on CUDA (tensor cores).
+        product_dtype = torch.float32
+        if device_type == "cuda" and torch.is_autocast_enabled(device_type):
+            product_dtype = torch.get_autocast_dtype(device_type)
+        with torch.autocast(device_type, enabled=False):
+            features, offset = features.float(), offset.float()
+            mask = torch.sigmoid(mask_logits.float())
+            weight, bias = self.weight.float(), self.bias.float()
+            if min(features.shape[-2:]) < 2:
+                return deform_conv2d(features, offset, weight, bias, self.padding, mask=mask)
+            return sampled_deform_conv2d(features, offset, mask, weight, bias, product_dtype)
+
+
+def sampled_deform_conv2d(
+    features: torch.Tensor,
+    offset: torch.Tensor,
+    mask: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor,
+    product_dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
+    """torchvision's `deform_conv2d(features, offset, weight, bias, padding=k // 2,
+    mask=mask)` for a square odd kernel k, stride 1, written as one `grid_sample` and
+    one matrix product. Maps must be at least 2 x 2 (pixel coordinates are normalised
+    with align_corners=True)."""
+    n, channels, height, width = features.shape
+    out_channels, _, kernel, _ = weight.shape
+    taps = kernel * kernel
+    groups = offset.shape[1] // (2 * taps)
+    offset = offset.view(n, groups, taps, 2, height, width)
+    tap = torch.arange(taps, device=features.device)
+    tap_y = (tap // kernel - kernel // 2).to(features.dtype).view(1, 1, taps, 1, 1)
+    tap_x = (tap % kernel - kernel // 2).to(features.dtype).view(1, 1, taps, 1, 1)
+    rows = torch.arange(height, device=features.device, dtype=features.dtype)
+    cols = torch.arange(width, device=features.device, dtype=features.dtype)
+    y = rows.view(1, 1, 1, height, 1) + tap_y + offset[:, :, :, 0]
+    x = cols.view(1, 1, 1, 1, width) + tap_x + offset[:, :, :, 1]
+    grid = torch.stack((x * (2 / (width - 1)) - 1, y * (2 / (height - 1)) - 1), dim=-1)
+    sampled = F.grid_sample(
+        features.reshape(n * groups, channels // groups, height, width),
+        grid.view(n * groups, taps * height, width, 2),
+        mode="bilinear",
+        padding_mode="zeros",
+        align_corners=True,
+    )
+    sampled = sampled.view(n, groups, channels // groups, taps, height, width)
+    columns = (sampled * mask.view(n, groups, 1, taps, height, width)).view(
+        n, channels * taps, height * width
+    )
+    out = torch.matmul(
+        weight.reshape(out_channels, channels * taps).to(product_dtype), columns.to(product_dtype)
+    )
+    return out.float().view(n, out_channels, height, width) + bias.view(1, -1, 1, 1)
