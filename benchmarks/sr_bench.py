@@ -26,7 +26,8 @@ import rasterio
 import torch
 from affine import Affine
 
-from rrsgan_geo.inference import TileModel, resolve_device
+from rrsgan_geo.devices import resolve_device
+from rrsgan_geo.inference import TileModel
 from rrsgan_geo.model import GeneratorConfig, RRSNet
 from rrsgan_geo.pipeline import Generator, SROptions, plan_sr, super_resolve
 

@@ -7,6 +7,7 @@ from tqdm import tqdm
 
 from rrsgan_geo.batch import SceneResult, plan_jobs, run_dask, run_local
 from rrsgan_geo.cli.options import device_option, scale_options, tiling_options, weights_option
+from rrsgan_geo.devices import resolve_device
 from rrsgan_geo.pipeline import SROptions
 from rrsgan_geo.references import ReferenceIndex
 from rrsgan_geo.weight_files import shipped_weights_path
@@ -81,7 +82,7 @@ def batch(
         if not out_dir.parent.is_dir():
             raise click.ClickException(f"output folder's parent does not exist: {out_dir.parent}")
         out_dir.mkdir()
-    weights = weights or shipped_weights_path()
+    weights = weights or shipped_weights_path(resolve_device(fields["device"]).type)
     options = SROptions(**fields)
     jobs = plan_jobs(list(scenes), ReferenceIndex.build(ref_sources), out_dir)
     if scheduler == "dask":

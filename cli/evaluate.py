@@ -7,10 +7,10 @@ import click
 from tqdm import tqdm
 
 from rrsgan_geo.cli.options import device_option, weights_option
-from rrsgan_geo.data import find_samples, spatial_split
+from rrsgan_geo.data import RefSRDataset, find_samples, spatial_split
+from rrsgan_geo.devices import resolve_device
 from rrsgan_geo.errors import InputError
 from rrsgan_geo.evaluation import METHODS, evaluate, summarise
-from rrsgan_geo.inference import resolve_device
 from rrsgan_geo.training import load_config
 from rrsgan_geo.weight_files import load_generator, shipped_weights_path
 
@@ -35,10 +35,12 @@ from rrsgan_geo.weight_files import load_generator, shipped_weights_path
 def evaluate_command(data_dirs, weights, held_out, limit, device, json_path) -> None:
     """Score a generator on RRSSRD-style folders (HR/, LR/, Ref/ or google_Ref/).
 
-    Reports PSNR and SSIM on the Y channel with a 4-pixel border cropped (the authors'
-    protocol) for the model, for the model with its reference replaced by LR_UX4 (what
-    the reference adds) and for bicubic; and how well the SR image, downsampled 4x,
-    matches the LR.
+    Reports PSNR and SSIM on RGB (the authors' released protocol) and on Y (as later
+    RefSR papers report), 4-pixel border cropped, 8-bit images, for: the model; the
+    model with its reference replaced by LR_UX4 (model_no_ref: what the reference
+    adds); the model with the truth itself, shifted 3 px and recoloured, as reference
+    (model_truth_ref: does the reference path work at all); and bicubic. Also how well
+    the SR image, downsampled 4x, matches the LR.
 
     \b
     Example:
@@ -52,16 +54,24 @@ def evaluate_command(data_dirs, weights, held_out, limit, device, json_path) -> 
         if not samples:
             raise InputError(f"{held_out} holds out none of these samples")
     samples = samples[:limit] if limit else samples
-    model, weight_file = load_generator(weights or shipped_weights_path())
+    device = resolve_device(device)
+    model, weight_file = load_generator(weights or shipped_weights_path(device.type))
     with tqdm(total=len(samples), unit="image", desc="evaluating", dynamic_ncols=True) as bar:
-        scores = evaluate(model, samples, resolve_device(device), on_sample=lambda _: bar.update())
+        data = RefSRDataset(samples)
+        scores = evaluate(model, data, device, on_sample=lambda _: bar.update())
     summary = summarise(scores)
-    summary["weights"] = {"file": str(weight_file.path), "sha256": weight_file.sha256}
+    summary["weights"] = {"file": weight_file.path.name, "sha256": weight_file.sha256}
     click.echo(f"{len(samples)} samples, {summary['protocol']}")
-    click.echo(f"{'method':<14} {'PSNR dB':>8} {'SSIM':>7}")
+    click.echo(f"{'method':<16} {'RGB PSNR':>9} {'RGB SSIM':>9} {'Y PSNR':>8} {'Y SSIM':>7}")
     for method in METHODS:
-        mean_psnr, mean_ssim = summary["mean_psnr"][method], summary["mean_ssim"][method]
-        click.echo(f"{method:<14} {mean_psnr:>8.3f} {mean_ssim:>7.4f}")
+        row = [summary[f"mean_{m}"][method] for m in ("psnr_rgb", "ssim_rgb", "psnr_y", "ssim_y")]
+        click.echo(f"{method:<16} {row[0]:>9.3f} {row[1]:>9.4f} {row[2]:>8.3f} {row[3]:>7.4f}")
+    rgb = summary["mean_psnr_rgb"]
+    click.echo(
+        f"reference adds {rgb['model'] - rgb['model_no_ref']:+.3f} dB (RGB); "
+        f"model vs bicubic {rgb['model'] - rgb['bicubic']:+.3f} dB; "
+        f"truth as reference vs bicubic {rgb['model_truth_ref'] - rgb['bicubic']:+.3f} dB"
+    )
     click.echo(f"SR downsampled 4x vs LR: {summary['mean_lr_consistency_psnr']:.2f} dB (RGB)")
     if json_path is not None:
         json_path.write_text(json.dumps(summary, indent=2))

@@ -7,6 +7,7 @@ import click
 from tqdm import tqdm
 
 from rrsgan_geo.cli.options import device_option, scale_options, tiling_options, weights_option
+from rrsgan_geo.devices import resolve_device
 from rrsgan_geo.errors import WeightsNotFoundError
 from rrsgan_geo.inference import count_macs_per_lr_pixel
 from rrsgan_geo.model import SCALE, RRSNet
@@ -44,10 +45,11 @@ def _raise_keyboard_interrupt(_signum: int, _frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def _load(weights: Path | None, dry_run: bool) -> Generator | None:
-    """The generator to run; for a dry run without installed weights, None."""
+def _load(weights: Path | None, dry_run: bool, device: str) -> Generator | None:
+    """The generator to run (by default the shipped weights for the device: full-size
+    on CUDA, compact on the CPU); for a dry run without installed weights, None."""
     try:
-        path = weights or shipped_weights_path()
+        path = weights or shipped_weights_path(resolve_device(device).type)
     except WeightsNotFoundError:
         if dry_run:
             return None
@@ -164,7 +166,7 @@ def sr(
       rrsgan-geo sr s2.tif --ref aerial.vrt --bands 4,3,2 --scale p2,p98 -o s2_x4.tif --cog
       rrsgan-geo sr scene.tif --ref google.tif -o out.tif --dry-run
     """
-    generator = _load(weights, dry_run)
+    generator = _load(weights, dry_run, fields["device"])
     options = SROptions(tile=tile, margin=margin, **fields)
     if margin is None:
         margin = generator.margin if generator else DEFAULT_MARGIN_LR
@@ -174,6 +176,9 @@ def sr(
         click.echo("\n".join(lines))
         return
     click.echo(lines[2], err=True)
+    if generator is not None:
+        default = "" if weights else f" (default for {resolve_device(fields['device']).type})"
+        click.echo(f"weights     {generator.name}{default}", err=True)
     previous = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     try:
         with tqdm(

@@ -6,7 +6,7 @@ import click
 from tqdm import tqdm
 
 from rrsgan_geo.cli.options import device_option
-from rrsgan_geo.inference import resolve_device
+from rrsgan_geo.distributed import distributed_process_group
 from rrsgan_geo.training import StepLog, Trainer, load_config
 
 
@@ -14,7 +14,13 @@ from rrsgan_geo.training import StepLog, Trainer, load_config
 @click.argument("config", type=click.Path(dir_okay=False, path_type=Path))
 @device_option
 @click.option("--resume", is_flag=True, help="Continue the run in the config's output_dir.")
-def train(config: Path, resume: bool, device: str) -> None:
+@click.option(
+    "--max-minutes",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Stop at the first step boundary after this many minutes, save and export "
+    "(for short GPU windows; continue with --resume, or from the export via init_weights).",
+)
+def train(config: Path, resume: bool, device: str, max_minutes: float | None) -> None:
     """Train the RRSGAN generator as the authors did, from CONFIG (YAML).
 
     Stage 1 trains with L1 only (the RRSNet/PSNR model). Stage 2 adds the VGG19
@@ -25,36 +31,61 @@ def train(config: Path, resume: bool, device: str) -> None:
     The places held out for validation are whole blocks of places, never crops of
     training places.
 
+    Each sample's reference is drawn from the config's `reference` sources (real,
+    other date, synthetic from the HR, none); every validation prints the reference's
+    effect (PSNR with the reference minus without it), so a run shows whether the
+    reference path is learning. Under torchrun, each process trains on its share of
+    the batch with DistributedDataParallel (gloo on CPU, NCCL on GPUs).
+
     \b
     Example:
       rrsgan-geo train examples/train/rrsnet_compact_cpu.yaml
       rrsgan-geo train examples/train/rrsnet_compact_cpu.yaml --resume
+      rrsgan-geo train full.yaml --device cuda --max-minutes 9
+      torchrun --nproc-per-node 8 -m rrsgan_geo.cli.main train full.yaml --device cuda
     """
     settings = load_config(config)
-    trainer = Trainer(settings, resolve_device(device), resume=resume)
+    with distributed_process_group(device) as process_device:
+        _train(settings, process_device, resume, max_minutes)
+
+
+def _train(settings, device, resume: bool, max_minutes: float | None) -> None:
+    trainer = Trainer(settings, device, resume=resume)
+    quiet = trainer.rank != 0
     click.echo(
         f"{settings.name}: stage {settings.stage}, {len(trainer.train_data)} training images, "
         f"{len(trainer.val_places)} held-out places, step {trainer.step} -> {settings.steps}, "
         f"output {settings.output_dir}",
         err=True,
     )
-    bar = tqdm(total=settings.steps, initial=trainer.step, unit="step", dynamic_ncols=True)
+    bar = tqdm(
+        total=settings.steps,
+        initial=trainer.step,
+        unit="step",
+        dynamic_ncols=True,
+        disable=quiet,
+    )
 
     def report(log: StepLog) -> None:
         bar.update(1)
         bar.set_postfix({k: f"{v:.4f}" for k, v in log.losses.items()}, refresh=False)
-        if log.val_psnr is not None:
+        if log.validation is not None:
+            v = log.validation
             bar.write(
-                f"step {log.step}: val PSNR {log.val_psnr:.2f} dB "
-                f"(bicubic {log.val_bicubic_psnr:.2f} dB), lr {log.learning_rate:.2e}"
+                f"step {log.step}: val RGB PSNR {v['model']:.2f} dB (bicubic "
+                f"{v['bicubic']:.2f}), reference effect {v['ref_effect']:+.3f} dB, "
+                f"truth-as-reference effect {v['truth_ref_effect']:+.3f} dB, "
+                f"lr {log.learning_rate:.2e}"
             )
 
     try:
-        trainer.run(report)
+        finished = trainer.run(report, max_minutes=max_minutes)
     except KeyboardInterrupt:
         raise click.ClickException(
             f"interrupted at step {trainer.step}; checkpoint saved, continue with --resume"
         ) from None
     finally:
         bar.close()
-    click.echo(f"done: {settings.output_dir / 'latest.safetensors'}")
+    if not quiet:
+        state = "done" if finished else f"stopped after {max_minutes:g} min at step {trainer.step}"
+        click.echo(f"{state}: {settings.output_dir / 'latest.safetensors'}")

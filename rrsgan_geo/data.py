@@ -3,22 +3,44 @@
 A folder holds `HR/`, `LR/` and `Ref/` (or the authors' `google_Ref/`) with the same
 file names. LR_UX4 and Ref_DUX4 are not read from disk: they are made here with the
 same degradation helper `sr` uses, so training sees exactly what inference will.
-Samples are drawn as a pure function of (seed, step), which makes resuming exact.
+
+Each training sample's reference is drawn from `ReferenceConfig`'s sources: the real
+reference, the same place's HR on another date, a synthetic reference made from the
+HR (`reference_synthesis`), or none (LR_UX4 stands in, as in `sr` where no reference
+covers a tile). Batches are a pure function of (seed, step, sample index): resuming is
+exact, and ranks of a distributed run draw disjoint slices of the same global batch.
+Crops are cut with context first and degraded afterwards, batched on the training
+device, so no step re-runs a resize over a whole image.
 """
 
+import dataclasses
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
+from torch.nn import functional as F
 
 from rrsgan_geo.degradation import down_up_4x, upsample_4x
-from rrsgan_geo.errors import InputError
+from rrsgan_geo.errors import ConfigError, InputError
 from rrsgan_geo.model import SCALE
+from rrsgan_geo.reference_synthesis import (
+    Distortion,
+    SyntheticReferenceConfig,
+    config_from_dict,
+    draw_distortion,
+    synthesize,
+)
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff"}
+SOURCES = ("real", "other_date", "synthetic", "none")
+# Context cut around every crop (LR px; 4x that on the HR grid): the bicubic resizes
+# reach 2 LR px past a pixel, and a synthetic reference moves pixels by up to
+# `SyntheticReferenceConfig.displacement_bound`, which is sampled with reflection
+# beyond this context.
+CONTEXT_LR = 8
 REF_FOLDERS = ("Ref", "google_Ref")
 # RRSSRD names a zoom-18 web-map tile and a sub-crop: L18_<x>_<y>_s<k>.
 _L18 = re.compile(r"L18_(\d+)_(\d+)_s\d+")
@@ -87,6 +109,89 @@ def spatial_split(
     return train, val
 
 
+@dataclass(frozen=True)
+class ReferenceConfig:
+    """Where each training sample's reference comes from, with what probability.
+
+    `sources` are relative weights of `SOURCES`; with `sources_end` and
+    `curriculum_steps` the weights move linearly from one to the other over those
+    steps, and synthetic distortions grow from `synthetic_start_strength` of their
+    configured size to all of it. The default is the real reference only (the
+    authors' recipe)."""
+
+    sources: dict[str, float] = field(default_factory=lambda: {"real": 1.0})
+    sources_end: dict[str, float] | None = None
+    curriculum_steps: int = 0
+    synthetic_start_strength: float = 1.0
+    synthetic: SyntheticReferenceConfig = field(default_factory=SyntheticReferenceConfig)
+
+    def __post_init__(self) -> None:
+        for mix in (self.sources, self.sources_end or {}):
+            unknown = sorted(set(mix) - set(SOURCES))
+            if unknown:
+                raise ConfigError(
+                    f"reference sources: unknown {', '.join(unknown)} (known: {', '.join(SOURCES)})"
+                )
+            if any(w < 0 for w in mix.values()):
+                raise ConfigError("reference sources: weights must be >= 0")
+        if sum(self.sources.values()) <= 0 or (
+            self.sources_end is not None and sum(self.sources_end.values()) <= 0
+        ):
+            raise ConfigError("reference sources: the weights must not all be zero")
+        if self.curriculum_steps < 0:
+            raise ConfigError("reference.curriculum_steps must be >= 0")
+        if not 0 <= self.synthetic_start_strength <= 1:
+            raise ConfigError("reference.synthetic_start_strength must be in [0, 1]")
+
+    @classmethod
+    def from_dict(cls, raw: dict) -> "ReferenceConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise ConfigError(f"reference: unknown key(s) {', '.join(unknown)}")
+        return cls(**{**raw, "synthetic": config_from_dict(raw.get("synthetic", {}))})
+
+    def _progress(self, step: int) -> float:
+        return min(1.0, step / self.curriculum_steps) if self.curriculum_steps else 1.0
+
+    def probabilities(self, step: int) -> list[float]:
+        """Probabilities of `SOURCES` at `step`."""
+        start = [self.sources.get(name, 0.0) for name in SOURCES]
+        start = [w / sum(start) for w in start]
+        if self.sources_end is None:
+            return start
+        end = [self.sources_end.get(name, 0.0) for name in SOURCES]
+        end = [w / sum(end) for w in end]
+        t = self._progress(step)
+        return [a + (b - a) * t for a, b in zip(start, end, strict=True)]
+
+    def synthetic_at(self, step: int) -> SyntheticReferenceConfig:
+        """The synthetic distortion ranges in force at `step`."""
+        start = self.synthetic_start_strength
+        return self.synthetic.scaled(start + (1 - start) * self._progress(step))
+
+
+@dataclass(frozen=True)
+class CropPlan:
+    """Everything random about one training sample, drawn before any pixel is touched."""
+
+    index: int
+    top: int
+    left: int
+    flip_h: bool
+    flip_v: bool
+    rotate: bool
+    source: str
+    distortion: Distortion | None = None
+    donor: tuple[int, int, int] | None = None  # (index, top, left) lending texture
+
+
+def _pad(image: np.ndarray, pad: int) -> torch.Tensor:
+    """H x W x 3 uint8 -> 3 x (H + 2 pad) x (W + 2 pad) uint8, edges replicated."""
+    chw = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
+    return F.pad(chw[None].float(), (pad,) * 4, mode="replicate")[0].round().byte()
+
+
 class RefSRDataset(torch.utils.data.Dataset):
     """Five-tuples (LR, LR_UX4, Ref, Ref_DUX4, HR) in [0, 1], decoded once and kept."""
 
@@ -98,6 +203,24 @@ class RefSRDataset(torch.utils.data.Dataset):
                 raise InputError(
                     f"{sample.folder}/*/{sample.hr.name}: HR, Ref and 4x LR sizes differ"
                 )
+        context_hr = SCALE * CONTEXT_LR
+        self._padded = [
+            (_pad(lr, CONTEXT_LR), _pad(ref, context_hr), _pad(hr, context_hr))
+            for lr, ref, hr in self.images
+        ]
+        # The same place on other dates: same file name, another folder, same size.
+        by_name: dict[str, list[int]] = {}
+        for index, sample in enumerate(samples):
+            by_name.setdefault(sample.name, []).append(index)
+        self.other_dates = [
+            [
+                j
+                for j in by_name[sample.name]
+                if samples[j].folder != sample.folder
+                and self.images[j][2].shape == self.images[index][2].shape
+            ]
+            for index, sample in enumerate(samples)
+        ]
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -113,34 +236,115 @@ class RefSRDataset(torch.utils.data.Dataset):
             "HR": hr[0],
         }
 
-    def random_crop(
-        self, index: int, lr_crop: int, generator: torch.Generator
-    ) -> dict[str, torch.Tensor]:
-        """An aligned random crop with the same flips and 90-degree rotation on all five.
+    def _lr_size(self, index: int) -> tuple[int, int]:
+        return self.images[index][0].shape[:2]
 
-        LR_UX4 and Ref_DUX4 are made from the whole images before cropping, so a crop's
-        borders hold the same values as inside a larger image."""
-        whole = self[index]
-        lr_h, lr_w = whole["LR"].shape[-2:]
+    def plan(
+        self, lr_crop: int, generator: torch.Generator, reference: ReferenceConfig, step: int
+    ) -> CropPlan:
+        """Draw one sample: image, crop, flips, reference source and its distortion."""
+        index = int(torch.randint(0, len(self), (1,), generator=generator))
+        lr_h, lr_w = self._lr_size(index)
         top = int(torch.randint(0, lr_h - lr_crop + 1, (1,), generator=generator))
         left = int(torch.randint(0, lr_w - lr_crop + 1, (1,), generator=generator))
         flip_h, flip_v, rotate = (torch.rand(3, generator=generator) < 0.5).tolist()
-        crop = {}
-        for key, image in whole.items():
-            s = 1 if key == "LR" else SCALE
-            image = image[:, s * top : s * (top + lr_crop), s * left : s * (left + lr_crop)]
-            if flip_h:
-                image = image.flip(-1)
-            if flip_v:
-                image = image.flip(-2)
-            if rotate:
-                image = image.transpose(-1, -2)
-            crop[key] = image
-        return crop
+        probabilities = torch.tensor(reference.probabilities(step), dtype=torch.float64)
+        source = SOURCES[int(torch.multinomial(probabilities, 1, generator=generator))]
+        if source == "other_date" and not self.other_dates[index]:
+            source = "real"
+        distortion = donor = None
+        if source == "other_date":
+            choices = self.other_dates[index]
+            index_other = choices[int(torch.randint(0, len(choices), (1,), generator=generator))]
+            donor = (index_other, top, left)
+        elif source == "synthetic":
+            distortion = draw_distortion(reference.synthetic_at(step), generator)
+            d_index = int(torch.randint(0, len(self), (1,), generator=generator))
+            d_h, d_w = self._lr_size(d_index)
+            d_top = int(torch.randint(0, d_h - lr_crop + 1, (1,), generator=generator))
+            d_left = int(torch.randint(0, d_w - lr_crop + 1, (1,), generator=generator))
+            donor = (d_index, d_top, d_left)
+        return CropPlan(index, top, left, flip_h, flip_v, rotate, source, distortion, donor)
 
-    def batch(self, size: int, lr_crop: int, seed: int, step: int) -> dict[str, torch.Tensor]:
-        """The training batch of `step`: a pure function of (seed, step)."""
-        generator = torch.Generator().manual_seed(seed * 1_000_003 + step)
-        indices = torch.randint(0, len(self), (size,), generator=generator).tolist()
-        crops = [self.random_crop(i, lr_crop, generator) for i in indices]
-        return {key: torch.stack([c[key] for c in crops]) for key in crops[0]}
+    def _cut(
+        self, which: int, at: tuple[int, int, int], lr_crop: int, device: torch.device
+    ) -> torch.Tensor:
+        """A crop with its context, in [0, 1] on `device`, from the padded image `which`
+        (0 LR, 1 Ref, 2 HR) of sample at[0], at LR position (at[1], at[2])."""
+        index, top, left = at
+        scale = 1 if which == 0 else SCALE
+        size = scale * (lr_crop + 2 * CONTEXT_LR)
+        image = self._padded[index][which]
+        crop = image[:, scale * top : scale * top + size, scale * left : scale * left + size]
+        return crop.to(device, non_blocking=True).float() / 255
+
+    def build(
+        self, plans: list[CropPlan], lr_crop: int, device: torch.device | str = "cpu"
+    ) -> dict[str, torch.Tensor]:
+        """The batch for `plans`: context crops cut on the CPU, degraded on `device`."""
+        device = torch.device(device)
+        own = [(p.index, p.top, p.left) for p in plans]
+        lr = torch.stack([self._cut(0, at, lr_crop, device) for at in own])
+        hr = torch.stack([self._cut(2, at, lr_crop, device) for at in own])
+        lr_ux4 = upsample_4x(lr)
+        refs = []
+        for k, plan in enumerate(plans):
+            if plan.source == "real":
+                refs.append(self._cut(1, own[k], lr_crop, device))
+            elif plan.source == "other_date":
+                refs.append(self._cut(2, plan.donor, lr_crop, device))
+            elif plan.source == "synthetic":
+                donor = self._cut(2, plan.donor, lr_crop, device)
+                refs.append(synthesize(hr[k], plan.distortion, donor))
+            else:
+                refs.append(lr_ux4[k])
+        ref = torch.stack(refs)
+        c, s = CONTEXT_LR, SCALE * CONTEXT_LR
+        batch = {
+            "LR": lr[..., c:-c, c:-c],
+            "LR_UX4": lr_ux4[..., s:-s, s:-s],
+            "Ref": ref[..., s:-s, s:-s],
+            "Ref_DUX4": down_up_4x(ref)[..., s:-s, s:-s],
+            "HR": hr[..., s:-s, s:-s],
+        }
+        return {
+            key: torch.stack([_augment(image[k], plan) for k, plan in enumerate(plans)])
+            for key, image in batch.items()
+        }
+
+    def batch(
+        self,
+        size: int,
+        lr_crop: int,
+        seed: int,
+        step: int,
+        reference: ReferenceConfig | None = None,
+        rank: int = 0,
+        world_size: int = 1,
+        device: torch.device | str = "cpu",
+    ) -> dict[str, torch.Tensor]:
+        """This rank's share of the global training batch of `step`.
+
+        Sample k of the global batch is a pure function of (seed, step, k); rank r of
+        `world_size` takes samples [r * size / world_size, (r + 1) * size / world_size),
+        so one process with the global batch computes what all ranks compute together."""
+        if size % world_size:
+            raise ConfigError(f"batch_size {size} is not divisible by {world_size} processes")
+        reference = reference or ReferenceConfig()
+        share = size // world_size
+        plans = []
+        for k in range(rank * share, (rank + 1) * share):
+            generator = torch.Generator().manual_seed((seed * 1_000_003 + step) * 65_537 + k)
+            plans.append(self.plan(lr_crop, generator, reference, step))
+        return self.build(plans, lr_crop, device)
+
+
+def _augment(image: torch.Tensor, plan: CropPlan) -> torch.Tensor:
+    """The plan's flips and 90-degree transpose (all images of a sample get the same)."""
+    if plan.flip_h:
+        image = image.flip(-1)
+    if plan.flip_v:
+        image = image.flip(-2)
+    if plan.rotate:
+        image = image.transpose(-1, -2)
+    return image

@@ -15,24 +15,6 @@ from rrsgan_geo.sources import TileInputs
 PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
-def resolve_device(spec: str) -> torch.device:
-    """'auto' takes the first CUDA GPU when there is one, else the CPU."""
-    if spec == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(spec)
-    except RuntimeError:
-        raise ConfigError(f"--device {spec!r}: use auto, cpu, cuda or cuda:N") from None
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ConfigError(f"--device {spec}: no CUDA GPU is available here")
-        if (device.index or 0) >= torch.cuda.device_count():
-            raise ConfigError(f"--device {spec}: only {torch.cuda.device_count()} GPU(s) here")
-    elif device.type != "cpu":
-        raise ConfigError(f"--device {spec!r}: use auto, cpu, cuda or cuda:N")
-    return device
-
-
 def model_inputs(batch: list[TileInputs]) -> tuple[torch.Tensor, ...]:
     """(LR, LR_UX4, Ref, Ref_DUX4) for a batch; LR_UX4 stands in where the reference is
     missing, which is what the relevance attention was trained to cope with."""
@@ -90,7 +72,7 @@ class TileModel:
             torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None),
         ):
             output = self.model(*(t.to(self.device, non_blocking=True) for t in inputs))
-            result = output.float().clamp_(0.0, 1.0).cpu().numpy()
+            result = output.float().cpu().numpy()
         self.model_seconds += time.perf_counter() - started
         return result
 

@@ -1,8 +1,10 @@
-"""PSNR and SSIM as the authors compute them (MMSR's calculate_PSNR_SSIM).
+"""PSNR and SSIM as the RRSGAN authors compute them.
 
-Both on the Y channel of MATLAB's rgb2ycbcr (BT.601, Y in [16, 235]), after cropping
-`crop_border` pixels (the scale, 4) from every side. SSIM uses an 11x11 Gaussian
-window with sigma 1.5 over the 'valid' region. PSNR on RGB is offered too.
+Their released test script (`val.py` with `utils/util.py`) scores the SR image saved
+to 8 bits against the HR on **RGB**, after cropping `crop_border` pixels (the scale,
+4) from every side; SSIM there uses an 11x11 Gaussian window (sigma 1.5) over the
+'valid' region, per channel, averaged. Later RefSR papers report the same on the Y
+channel of MATLAB's rgb2ycbcr (BT.601, Y in [16, 235]); `y_channel=True` gives that.
 """
 
 import math
@@ -45,11 +47,15 @@ def _gaussian_window(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
     return (kernel[:, None] * kernel[None, :])[None, None]
 
 
-def ssim(sr: torch.Tensor, hr: torch.Tensor, crop_border: int = 4) -> float:
-    """SSIM on Y (8-bit scale), Gaussian window, valid region, as MMSR/MATLAB."""
+def ssim(sr: torch.Tensor, hr: torch.Tensor, crop_border: int = 4, y_channel: bool = True) -> float:
+    """SSIM on 8-bit values, Gaussian window, valid region; per channel then averaged
+    on RGB (the authors' `calculate_ssim`), or on Y."""
     sr, hr = _as_saved(sr), _as_saved(hr)
-    a = _crop(rgb_to_y(sr), crop_border)[None, None]
-    b = _crop(rgb_to_y(hr), crop_border)[None, None]
+    if y_channel:
+        a, b = rgb_to_y(sr)[None, None], rgb_to_y(hr)[None, None]
+    else:
+        a, b = (sr * 255)[:, None], (hr * 255)[:, None]
+    a, b = _crop(a, crop_border), _crop(b, crop_border)
     window = _gaussian_window().to(a.device)
     c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
     mu_a, mu_b = F.conv2d(a, window), F.conv2d(b, window)

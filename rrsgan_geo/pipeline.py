@@ -20,9 +20,10 @@ from rasterio.windows import Window
 from shapely import union_all
 
 from rrsgan_geo import __version__
+from rrsgan_geo.devices import resolve_device
 from rrsgan_geo.errors import CoverageError, InputError
 from rrsgan_geo.grids import RasterGrid
-from rrsgan_geo.inference import TileModel, model_inputs, resolve_device
+from rrsgan_geo.inference import TileModel, model_inputs
 from rrsgan_geo.model import SCALE, RRSNet
 from rrsgan_geo.output import StreamingGeoTIFF, check_destination
 from rrsgan_geo.references import ReferenceIndex
@@ -31,10 +32,10 @@ from rrsgan_geo.sources import (
     ReferenceSpec,
     TileInputs,
     TileReader,
+    band_validity,
     georeferenced_grid,
     open_raster,
     select_bands,
-    valid_mask,
 )
 from rrsgan_geo.tiling import RowBandBlender, TileLayout
 
@@ -275,19 +276,34 @@ def _kept_valid_reference(item: TileInputs, layout: TileLayout) -> int:
 def _to_output(
     unit: np.ndarray, plan: SRPlan, scene: rasterio.io.DatasetReader, top: int
 ) -> np.ndarray:
-    """Blended [0, 1] rows -> the scene's bands, dtype and nodata."""
+    """Blended [0, 1] rows -> the scene's bands, dtype and nodata.
+
+    A band's output pixel is nodata exactly where that band of the scene is; a valid
+    value that happens to equal nodata is nudged off it (as GDAL's warper does), so
+    no real pixel reads back as a hole."""
     if len(plan.scene_bands) == 1:
         unit = unit.mean(axis=0, keepdims=True)
     values = plan.scaling.from_unit(unit, np.dtype(plan.dtype))
-    if plan.nodata is None:
+    if plan.nodata is None or np.isnan(plan.nodata):
         return values
+    nodata = np.asarray(plan.nodata).astype(values.dtype)
+    values[values == nodata] = nudged_off(nodata)
     lr_top, lr_rows = top // SCALE, values.shape[1] // SCALE
-    valid = valid_mask(scene, plan.scene_bands, Window(0, lr_top, scene.width, lr_rows))
-    if valid is None:
-        return values
-    valid = np.repeat(np.repeat(valid, SCALE, axis=0), SCALE, axis=1)
-    values[:, ~valid] = np.asarray(plan.nodata).astype(values.dtype)
+    valid = band_validity(scene, plan.scene_bands, Window(0, lr_top, scene.width, lr_rows))
+    if valid is not None:
+        valid = np.repeat(np.repeat(valid, SCALE, axis=1), SCALE, axis=2)
+        values[~valid] = nodata
     return values
+
+
+def nudged_off(nodata: np.ndarray) -> np.ndarray:
+    """The nearest value of nodata's dtype that is not nodata (towards the middle of
+    the range for integers: 0 -> 1, 255 -> 254 for uint8)."""
+    dtype = nodata.dtype
+    if np.issubdtype(dtype, np.integer):
+        step = 1 if nodata < np.iinfo(dtype).max else -1
+        return (nodata.astype(np.int64) + step).astype(dtype)
+    return np.nextafter(nodata, np.asarray(np.inf if nodata <= 0 else -np.inf, dtype=dtype))
 
 
 def _output_profile(plan: SRPlan, creation_options: dict[str, str]) -> dict:

@@ -1,43 +1,39 @@
 """Training the generator: stage 1 (L1 only, RRSNet) and stage 2 (RRSGAN losses).
 
-The recipe is the authors' (see ../shared/design/rrsgan_model.md). Everything needed
-to continue lives in `<output_dir>/state.pt` (tensors and numbers only, loadable with
+The recipe is the authors' (see docs/model.md), with reference-aware data
+(`data.ReferenceConfig`): each sample's reference is real, another date, synthetic or
+missing, so that the reference path learns to pay off. Everything needed to continue
+lives in `<output_dir>/state.pt` (tensors and numbers only, loadable with
 weights_only=True); `latest.safetensors` and `best.safetensors` are the generator
 exports with metadata. Batches are a pure function of (seed, step), so a resumed run
-computes exactly what an uninterrupted one would.
+computes exactly what an uninterrupted one would; under `torchrun` each rank takes its
+slice of the same global batch (DistributedDataParallel averages the gradients).
 """
 
+import bisect
 import dataclasses
 import math
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 import yaml
 from torch.nn import functional as F
+from torch.nn.parallel import DistributedDataParallel
 
-from rrsgan_geo.data import RefSRDataset, find_samples, spatial_split
-from rrsgan_geo.discriminator import DiscriminatorVGG128
+from rrsgan_geo.adversarial import AdversarialStage, LossWeights
+from rrsgan_geo.data import ReferenceConfig, RefSRDataset, find_samples, spatial_split
 from rrsgan_geo.errors import ConfigError
-from rrsgan_geo.losses import VGGPerceptualLoss, gan_loss
-from rrsgan_geo.metrics import psnr
+from rrsgan_geo.evaluation import evaluate, summarise
 from rrsgan_geo.model import GeneratorConfig, RRSNet
-from rrsgan_geo.model.gradient import GradientMagnitude
 from rrsgan_geo.weight_files import WeightsMetadata, load_generator, save_weights
 
 STATE_FILE = "state.pt"
 INPUT_KEYS = ("LR", "LR_UX4", "Ref", "Ref_DUX4")
-
-
-@dataclass(frozen=True)
-class LossWeights:
-    pixel: float = 1.0
-    perceptual: float = 0.1
-    gan: float = 1e-3
-    grad_pixel: float = 1.0
-    grad_gan: float = 1e-3
 
 
 @dataclass(frozen=True)
@@ -51,6 +47,7 @@ class TrainConfig:
     batch_size: int = 8
     lr_crop: int = 64
     learning_rate: float = 1e-4
+    warmup_steps: int = 0
     betas: tuple[float, float] = (0.9, 0.99)
     milestones: tuple[int, ...] = (50_000, 100_000, 150_000, 200_000)
     gamma: float = 0.5
@@ -66,6 +63,7 @@ class TrainConfig:
     vgg19_weights: Path | None = None
     gan_start_step: int = 0
     loss_weights: LossWeights = field(default_factory=LossWeights)
+    reference: ReferenceConfig = field(default_factory=ReferenceConfig)
 
     def __post_init__(self) -> None:
         if self.stage not in (1, 2):
@@ -74,6 +72,8 @@ class TrainConfig:
             raise ConfigError(f"lr_crop must be a multiple of 8, got {self.lr_crop}")
         if self.amp not in ("none", "fp16", "bf16"):
             raise ConfigError(f"amp must be none, fp16 or bf16, got {self.amp!r}")
+        if self.warmup_steps < 0:
+            raise ConfigError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
 
 
 def load_config(path: str | Path) -> TrainConfig:
@@ -110,10 +110,16 @@ def load_config(path: str | Path) -> TrainConfig:
                 "init_weights": resolve(raw.get("init_weights")),
                 "vgg19_weights": resolve(raw.get("vgg19_weights")),
                 "loss_weights": LossWeights(**raw.get("loss_weights", {})),
+                "reference": ReferenceConfig.from_dict(raw.get("reference") or {}),
             }
         )
     except TypeError as error:
         raise ConfigError(f"{path}: {error}") from None
+
+
+def portable_name(path: Path) -> str:
+    """A data folder as exports record it: its last two parts, never a local path."""
+    return "/".join(path.parts[-2:])
 
 
 @dataclass
@@ -121,15 +127,33 @@ class StepLog:
     step: int
     losses: dict[str, float]
     learning_rate: float
-    val_psnr: float | None = None
-    val_bicubic_psnr: float | None = None
+    validation: dict[str, float] | None = None
+
+
+def _distributed() -> tuple[int, int]:
+    """(rank, world size) of an initialised process group, else (0, 1)."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
 
 
 class Trainer:
-    """Builds everything from a config; `run` trains until `config.steps`."""
+    """Builds everything from a config; `run` trains until `config.steps`.
+
+    Under an initialised process group (torchrun) the generator is wrapped in
+    DistributedDataParallel; rank 0 alone validates, checkpoints and exports."""
 
     def __init__(self, config: TrainConfig, device: torch.device, resume: bool = False) -> None:
         self.config, self.device = config, device
+        self.rank, self.world_size = _distributed()
+        if config.batch_size % self.world_size:
+            raise ConfigError(
+                f"batch_size {config.batch_size} must be divisible by the "
+                f"{self.world_size} processes"
+            )
+        for folder in config.data:
+            if not folder.is_dir():
+                raise ConfigError(f"training data folder not found: {folder}")
         samples = [s for folder in config.data for s in find_samples(folder)]
         train, val = spatial_split(samples, config.val_fraction, config.split_block, config.seed)
         if not train:
@@ -143,24 +167,32 @@ class Trainer:
         self.val_data = RefSRDataset(val[: config.val_images]) if val else None
         self.val_places = sorted({s.name for s in val})
         torch.manual_seed(config.seed)
+        self.init_note = ""
         if config.init_weights is not None:
-            self.generator, _ = load_generator(config.init_weights)
+            self.generator, weights = load_generator(config.init_weights)
             self.generator.train()
+            self.init_note = f", continued from {config.init_weights.name} ({weights.sha256[:12]})"
         else:
             self.generator = RRSNet(config.model)
         self.generator.to(device)
+        self.model = self.generator
+        if self.world_size > 1:
+            ids = [device.index] if device.type == "cuda" else None
+            self.model = DistributedDataParallel(self.generator, device_ids=ids)
         self.optimizer = self._adam(self.generator)
         self.scheduler = self._schedule(self.optimizer)
-        self.gradient = GradientMagnitude().to(device)
         self.step, self.best_psnr = 0, -math.inf
-        self.discriminators: dict[str, torch.nn.Module] = {}
+        self.stage2 = None
         if config.stage == 2:
-            patch = config.lr_crop * 4
-            self.perceptual = VGGPerceptualLoss(config.vgg19_weights or "").to(device)
-            for kind in ("image", "gradient"):
-                self.discriminators[kind] = DiscriminatorVGG128(patch=patch).to(device)
-            self.d_optimizers = {k: self._adam(d) for k, d in self.discriminators.items()}
-            self.d_schedulers = {k: self._schedule(o) for k, o in self.d_optimizers.items()}
+            self.stage2 = AdversarialStage(
+                config.loss_weights,
+                config.vgg19_weights,
+                patch=config.lr_crop * 4,
+                gan_start_step=config.gan_start_step,
+                make_optimizer=self._adam,
+                make_scheduler=self._schedule,
+                device=device,
+            )
         self.scaler = torch.amp.GradScaler(enabled=config.amp == "fp16" and device.type == "cuda")
         state_path = config.output_dir / STATE_FILE
         if resume:
@@ -176,10 +208,20 @@ class Trainer:
         params = [p for p in module.parameters() if p.requires_grad]
         return torch.optim.Adam(params, lr=self.config.learning_rate, betas=self.config.betas)
 
-    def _schedule(self, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.MultiStepLR:
-        return torch.optim.lr_scheduler.MultiStepLR(
-            optimizer, list(self.config.milestones), gamma=self.config.gamma
+    def _schedule(self, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LambdaLR:
+        """A linear warm-up over `warmup_steps` (for a fresh optimiser on trained
+        weights), then the learning rate times `gamma` at each milestone."""
+        warmup, milestones, gamma = (
+            self.config.warmup_steps,
+            sorted(self.config.milestones),
+            self.config.gamma,
         )
+
+        def factor(step: int) -> float:
+            ramp = min(1.0, (step + 1) / warmup) if warmup else 1.0
+            return ramp * gamma ** bisect.bisect_right(milestones, step)
+
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
     def _autocast(self) -> torch.autocast:
         dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(self.config.amp)
@@ -188,25 +230,23 @@ class Trainer:
 
     def train_step(self) -> dict[str, float]:
         config = self.config
-        batch = self.train_data.batch(config.batch_size, config.lr_crop, config.seed, self.step)
-        batch = {k: v.to(self.device) for k, v in batch.items()}
+        batch = self.train_data.batch(
+            config.batch_size,
+            config.lr_crop,
+            config.seed,
+            self.step,
+            config.reference,
+            rank=self.rank,
+            world_size=self.world_size,
+            device=self.device,
+        )
         hr = batch["HR"]
         with self._autocast():
-            sr = self.generator(*(batch[k] for k in INPUT_KEYS))
+            sr = self.model(*(batch[k] for k in INPUT_KEYS))
         sr = sr.float()
-        weights = config.loss_weights
-        losses = {"pixel": F.l1_loss(sr, hr) * weights.pixel}
-        adversarial = config.stage == 2 and self.step >= config.gan_start_step
-        if config.stage == 2:
-            sr_grad, hr_grad = self.gradient(sr), self.gradient(hr)
-            losses["perceptual"] = self.perceptual(sr, hr) * weights.perceptual
-            losses["grad_pixel"] = F.l1_loss(sr_grad, hr_grad) * weights.grad_pixel
-            if adversarial:
-                for kind, fake in (("image", sr), ("gradient", sr_grad)):
-                    for p in self.discriminators[kind].parameters():
-                        p.requires_grad_(False)
-                    weight = weights.gan if kind == "image" else weights.grad_gan
-                    losses[f"gan_{kind}"] = gan_loss(self.discriminators[kind](fake), True) * weight
+        losses = {"pixel": F.l1_loss(sr, hr) * config.loss_weights.pixel}
+        if self.stage2 is not None:
+            losses.update(self.stage2.generator_losses(sr, hr, self.step))
         total = sum(losses.values())
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(total).backward()
@@ -214,60 +254,71 @@ class Trainer:
         self.scaler.update()
         self.scheduler.step()
         logs = {k: v.item() for k, v in losses.items()}
-        if adversarial:
-            logs.update(self._train_discriminators(sr.detach(), hr, sr_grad.detach(), hr_grad))
-        elif config.stage == 2:
-            for scheduler in self.d_schedulers.values():
-                scheduler.step()
+        if self.stage2 is not None:
+            logs.update(self.stage2.train_discriminators(sr, hr, self.step))
         self.step += 1
         return logs
 
-    def _train_discriminators(self, sr, hr, sr_grad, hr_grad) -> dict[str, float]:
-        logs = {}
-        for kind, fake, real in (("image", sr, hr), ("gradient", sr_grad, hr_grad)):
-            discriminator = self.discriminators[kind]
-            for p in discriminator.parameters():
-                p.requires_grad_(True)
-            loss = gan_loss(discriminator(real), True) + gan_loss(discriminator(fake), False)
-            self.d_optimizers[kind].zero_grad(set_to_none=True)
-            loss.backward()
-            self.d_optimizers[kind].step()
-            self.d_schedulers[kind].step()
-            logs[f"d_{kind}"] = loss.item()
-        return logs
-
     @torch.no_grad()
-    def validate(self) -> tuple[float, float]:
-        """Mean PSNR (Y, border 4) of the model and of bicubic on the held-out places."""
+    def validate(self) -> dict[str, float]:
+        """Mean RGB PSNR (authors' protocol) on the held-out places: the model, the model
+        without its reference, with the truth as reference, and bicubic; `ref_effect`
+        (PSNR with the reference minus without) shows whether the path is learning."""
         self.generator.eval()
-        model_scores, bicubic_scores = [], []
-        for index in range(len(self.val_data)):
-            sample = {k: v[None].to(self.device) for k, v in self.val_data[index].items()}
-            sr = self.generator(*(sample[k] for k in INPUT_KEYS)).clamp(0, 1)
-            model_scores.append(psnr(sr[0].cpu(), sample["HR"][0].cpu()))
-            bicubic_scores.append(psnr(sample["LR_UX4"][0].cpu(), sample["HR"][0].cpu()))
+        summary = summarise(evaluate(self.generator, self.val_data, self.device))
         self.generator.train()
-        return sum(model_scores) / len(model_scores), sum(bicubic_scores) / len(bicubic_scores)
+        means = summary["mean_psnr_rgb"]
+        return {
+            **means,
+            "ref_effect": means["model"] - means["model_no_ref"],
+            "truth_ref_effect": means["model_truth_ref"] - means["model_no_ref"],
+        }
 
-    def run(self, on_step: Callable[[StepLog], None] | None = None) -> None:
-        """Train to `config.steps`, checkpointing every N steps and on the way out."""
+    def run(
+        self,
+        on_step: Callable[[StepLog], None] | None = None,
+        max_minutes: float | None = None,
+    ) -> bool:
+        """Train to `config.steps`, checkpointing every N steps and on the way out.
+
+        With `max_minutes`, stop at the first step boundary after that long (every rank
+        at the same step) and save. Returns True when `config.steps` was reached."""
         config = self.config
-        config.output_dir.mkdir(parents=True, exist_ok=True)
+        if self.rank == 0:
+            config.output_dir.mkdir(parents=True, exist_ok=True)
         self.generator.train()
+        deadline = None if max_minutes is None else time.monotonic() + 60 * max_minutes
         try:
             while self.step < config.steps:
                 log = StepLog(self.step + 1, self.train_step(), self.scheduler.get_last_lr()[0])
-                if self.val_data is not None and self.step % config.val_every == 0:
-                    log.val_psnr, log.val_bicubic_psnr = self.validate()
-                    if log.val_psnr > self.best_psnr:
-                        self.best_psnr = log.val_psnr
-                        self._export("best.safetensors")
-                if self.step % config.checkpoint_every == 0:
-                    self.save()
+                if self.rank == 0:
+                    self._after_step(log)
                 if on_step is not None:
                     on_step(log)
+                if deadline is not None and self._all_agree(time.monotonic() >= deadline):
+                    break
         finally:
+            if self.rank == 0:
+                self.save()
+        return self.step >= config.steps
+
+    def _after_step(self, log: StepLog) -> None:
+        config = self.config
+        if self.val_data is not None and self.step % config.val_every == 0:
+            log.validation = self.validate()
+            if log.validation["model"] > self.best_psnr:
+                self.best_psnr = log.validation["model"]
+                self._export("best.safetensors")
+        if self.step % config.checkpoint_every == 0:
             self.save()
+
+    def _all_agree(self, stop: bool) -> bool:
+        """Rank 0's clock decides, so that every rank stops after the same step."""
+        if self.world_size == 1:
+            return stop
+        flag = torch.tensor([int(stop)], device="cpu")
+        dist.broadcast(flag, src=0)
+        return bool(flag.item())
 
     def _export(self, name: str) -> None:
         config = self.config
@@ -276,10 +327,10 @@ class Trainer:
         )
         metadata = WeightsMetadata(
             config=self.generator.config,
-            training_data=", ".join(str(d) for d in config.data),
+            training_data=", ".join(portable_name(d) for d in config.data),
             margin=config.margin,
-            notes=f"{config.name}: {stage}, step {self.step}, held-out places: "
-            f"{len(self.val_places)}",
+            notes=f"{config.name}: {stage}, step {self.step}{self.init_note}, "
+            f"held-out places: {len(self.val_places)}",
         )
         save_weights(self.generator.state_dict(), config.output_dir / name, metadata)
 
@@ -293,10 +344,8 @@ class Trainer:
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
         }
-        for kind, discriminator in self.discriminators.items():
-            state[f"d_{kind}"] = discriminator.state_dict()
-            state[f"d_{kind}_optimizer"] = self.d_optimizers[kind].state_dict()
-            state[f"d_{kind}_scheduler"] = self.d_schedulers[kind].state_dict()
+        if self.stage2 is not None:
+            state.update(self.stage2.state_dict())
         path = self.config.output_dir / STATE_FILE
         temp = path.with_suffix(".pt.part")
         torch.save(state, temp)
@@ -310,7 +359,5 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
-        for kind, discriminator in self.discriminators.items():
-            discriminator.load_state_dict(state[f"d_{kind}"])
-            self.d_optimizers[kind].load_state_dict(state[f"d_{kind}_optimizer"])
-            self.d_schedulers[kind].load_state_dict(state[f"d_{kind}_scheduler"])
+        if self.stage2 is not None:
+            self.stage2.load_state_dict(state)

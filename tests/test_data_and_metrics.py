@@ -17,9 +17,9 @@ RRSSRD = SHARED / "data" / "rrssrd_val"
 
 def test_random_crops_are_aligned_five_tuples(tmp_path):
     dataset = RefSRDataset(find_samples(make_refsr_folder(tmp_path)))
-    generator = torch.Generator().manual_seed(0)
-    for _ in range(6):  # several draws: flips and rotations included
-        crop = dataset.random_crop(0, 8, generator)
+    batch = dataset.batch(6, 8, seed=0, step=0)  # several draws: flips and rotations included
+    for index in range(6):
+        crop = {k: v[index] for k, v in batch.items()}
         assert crop["LR"].shape == (3, 8, 8)
         assert all(crop[k].shape == (3, 32, 32) for k in ("HR", "LR_UX4", "Ref", "Ref_DUX4"))
         # The LR was made from HR by the shared degradation: a crop of HR, downsampled,

@@ -30,11 +30,14 @@ def test_evaluate_prints_a_table_and_writes_json(tmp_path):
     ]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
-    for method in ("model", "model_no_ref", "bicubic"):
+    for method in ("model", "model_no_ref", "model_truth_ref", "bicubic", "RGB PSNR", "Y SSIM"):
         assert method in result.output
+    assert "reference adds" in result.output
     summary = json.loads(out.read_text())
     assert summary["samples"] == 2 and len(summary["per_sample"]) == 2
-    assert summary["mean_psnr"]["bicubic"] > 20
+    assert summary["mean_psnr_rgb"]["bicubic"] > 15 and summary["mean_psnr_y"]["bicubic"] > 20
+    # The weights file is named, never by its local path.
+    assert summary["weights"]["file"] == "tiny.safetensors"
     # The tiny folder's LR was made from HR by the shared degradation, so a faithful
     # SR image downsampled matches the LR closely; random weights are not faithful.
     assert summary["mean_lr_consistency_psnr"] > 10

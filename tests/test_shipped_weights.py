@@ -7,7 +7,7 @@ import torch
 from click.testing import CliRunner
 
 from rrsgan_geo.cli.main import main
-from rrsgan_geo.data import find_samples, spatial_split
+from rrsgan_geo.data import RefSRDataset, find_samples, spatial_split
 from rrsgan_geo.evaluation import evaluate
 from rrsgan_geo.training import load_config
 from rrsgan_geo.weight_files import load_generator, shipped_weights_path
@@ -37,6 +37,6 @@ def test_shipped_weights_beat_bicubic_on_held_out_places():
     samples = [s for folder in folders for s in find_samples(folder)]
     _, held_out = spatial_split(samples, config.val_fraction, config.split_block, config.seed)
     model, _ = load_generator(shipped_weights_path())
-    scores = evaluate(model, held_out[:3], torch.device("cpu"))
-    for score in scores:  # the model card states +0.37 dB at worst over all 16
-        assert score.psnr["model"] > score.psnr["bicubic"] + 0.3, score
+    scores = evaluate(model, RefSRDataset(held_out[:3]), torch.device("cpu"))
+    for score in scores:  # RGB, the authors' protocol; the model card gives all 16
+        assert score.psnr_rgb["model"] > score.psnr_rgb["bicubic"] + 0.3, score

@@ -7,6 +7,7 @@ from click.testing import CliRunner
 
 from rrsgan_geo.cli.main import main
 from rrsgan_geo.errors import ConfigError, WeightsNotFoundError
+from rrsgan_geo.model import RRSNet
 from rrsgan_geo.training import INPUT_KEYS, Trainer, load_config
 from rrsgan_geo.weight_files import read_weight_file
 from tests.folders import make_refsr_folder
@@ -116,3 +117,83 @@ def test_stage_2_steps_with_a_vgg_file(tmp_path):
 def test_bad_configs_are_one_line_errors(tmp_path, overrides, message):
     result = CliRunner().invoke(main, ["train", str(write_config(tmp_path, **overrides))])
     assert result.exit_code == 1 and message in result.output and "Traceback" not in result.output
+
+
+def _no_local_paths(path, tmp_path):
+    metadata = read_weight_file(path).metadata.to_strings()
+    for value in metadata.values():
+        assert str(tmp_path) not in value and not value.startswith("/"), value
+    return metadata
+
+
+def test_max_minutes_stops_saves_and_the_export_continues(tmp_path):
+    """A short GPU window: stop at a step boundary, export; resume exactly, or start a
+    new run from the export (fresh optimiser with a warm-up)."""
+    config = load_config(write_config(tmp_path, steps=50))
+    trainer = Trainer(config, torch.device("cpu"))
+    assert trainer.run(max_minutes=1e-6) is False  # past the deadline after one step
+    assert trainer.step == 1
+    latest = tmp_path / "run" / "latest.safetensors"
+    metadata = _no_local_paths(latest, tmp_path)
+    assert metadata["training_data"] == f"{tmp_path.name}/data"
+    resumed = Trainer(config, torch.device("cpu"), resume=True)
+    assert resumed.step == 1
+    # A new window from the exported weights: same tensors, step 0, warm-up from small.
+    follow_up = load_config(
+        write_config(tmp_path, output_dir="run2", init_weights=str(latest), warmup_steps=4)
+    )
+    continued = Trainer(follow_up, torch.device("cpu"))
+    exported = read_weight_file(latest).state_dict
+    for key, value in continued.generator.state_dict().items():
+        assert torch.equal(value, exported[key])
+    assert continued.scheduler.get_last_lr()[0] == pytest.approx(follow_up.learning_rate / 4)
+    continued.run()
+    notes = _no_local_paths(tmp_path / "run2" / "latest.safetensors", tmp_path)["notes"]
+    assert "continued from latest.safetensors" in notes
+
+
+def test_cli_max_minutes(tmp_path):
+    result = CliRunner().invoke(
+        main, ["train", str(write_config(tmp_path, steps=50)), "--max-minutes", "0.00001"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "stopped after" in result.output and "at step 1" in result.output
+
+
+def _ddp_worker(rank: int, world_size: int, config_path: str, init_file: str) -> None:
+    import torch.distributed as dist
+
+    torch.set_num_threads(1)
+    dist.init_process_group(
+        "gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size
+    )
+    try:
+        Trainer(load_config(config_path), torch.device("cpu")).run()
+    finally:
+        dist.destroy_process_group()
+
+
+def test_two_gloo_processes_train_as_one_with_the_same_global_batch(tmp_path):
+    import torch.multiprocessing as mp
+
+    overrides = dict(steps=3, batch_size=4, val_every=100, checkpoint_every=100)
+    reference = {"sources": {"real": 1, "synthetic": 1, "none": 1}}
+    single = write_config(tmp_path / "one", reference=reference, **overrides)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as each rank: float sums depend on the thread count
+    try:
+        Trainer(load_config(single), torch.device("cpu")).run()
+    finally:
+        torch.set_num_threads(threads)
+    double = write_config(tmp_path / "two", reference=reference, **overrides)
+    mp.spawn(_ddp_worker, args=(2, str(double), str(tmp_path / "rendezvous")), nprocs=2, join=True)
+    one = read_weight_file(tmp_path / "one" / "run" / "latest.safetensors").state_dict
+    two = read_weight_file(tmp_path / "two" / "run" / "latest.safetensors").state_dict
+    assert one.keys() == two.keys()
+    for key in one:
+        torch.testing.assert_close(two[key], one[key], rtol=1e-4, atol=1e-5)
+    torch.manual_seed(0)  # the seed Trainer builds its generator with: training moved it
+    initial = RRSNet(load_config(single).model).state_dict()
+    assert not torch.allclose(
+        one["gpcd_align.L3_dcnpack.weight"], initial["gpcd_align.L3_dcnpack.weight"]
+    )
