@@ -31,11 +31,11 @@ from rrsgan_geo.model import SCALE
 from rrsgan_geo.references import ReferenceIndex, expand_rasters
 from rrsgan_geo.scaling import ValueScaling, choose_scaling
 from rrsgan_geo.sources import (
+    band_validity,
     georeferenced_grid,
     open_raster,
     select_bands,
     to_model_bands,
-    valid_mask,
     warp_to_grid,
 )
 
@@ -202,8 +202,9 @@ def _make_sample(hr_raster, ref_raster, row, col, index, split, out_dir, options
     size = options.hr_size
     window = Window(col * size, row * size, size, size)
     grid = _sample_grid(hr_raster, row, col, size)
-    valid = valid_mask(hr_raster.dataset, hr_raster.bands, window)
-    nodata_fraction = 0.0 if valid is None else 1.0 - float(valid.mean())
+    valid = band_validity(hr_raster.dataset, hr_raster.bands, window)
+    # A training pixel needs every band: one missing band makes it unusable.
+    nodata_fraction = 0.0 if valid is None else 1.0 - float(valid.all(axis=0).mean())
     if nodata_fraction > options.max_nodata:
         return {"skipped": f"HR nodata above {options.max_nodata:.0%}"}
     if ref_raster is None:

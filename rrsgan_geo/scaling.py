@@ -1,7 +1,11 @@
 """Mapping stored pixel values to the model's [0, 1] and back.
 
 The scaling is fixed once per scene (never per tile, which would make seams) and
-recorded in the output's tags, so a result can be traced and reproduced.
+recorded in the output's tags, so a result can be traced and reproduced. It is a
+linear map both ways and never clips: values outside the chosen range (the brightest
+2 % under `--scale p2,p98`, say) map outside [0, 1], pass the model's bilinear base
+path and come back in the scene's units; only the output dtype's own range limits
+them.
 """
 
 import json
@@ -24,12 +28,12 @@ class ValueScaling:
     method: str
 
     def to_unit(self, values: np.ndarray) -> np.ndarray:
-        """bands x H x W stored values -> float32 in [0, 1]."""
+        """bands x H x W stored values -> float32, [low, high] onto [0, 1], unclipped."""
         low, span = self._arrays()
-        return np.clip((values.astype(np.float32) - low) / span, 0.0, 1.0)
+        return (values.astype(np.float32) - low) / span
 
     def from_unit(self, unit: np.ndarray, dtype: np.dtype) -> np.ndarray:
-        """float [0, 1] -> the stored dtype, rounded and clipped to its range."""
+        """float -> the stored dtype, rounded and limited to the dtype's range only."""
         low, span = self._arrays()
         values = unit.astype(np.float32) * span + low
         if np.issubdtype(dtype, np.integer):

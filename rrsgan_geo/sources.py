@@ -68,14 +68,16 @@ def select_bands(
     return bands
 
 
-def valid_mask(
+def band_validity(
     dataset: rasterio.io.DatasetReader, bands: tuple[int, ...], window: Window
 ) -> np.ndarray | None:
-    """Where every band is valid (nodata value, alpha or mask band); None, without
-    reading anything, when the dataset declares no mask for these bands."""
+    """bands x H x W: where each band is valid, as GDAL's mask of that band says
+    (nodata value, alpha or mask band); None, without reading anything, when the
+    dataset declares no mask for these bands. Bands can differ: in a Landsat 7 scene
+    water is nodata in two bands and valid in the third."""
     if all(MaskFlags.all_valid in dataset.mask_flag_enums[band - 1] for band in bands):
         return None
-    return dataset.read_masks(bands, window=window).min(axis=0) > 0
+    return dataset.read_masks(bands, window=window) > 0
 
 
 def _read_reflected(
@@ -86,14 +88,14 @@ def _read_reflected(
     size: int,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Read a square window that may stick out of the scene, reflecting at its edges.
-    Returns (bands x size x size values, size x size validity or None if all valid)."""
+    Returns (bands x size x size values, their validity per band or None if all valid)."""
     r0, r1 = max(row_off, 0), min(row_off + size, dataset.height)
     c0, c1 = max(col_off, 0), min(col_off + size, dataset.width)
     window = Window(c0, r0, c1 - c0, r1 - r0)
     pads = ((r0 - row_off, row_off + size - r1), (c0 - col_off, col_off + size - c1))
     values = np.pad(dataset.read(bands, window=window), ((0, 0), *pads), mode="symmetric")
-    valid = valid_mask(dataset, bands, window)
-    return values, None if valid is None else np.pad(valid, pads, mode="symmetric")
+    valid = band_validity(dataset, bands, window)
+    return values, None if valid is None else np.pad(valid, ((0, 0), *pads), mode="symmetric")
 
 
 @dataclass
@@ -104,7 +106,7 @@ class TileInputs:
     lr: np.ndarray
     """3 x n x n, masked pixels filled from their valid neighbours."""
     lr_valid: np.ndarray | None
-    """n x n, None when every pixel is valid."""
+    """n x n, where any band is valid (rasterio's dataset_mask); None when all are."""
     ref: np.ndarray | None
     """3 x 4n x 4n, None when the tile has no valid reference pixel."""
     ref_valid: np.ndarray | None
@@ -146,9 +148,17 @@ class TileReader:
         values, valid = _read_reflected(
             self.scene, self.scene_bands, tile.lr_row_off, tile.lr_col_off, size
         )
-        if valid is not None and valid.any() and not valid.all():
-            fill_mask = valid.astype(np.uint8)
-            values = np.stack([fillnodata(band, mask=fill_mask) for band in values])
+        if valid is not None:
+            # Each band's holes are filled from that band's valid neighbours only.
+            values = np.stack(
+                [
+                    fillnodata(band, mask=band_valid.astype(np.uint8))
+                    if band_valid.any() and not band_valid.all()
+                    else band
+                    for band, band_valid in zip(values, valid, strict=True)
+                ]
+            )
+            valid = valid.any(axis=0)
         lr = to_model_bands(self.scaling.to_unit(values))
         ref, ref_valid = self._read_references(tile)
         return TileInputs(tile, lr, valid, ref, ref_valid)
