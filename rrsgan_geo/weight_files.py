@@ -253,19 +253,23 @@ def convert_weights(
     return read_weight_file(target)
 
 
-# Shipped weights, best first: full-size stage-1 weights when trained, else the compact
-# CPU-trained ones.
-DEFAULT_WEIGHTS = ("rrsgan_l1.safetensors", "rrsgan_l1_compact.safetensors")
+# Shipped weights, in the order each device type prefers them: the full-size model where
+# a GPU runs it fast, the compact one on CPUs (the full model costs 22x more per pixel).
+SHIPPED_WEIGHTS = {
+    "cuda": ("rrsgan_l1_full.safetensors", "rrsgan_l1_compact.safetensors"),
+    "cpu": ("rrsgan_l1_compact.safetensors", "rrsgan_l1_full.safetensors"),
+}
 
 
-def shipped_weights_path() -> Path:
-    """The default weights installed with the package (weights/ in the repo)."""
+def shipped_weights_path(device_type: str = "cpu") -> Path:
+    """The default weights for `device_type` installed with the package (weights/)."""
     folder = importlib.resources.files("rrsgan_geo.weights")
-    for name in DEFAULT_WEIGHTS:
+    names = SHIPPED_WEIGHTS.get(device_type, SHIPPED_WEIGHTS["cpu"])
+    for name in names:
         path = Path(str(folder / name))
         if path.is_file():
             return path
     raise WeightsNotFoundError(
-        f"no trained weights are installed (none of {', '.join(DEFAULT_WEIGHTS)} in "
+        f"no trained weights are installed (none of {', '.join(names)} in "
         f"{folder}): pass --weights FILE"
     )
