@@ -15,6 +15,7 @@ import rasterio
 import rasterio.shutil
 
 from rrsgan_geo.errors import OutputError
+from rrsgan_geo.files import publish
 
 BLOCK = 256
 
@@ -131,4 +132,4 @@ class StreamingGeoTIFF:
             options.update(self.cog_options)
             rasterio.shutil.copy(finished, cog_temp, driver="COG", **options)
             finished = cog_temp
-        os.replace(finished, self.path)
+        publish(finished, self.path)

@@ -21,7 +21,7 @@ from shapely import union_all
 
 from rrsgan_geo import __version__
 from rrsgan_geo.devices import resolve_device
-from rrsgan_geo.errors import CoverageError, InputError
+from rrsgan_geo.errors import CoverageError, InputError, OutputError
 from rrsgan_geo.grids import RasterGrid
 from rrsgan_geo.inference import TileModel, model_inputs
 from rrsgan_geo.model import SCALE, RRSNet
@@ -132,6 +132,7 @@ def plan_sr(
     if isinstance(references, str | Path):
         references = [references]
     specs, coverage = _plan_references(list(references or []), lr_grid, options)
+    _refuse_overwriting_inputs(output_path, [scene_path, *(spec.path for spec in specs)])
     if coverage == 0.0 and not options.allow_missing_ref:
         given = ", ".join(map(str, references or []))
         reason = f"{given} does not overlap" if given else "no reference given for"
@@ -154,6 +155,14 @@ def plan_sr(
         nodata,
         descriptions,
     )
+
+
+def _refuse_overwriting_inputs(output_path: Path, inputs: list[Path]) -> None:
+    """--overwrite replaces an old output, never the data it is made from."""
+    target = output_path.resolve()
+    for path in inputs:
+        if Path(path).resolve() == target:
+            raise OutputError(f"-o {output_path} is an input of this run ({path}): choose another")
 
 
 def _plan_references(

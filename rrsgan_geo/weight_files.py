@@ -27,6 +27,7 @@ from rrsgan_geo.errors import (
     WeightsMismatchError,
     WeightsNotFoundError,
 )
+from rrsgan_geo.files import publish
 from rrsgan_geo.model import GeneratorConfig, RRSNet
 
 FORMAT_TAG = "rrsgan-geo/1"
@@ -234,7 +235,7 @@ def save_weights(state_dict: StateDict, path: str | os.PathLike, metadata: Weigh
     os.close(handle)
     try:
         safetensors.torch.save_file(tensors, temp_name, metadata=metadata.to_strings())
-        os.replace(temp_name, path)
+        publish(temp_name, path)
     except BaseException:
         Path(temp_name).unlink(missing_ok=True)
         raise

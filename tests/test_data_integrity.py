@@ -1,0 +1,132 @@
+"""No silent damage to real data: scaling, nodata, permissions, inputs, precision.
+
+Each test runs `rrsgan-geo sr` on real imagery (the CC0 NEON tiles in examples/data)
+and failed on the code before its fix."""
+
+import os
+import stat
+
+import numpy as np
+import pytest
+import rasterio
+import torch
+from click.testing import CliRunner
+
+from rrsgan_geo.cli.main import main
+from rrsgan_geo.model import RRSNet
+from rrsgan_geo.weight_files import WeightsMetadata, save_weights
+from tests.conftest import REPO
+from tests.rasters import lr_scene, mercator_reference, write_raster
+from tests.test_sr_pipeline import TINY
+
+EXAMPLE = REPO / "examples" / "data"
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("weights") / "tiny.safetensors"
+    save_weights(RRSNet(TINY).state_dict(), path, WeightsMetadata(config=TINY, margin=4))
+    return path
+
+
+def run_sr(scene, out, weights, *args, ref=None):
+    command = ["sr", str(scene), "-o", str(out), "--weights", str(weights), "--tile", "32"]
+    command += ["--ref", str(ref)] if ref else ["--allow-missing-ref"]
+    return CliRunner().invoke(main, [*command, *args])
+
+
+def test_a_percentile_stretch_does_not_clip_bright_values(tmp_path, weights):
+    """--scale p2,p98 once saturated the brightest 2 % (white roofs turned pink)."""
+    with rasterio.open(lr_scene(tmp_path / "u8.tif")) as src:
+        data, profile = src.read(), src.profile
+    wide = (data.astype(np.uint16) * 40 + 1000).astype(np.uint16)  # a uint16 sensor range
+    profile.update(dtype="uint16", nodata=None)
+    scene = tmp_path / "u16.tif"
+    with rasterio.open(scene, "w", **profile) as dst:
+        dst.write(wide)
+    result = run_sr(scene, tmp_path / "out.tif", weights, "--scale", "p2,p98")
+    assert result.exit_code == 0, result.output
+    with rasterio.open(tmp_path / "out.tif") as out:
+        sr = out.read()
+    for band, (lr_band, sr_band) in enumerate(zip(wide, sr, strict=True)):
+        p98 = np.percentile(lr_band, 98)
+        # Bright LR pixels come back above the stretch's top, as in the scene.
+        assert sr_band.max() > p98 + 0.5 * (lr_band.max() - p98), band
+        assert np.percentile(sr_band, 99.5) > p98
+
+
+def test_valid_pixels_never_read_back_as_nodata_on_the_bundled_example(tmp_path, weights):
+    """The README's own example gave 53 band-pixels at 255 (its nodata) though the
+    scene's maximum is 245; random weights saturate often, which makes it certain."""
+    scene = EXAMPLE / "sjer_scene_0.4m_utm11n.tif"
+    ref = EXAMPLE / "sjer_reference_0.1m_epsg3857.tif"
+    result = run_sr(scene, tmp_path / "out.tif", weights, ref=ref)
+    assert result.exit_code == 0, result.output
+    with rasterio.open(scene) as src, rasterio.open(tmp_path / "out.tif") as out:
+        assert out.nodata == src.nodata == 255
+        valid = np.repeat(np.repeat(src.read_masks(1) > 0, 4, 0), 4, 1)
+        sr = out.read()
+    assert valid.all()  # every scene pixel is valid...
+    assert (sr == 254).any()  # ...the model did reach the top (nudged off 255)
+    assert not (sr == 255).any()
+
+
+def test_a_band_is_nodata_only_where_that_band_is(tmp_path, weights):
+    """Landsat 7 water: 0 (nodata) in two bands, valid in green. One nodata band
+    once blanked all three (a bay came out 96 % nodata)."""
+    with rasterio.open(lr_scene(tmp_path / "src.tif")) as src:
+        data, profile = src.read(), src.profile
+    data = np.clip(data, 1, 254)
+    data[[0, 2], :, :40] = 0  # bands 1 and 3 missing on the left, band 2 valid
+    profile.update(nodata=0)
+    scene = tmp_path / "scene.tif"
+    with rasterio.open(scene, "w", **profile) as dst:
+        dst.write(data)
+    result = run_sr(scene, tmp_path / "out.tif", weights)
+    assert result.exit_code == 0, result.output
+    with rasterio.open(tmp_path / "out.tif") as out:
+        sr, mask = out.read(), out.dataset_mask()
+    left = slice(0, 160)
+    assert (sr[[0, 2], :, left] == 0).all()
+    assert (sr[1, :, left] != 0).all()  # green survives
+    assert (sr[:, :, 160:] != 0).all()
+    assert (mask > 0).all()  # valid where any band is, as rasterio says
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_outputs_follow_the_umask(tmp_path, weights, umask):
+    previous = os.umask(umask)
+    try:
+        result = run_sr(lr_scene(tmp_path / "s.tif", window_px=128), tmp_path / "o.tif", weights)
+        assert result.exit_code == 0, result.output
+        converted = tmp_path / "w.safetensors"
+        result = CliRunner().invoke(main, ["weights", "convert", str(weights), str(converted)])
+        assert result.exit_code == 0, result.output
+    finally:
+        os.umask(previous)
+    for path in (tmp_path / "o.tif", converted):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask, path
+
+
+def test_the_output_may_not_be_an_input(tmp_path, weights):
+    scene = lr_scene(tmp_path / "scene.tif", window_px=128)
+    ref = mercator_reference(tmp_path / "ref.tif")
+    before = {p: p.read_bytes() for p in (scene, ref)}
+    for target in (scene, ref, tmp_path / "." / "scene.tif"):
+        result = run_sr(scene, target, weights, "--overwrite", ref=ref)
+        assert result.exit_code == 1 and "is an input of this run" in result.output
+        assert "Traceback" not in result.output
+    assert all(p.read_bytes() == data for p, data in before.items())
+
+
+def test_fp16_on_the_cpu_is_refused_with_the_reason(tmp_path, weights):
+    scene = write_raster(
+        tmp_path / "s.tif",
+        np.full((3, 16, 16), 100, np.uint8),
+        "EPSG:32617",
+        rasterio.Affine(0.4, 0, 404000, 0, -0.4, 3285000),
+    )
+    result = run_sr(scene, tmp_path / "o.tif", weights, "--precision", "fp16", "--device", "cpu")
+    assert result.exit_code == 1 and "16x slower" in result.output
+    assert not (tmp_path / "o.tif").exists() and not list(tmp_path.glob(".*part*"))
