@@ -1,19 +1,51 @@
-"""Entry point of `rrsgan-geo`: a thin Click layer over the library."""
+"""Entry point of `rrsgan-geo`: a thin Click layer over the library.
+
+Commands are imported only when run: `--help`, `--version` and shell completion never
+load torch or GDAL (seconds), and `train`/`evaluate` load nothing geospatial.
+"""
+
+import importlib
 
 import click
 
 from rrsgan_geo import __version__
-from rrsgan_geo.cli.batch import batch
-from rrsgan_geo.cli.build_dataset import build_dataset_command
-from rrsgan_geo.cli.evaluate import evaluate_command
-from rrsgan_geo.cli.sr import sr
-from rrsgan_geo.cli.train import train
-from rrsgan_geo.cli.weights import weights
 from rrsgan_geo.errors import RRSGANGeoError
+
+# name -> (module, attribute, the one-line summary `rrsgan-geo --help` lists)
+COMMANDS = {
+    "sr": ("rrsgan_geo.cli.sr", "sr", "Super-resolve a scene 4x with a co-located reference."),
+    "batch": ("rrsgan_geo.cli.batch", "batch", "Super-resolve many scenes, locally or on Dask."),
+    "build-dataset": (
+        "rrsgan_geo.cli.build_dataset",
+        "build_dataset_command",
+        "Cut RRSSRD-style training pairs from georeferenced imagery.",
+    ),
+    "evaluate": (
+        "rrsgan_geo.cli.evaluate",
+        "evaluate_command",
+        "Score a generator (RGB and Y) against bicubic.",
+    ),
+    "train": ("rrsgan_geo.cli.train", "train", "Train the generator from a YAML config."),
+    "weights": ("rrsgan_geo.cli.weights", "weights", "Inspect and convert weight files."),
+}
 
 
 class _OneLineErrors(click.Group):
-    """Turns the library's exceptions into `Error: ...` and exit code 1, never a traceback."""
+    """Loads commands on demand, and turns the library's exceptions into `Error: ...`
+    and exit code 1, never a traceback."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in COMMANDS:
+            return None
+        module, attribute, _ = COMMANDS[name]
+        return getattr(importlib.import_module(module), attribute)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, summary) for name, (_, _, summary) in COMMANDS.items()])
 
     def invoke(self, ctx: click.Context) -> object:
         try:
@@ -31,14 +63,6 @@ def main() -> None:
     returns a georeferenced image at 4x the resolution that borrows real texture
     from the reference. Run `rrsgan-geo COMMAND --help` for each command.
     """
-
-
-main.add_command(sr)
-main.add_command(batch)
-main.add_command(build_dataset_command)
-main.add_command(evaluate_command)
-main.add_command(train)
-main.add_command(weights)
 
 
 if __name__ == "__main__":
