@@ -1,8 +1,8 @@
 """The RRSGAN generator (`RRSNet` in the authors' code).
 
 Module and parameter names follow the authors' MMSR code exactly, so that a checkpoint
-trained there loads here with `strict=True`; `../shared/design/rrsgan_model.md` is the
-spec. Width, block count and deformable groups are parameters so that a compact model
+trained there loads here with `strict=True`; `docs/model.md` describes
+it. Width, block count and deformable groups are parameters so that a compact model
 can serve CPU users.
 """
 
