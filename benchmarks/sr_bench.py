@@ -1,7 +1,7 @@
 """Benchmark of `sr` on CPU or GPU: throughput, model-only vs end-to-end, peak memory.
 
 Each scene size runs in a fresh subprocess so its peak RSS is its own. The scene is a
-mosaic of the CC0 NEON image from ../shared (or random pixels if it is absent), the
+mosaic of the CC0 NEON image in examples/data (random pixels if it is absent), the
 reference the same pixels on the 4x grid; the model has random weights of the chosen
 size (speed does not depend on the weights).
 
@@ -31,7 +31,7 @@ from rrsgan_geo.inference import TileModel
 from rrsgan_geo.model import GeneratorConfig, RRSNet
 from rrsgan_geo.pipeline import Generator, SROptions, plan_sr, super_resolve
 
-NEON = Path(__file__).resolve().parents[2] / "shared" / "data" / "neon" / "OSBS_029.tif"
+NEON = Path(__file__).resolve().parents[1] / "examples" / "data" / "osbs_029_0.1m_utm17n.tif"
 
 
 def _pixels(height: int, width: int, rng: np.random.Generator) -> np.ndarray:

@@ -44,8 +44,8 @@ def evaluate_command(data_dirs, weights, held_out, limit, device, json_path) -> 
 
     \b
     Example:
-      rrsgan-geo evaluate ../shared/data/rrssrd_val/val_1st ../shared/data/rrssrd_val/val_2nd \\
-          --held-out examples/train/rrsnet_compact_cpu.yaml --json eval.json
+      rrsgan-geo evaluate rrssrd/val_1st rrssrd/val_2nd \\
+          --held-out examples/train/rrsnet_compact_refaware_cpu.yaml --json eval.json
     """
     samples = [s for folder in data_dirs for s in find_samples(folder)]
     if held_out is not None:

@@ -1,0 +1,137 @@
+"""Training speed: steps/s and images/s for a config on the device at hand.
+
+Runs `Trainer.train_step` for a few steps (after warm-up) on the config's data with its
+reference mix, model size, batch and crop, and prints one table. Two rows are "before"
+paths kept for comparison in the same run: the deformable convolution through
+torchvision's `deform_conv2d` (what the layer used before), and the old data recipe,
+which re-ran the bicubic degradations on the whole image for every crop.
+
+    python benchmarks/train_bench.py examples/train/rrsnet_compact_refaware_cpu.yaml
+    python benchmarks/train_bench.py full.yaml --device cuda --steps 50
+
+Timings on shared machines are noisy: compare rows of one run, not runs.
+"""
+
+import argparse
+import dataclasses
+import tempfile
+import time
+from pathlib import Path
+from unittest import mock
+
+import torch
+from torchvision.ops import deform_conv2d
+
+from rrsgan_geo.data import RefSRDataset
+from rrsgan_geo.devices import resolve_device
+from rrsgan_geo.model import deform
+from rrsgan_geo.training import Trainer, load_config
+
+
+def _torchvision_forward(self, features, offset_features):
+    """The layer as it was: DCNv2 through torchvision's kernel, in float32."""
+    out = self.conv_offset_mask(offset_features)
+    o1, o2, mask_logits = torch.chunk(out, 3, dim=1)
+    with torch.autocast(features.device.type, enabled=False):
+        return deform_conv2d(
+            features.float(),
+            torch.cat((o1, o2), dim=1).float(),
+            self.weight.float(),
+            self.bias.float(),
+            padding=self.padding,
+            mask=torch.sigmoid(mask_logits.float()),
+        )
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _time_steps(trainer: Trainer, steps: int, warmup: int) -> float:
+    for _ in range(warmup):
+        trainer.train_step()
+    _sync(trainer.device)
+    started = time.perf_counter()
+    for _ in range(steps):
+        trainer.train_step()
+    _sync(trainer.device)
+    return (time.perf_counter() - started) / steps
+
+
+def _time_old_data_recipe(data: RefSRDataset, batch_size: int, repeats: int) -> float:
+    """Per batch: LR_UX4 and Ref_DUX4 of each crop's whole image, as before."""
+    started = time.perf_counter()
+    for repeat in range(repeats):
+        for index in range(batch_size):
+            data[(repeat * batch_size + index) % len(data)]
+    return (time.perf_counter() - started) / repeats
+
+
+def _time_batches(trainer: Trainer, repeats: int) -> float:
+    config = trainer.config
+    started = time.perf_counter()
+    for step in range(repeats):
+        trainer.train_data.batch(
+            config.batch_size,
+            config.lr_crop,
+            config.seed,
+            step,
+            config.reference,
+            device=trainer.device,
+        )
+    _sync(trainer.device)
+    return (time.perf_counter() - started) / repeats
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("config", type=Path)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--steps", type=int, default=10, help="timed steps per row")
+    parser.add_argument("--warmup", type=int, default=2)
+    args = parser.parse_args()
+    device = resolve_device(args.device)
+    with tempfile.TemporaryDirectory() as folder:
+        config = dataclasses.replace(
+            load_config(args.config), output_dir=Path(folder), init_weights=None
+        )
+        trainer = Trainer(config, device)
+        batch = config.batch_size
+        rows = [("data: batch built from context crops (now)", _time_batches(trainer, 20))]
+        rows.append(
+            (
+                "data: whole-image degradations per crop (before)",
+                _time_old_data_recipe(trainer.train_data, batch, 3),
+            )
+        )
+        rows.append(
+            (
+                "train step, DCN as grid_sample + matmul (now)",
+                _time_steps(trainer, args.steps, args.warmup),
+            )
+        )
+        with mock.patch.object(deform.SeparateOffsetDeformConv, "forward", _torchvision_forward):
+            rows.append(
+                (
+                    "train step, DCN via torchvision deform_conv2d (before)",
+                    _time_steps(trainer, args.steps, args.warmup),
+                )
+            )
+    print(
+        f"{config.name}: model nf={config.model.nf} blocks={config.model.n_blocks} "
+        f"groups={config.model.groups}, batch {batch}, LR crop {config.lr_crop}, "
+        f"amp {config.amp}, device {device}, torch threads {torch.get_num_threads()}"
+    )
+    print("| what | s per batch | batches/s | images/s |")
+    print("|---|---|---|---|")
+    for name, seconds in rows:
+        print(f"| {name} | {seconds:.3f} | {1 / seconds:.2f} | {batch / seconds:.1f} |")
+    # A step includes building its batch: "before" swaps the new batch for the old recipe.
+    old_step = rows[3][1] - rows[0][1] + rows[1][1]
+    new_step = rows[2][1]
+    print(f"speed-up of a training step with its data, now vs before: {old_step / new_step:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
