@@ -78,13 +78,12 @@ def batch(
       rrsgan-geo batch 'scenes/*.tif' --ref google/ -o out/
       rrsgan-geo batch scenes/ --ref refs.vrt -o out/ --scheduler dask --dask-address tcp://10.0.0.5:8786
     """
-    if not out_dir.is_dir():
-        if not out_dir.parent.is_dir():
-            raise click.ClickException(f"output folder's parent does not exist: {out_dir.parent}")
-        out_dir.mkdir()
+    if not out_dir.is_dir() and not out_dir.parent.is_dir():
+        raise click.ClickException(f"output folder's parent does not exist: {out_dir.parent}")
     weights = weights or shipped_weights_path(resolve_device(fields["device"]).type)
     options = SROptions(**fields)
     jobs = plan_jobs(list(scenes), ReferenceIndex.build(ref_sources), out_dir)
+    out_dir.mkdir(exist_ok=True)  # only once the inputs check out
     if scheduler == "dask":
         results_iter = run_dask(jobs, weights, options, dask_address, dask_workers, threads)
     else:

@@ -20,7 +20,16 @@ from rrsgan_geo.files import publish
 BLOCK = 256
 
 
+# What the writer produces (a GeoTIFF, or a COG with --cog): other names would lie.
+OUTPUT_SUFFIXES = (".tif", ".tiff")
+
+
 def check_destination(path: Path, overwrite: bool) -> None:
+    """Refuse what cannot end well before any work; remove a dead run's leftovers."""
+    if path.suffix.lower() not in OUTPUT_SUFFIXES:
+        raise OutputError(
+            f"{path}: the output is a GeoTIFF (or a COG with --cog); name it .tif or .tiff"
+        )
     if path.exists() and not overwrite:
         raise OutputError(f"{path} exists; pass --overwrite to replace it")
     if path.is_dir():
@@ -32,12 +41,38 @@ def check_destination(path: Path, overwrite: bool) -> None:
         _temp_path(path, ".probe").unlink()
     except OSError:
         raise OutputError(f"output folder is not writable: {folder}") from None
+    remove_stale_parts(path)
 
 
 def _temp_path(path: Path, suffix: str) -> Path:
-    handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    """A hidden temp file beside `path`, named with this process's id so that a later
+    run can tell a dead run's leftovers from a live run's work."""
+    handle, name = tempfile.mkstemp(
+        prefix=f".{path.name}.{os.getpid()}.", suffix=suffix, dir=path.parent
+    )
     os.close(handle)
     return Path(name)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def remove_stale_parts(path: Path) -> list[Path]:
+    """Delete temp files left beside `path` by runs that died (SIGKILL, power loss)."""
+    removed = []
+    for candidate in path.parent.glob(f".{path.name}.*.part*"):
+        pid = candidate.name[len(path.name) + 2 :].split(".", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            candidate.unlink(missing_ok=True)
+            removed.append(candidate)
+    return removed
 
 
 class StreamingGeoTIFF:

@@ -130,3 +130,32 @@ def test_fp16_on_the_cpu_is_refused_with_the_reason(tmp_path, weights):
     result = run_sr(scene, tmp_path / "o.tif", weights, "--precision", "fp16", "--device", "cpu")
     assert result.exit_code == 1 and "16x slower" in result.output
     assert not (tmp_path / "o.tif").exists() and not list(tmp_path.glob(".*part*"))
+
+
+def test_only_geotiff_names_are_accepted(tmp_path, weights):
+    scene = lr_scene(tmp_path / "scene.tif", window_px=128)
+    result = run_sr(scene, tmp_path / "x.png", weights)
+    assert result.exit_code == 1 and "name it .tif or .tiff" in result.output
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_a_dead_runs_part_file_is_removed_by_the_next_run(tmp_path, weights):
+    """After a SIGKILL the hidden .part file stayed forever; the next run on the same
+    output removes it, and leaves a live run's file alone."""
+    scene = lr_scene(tmp_path / "scene.tif", window_px=128)
+    dead = tmp_path / ".o.tif.4999999.abc123.part.tif"  # beyond any pid in use here
+    live = tmp_path / f".o.tif.{os.getpid()}.def456.part.tif"
+    for path in (dead, live):
+        path.write_bytes(b"half a GeoTIFF")
+    result = run_sr(scene, tmp_path / "o.tif", weights)
+    assert result.exit_code == 0, result.output
+    assert not dead.exists() and live.exists()
+
+
+def test_batch_creates_no_output_folder_for_bad_input(tmp_path, weights):
+    out = tmp_path / "out"
+    ref = EXAMPLE / "sjer_reference_0.1m_epsg3857.tif"
+    command = ["batch", str(tmp_path / "missing_*.tif"), "--ref", str(ref), "-o", str(out)]
+    result = CliRunner().invoke(main, [*command, "--weights", str(weights)])
+    assert result.exit_code == 1 and "matches no file" in result.output
+    assert not out.exists()
