@@ -28,7 +28,7 @@ def tiling_options(command: Callable) -> Callable:
             ),
             click.option(
                 "--margin",
-                type=int,
+                type=click.IntRange(min=0),
                 help="Context per tile side in LR pixels (default: the weights' own).",
             ),
             click.option(
@@ -44,12 +44,33 @@ def tiling_options(command: Callable) -> Callable:
     return command
 
 
+class ValueRange(click.ParamType):
+    """MIN,MAX or pLOW,pHIGH, checked when parsed so the message names the flag given;
+    the text itself goes on to the library, which records it."""
+
+    name = "range"
+
+    def convert(self, value, param, ctx):
+        from rrsgan_geo.errors import ScalingError
+        from rrsgan_geo.scaling import parse_scale_option
+
+        try:
+            parse_scale_option(value)
+        except ScalingError as error:
+            self.fail(str(error), param, ctx)
+        return value
+
+
 def scale_options(command: Callable) -> Callable:
     """--scale and --ref-scale for non-uint8 scenes and references."""
     command = click.option(
-        "--ref-scale", help="Reference value range for non-uint8 data, as --scale."
+        "--ref-scale",
+        type=ValueRange(),
+        help="Reference value range for non-uint8 data, as --scale.",
     )(command)
     return click.option(
         "--scale",
-        help="Scene value range for non-uint8 data: MIN,MAX or percentiles pLOW,pHIGH.",
+        type=ValueRange(),
+        help="Scene value range for non-uint8 data: MIN,MAX or percentiles pLOW,pHIGH "
+        "(a linear map that never clips: values outside the range are kept).",
     )(command)

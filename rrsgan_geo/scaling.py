@@ -51,24 +51,22 @@ class ValueScaling:
 
 
 def parse_scale_option(text: str) -> tuple[float, float] | tuple[float, float, str]:
-    """`--scale` text: 'MIN,MAX' for a fixed range or 'pLOW,pHIGH' for percentiles."""
+    """A value range: 'MIN,MAX' for a fixed range or 'pLOW,pHIGH' for percentiles."""
     parts = [part.strip() for part in text.split(",")]
+    percentiles = len(parts) == 2 and all(part.startswith("p") for part in parts)
     try:
-        if len(parts) == 2 and all(part.startswith("p") for part in parts):
-            low, high = (float(part[1:]) for part in parts)
-            if not 0 <= low < high <= 100:
-                raise ValueError
-            return low, high, "percentile"
-        if len(parts) == 2:
-            low, high = (float(part) for part in parts)
-            if low >= high:
-                raise ValueError
-            return low, high
+        low, high = (float(part[1:] if percentiles else part) for part in parts)
     except ValueError:
-        pass
-    raise ScalingError(
-        f"--scale {text!r}: expected MIN,MAX (e.g. 0,3000) or percentiles pLOW,pHIGH (e.g. p2,p98)"
-    )
+        raise ScalingError(
+            f"{text!r}: expected MIN,MAX (e.g. 0,3000) or percentiles pLOW,pHIGH (e.g. p2,p98)"
+        ) from None
+    if percentiles and not 0 <= low < high <= 100:
+        raise ScalingError(
+            f"{text!r}: percentiles must rise within 0..100, low first (e.g. p2,p98)"
+        )
+    if low >= high:
+        raise ScalingError(f"{text!r}: MIN must be below MAX (e.g. 0,3000)")
+    return (low, high, "percentile") if percentiles else (low, high)
 
 
 def choose_scaling(
