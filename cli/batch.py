@@ -6,7 +6,14 @@ import click
 from tqdm import tqdm
 
 from rrsgan_geo.batch import SceneResult, plan_jobs, run_dask, run_local
-from rrsgan_geo.cli.options import device_option, scale_options, tiling_options, weights_option
+from rrsgan_geo.cli.options import (
+    device_option,
+    processing_options,
+    scale_options,
+    threads_option,
+    tiling_options,
+    weights_option,
+)
 from rrsgan_geo.devices import resolve_device
 from rrsgan_geo.pipeline import SROptions
 from rrsgan_geo.references import ReferenceIndex
@@ -34,7 +41,7 @@ from rrsgan_geo.weight_files import shipped_weights_path
 @tiling_options
 @device_option
 @scale_options
-@click.option("--allow-missing-ref", is_flag=True, help="Also run scenes that no reference covers.")
+@processing_options
 @click.option(
     "--on-error",
     type=click.Choice(["skip", "fail"]),
@@ -49,11 +56,7 @@ from rrsgan_geo.weight_files import shipped_weights_path
     "--dask-address", help="tcp://host:port of a running Dask scheduler (default: a LocalCluster)."
 )
 @click.option("--dask-workers", default=2, show_default=True, help="Workers of the LocalCluster.")
-@click.option(
-    "--threads",
-    type=click.IntRange(min=1),
-    help="Torch CPU threads per scene (equal counts give byte-identical outputs).",
-)
+@threads_option
 @click.option("--overwrite", is_flag=True, help="Redo scenes whose output exists.")
 def batch(
     scenes,

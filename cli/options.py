@@ -74,3 +74,79 @@ def scale_options(command: Callable) -> Callable:
         help="Scene value range for non-uint8 data: MIN,MAX or percentiles pLOW,pHIGH "
         "(a linear map that never clips: values outside the range are kept).",
     )(command)
+
+
+def _band_list(_ctx: click.Context, _param: click.Parameter, text: str | None):
+    if text is None:
+        return None
+    try:
+        return tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise click.BadParameter(f"{text!r}: expected band numbers like 3,2,1") from None
+
+
+def _creation_options(_ctx: click.Context, _param: click.Parameter, pairs: tuple[str, ...]):
+    options = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{pair!r}: expected KEY=VALUE, e.g. --co ZLEVEL=9")
+        options[key.upper()] = value
+    return options
+
+
+def processing_options(command: Callable) -> Callable:
+    """How `sr` and `batch` process a scene: precision, bands, reference warping,
+    missing references and the output format. One definition for both commands."""
+    for option in reversed(
+        [
+            click.option(
+                "--precision",
+                default="fp32",
+                show_default=True,
+                type=click.Choice(["fp32", "fp16", "bf16"]),
+                help="Model precision: fp16/bf16 autocast on CUDA (fp16 is refused on the CPU).",
+            ),
+            click.option(
+                "--bands",
+                "scene_bands",
+                callback=_band_list,
+                help="Scene bands to use, in order: 3 (RGB) or 1, e.g. 3,2,1.",
+            ),
+            click.option("--ref-bands", callback=_band_list, help="Reference bands, as --bands."),
+            click.option(
+                "--ref-resampling",
+                default="bilinear",
+                show_default=True,
+                type=click.Choice(
+                    ["nearest", "bilinear", "cubic", "cubic_spline", "lanczos", "average"]
+                ),
+                help="How the reference is warped onto the output grid.",
+            ),
+            click.option(
+                "--allow-missing-ref",
+                is_flag=True,
+                help="Run even where no reference exists (LR_UX4 stands in).",
+            ),
+            click.option(
+                "--cog", is_flag=True, help="Write a Cloud Optimized GeoTIFF with overviews."
+            ),
+            click.option(
+                "--co",
+                "creation_options",
+                multiple=True,
+                callback=_creation_options,
+                help="GDAL creation option KEY=VALUE (repeatable); with --cog, for the COG driver.",
+            ),
+        ]
+    ):
+        command = option(command)
+    return command
+
+
+threads_option = click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    help="Torch CPU threads (default: torch's choice). Float sums depend on how work is "
+    "split, so equal counts give byte-identical outputs.",
+)

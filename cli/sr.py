@@ -6,7 +6,14 @@ from pathlib import Path
 import click
 from tqdm import tqdm
 
-from rrsgan_geo.cli.options import device_option, scale_options, tiling_options, weights_option
+from rrsgan_geo.cli.options import (
+    device_option,
+    processing_options,
+    scale_options,
+    threads_option,
+    tiling_options,
+    weights_option,
+)
 from rrsgan_geo.devices import resolve_device
 from rrsgan_geo.errors import WeightsNotFoundError
 from rrsgan_geo.inference import count_macs_per_lr_pixel
@@ -20,25 +27,6 @@ from rrsgan_geo.pipeline import (
     super_resolve,
 )
 from rrsgan_geo.weight_files import DEFAULT_MARGIN_LR, load_generator, shipped_weights_path
-
-
-def _band_list(_ctx: click.Context, _param: click.Parameter, text: str | None):
-    if text is None:
-        return None
-    try:
-        return tuple(int(part) for part in text.split(","))
-    except ValueError:
-        raise click.BadParameter(f"{text!r}: expected band numbers like 3,2,1") from None
-
-
-def _creation_options(_ctx: click.Context, _param: click.Parameter, pairs: tuple[str, ...]):
-    options = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise click.BadParameter(f"{pair!r}: expected KEY=VALUE, e.g. --co ZLEVEL=9")
-        options[key.upper()] = value
-    return options
 
 
 def _raise_keyboard_interrupt(_signum: int, _frame: object) -> None:
@@ -106,36 +94,8 @@ def _describe_plan(plan: SRPlan, generator: Generator | None) -> list[str]:
 @tiling_options
 @device_option
 @scale_options
-@click.option(
-    "--precision", default="fp32", show_default=True, type=click.Choice(["fp32", "fp16", "bf16"])
-)
-@click.option(
-    "--bands",
-    "scene_bands",
-    callback=_band_list,
-    help="Scene bands to use, in order: 3 (RGB) or 1, e.g. 3,2,1.",
-)
-@click.option("--ref-bands", callback=_band_list, help="Reference bands, as --bands.")
-@click.option(
-    "--ref-resampling",
-    default="bilinear",
-    show_default=True,
-    type=click.Choice(["nearest", "bilinear", "cubic", "cubic_spline", "lanczos", "average"]),
-    help="How the reference is warped onto the output grid.",
-)
-@click.option(
-    "--allow-missing-ref",
-    is_flag=True,
-    help="Run even where no reference exists (LR_UX4 stands in).",
-)
-@click.option("--cog", is_flag=True, help="Write a Cloud Optimized GeoTIFF with overviews.")
-@click.option(
-    "--co",
-    "creation_options",
-    multiple=True,
-    callback=_creation_options,
-    help="GDAL creation option KEY=VALUE (repeatable); with --cog, for the COG driver.",
-)
+@processing_options
+@threads_option
 @click.option("--overwrite", is_flag=True, help="Replace OUTPUT if it exists.")
 @click.option(
     "--dry-run", is_flag=True, help="Check inputs, print the plan and estimates, run nothing."
@@ -148,6 +108,7 @@ def sr(
     tile: int,
     margin: int | None,
     dry_run: bool,
+    threads: int | None,
     **fields: object,
 ) -> None:
     """Super-resolve SCENE 4x, borrowing texture from a co-located reference.
@@ -166,6 +127,10 @@ def sr(
       rrsgan-geo sr s2.tif --ref aerial.vrt --bands 4,3,2 --scale p2,p98 -o s2_x4.tif --cog
       rrsgan-geo sr scene.tif --ref google.tif -o out.tif --dry-run
     """
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
     generator = _load(weights, dry_run, fields["device"])
     options = SROptions(tile=tile, margin=margin, **fields)
     if margin is None:

@@ -345,8 +345,9 @@ def _provenance_tags(
         "RRSGAN_GEO_VERSION": __version__,
         "RRSGAN_MODEL": generator.name,
         "RRSGAN_MODEL_SHA256": generator.sha256,
-        "RRSGAN_SCENE": str(plan.scene_path),
-        "RRSGAN_REFERENCE": ";".join(map(str, plan.ref_paths)) or "none",
+        # File names only: an output carries no local paths of the machine it was made on.
+        "RRSGAN_SCENE": Path(plan.scene_path).name,
+        "RRSGAN_REFERENCE": ";".join(Path(p).name for p in plan.ref_paths) or "none",
         "RRSGAN_REFERENCE_COVERAGE": f"{plan.footprint_coverage:.4f}",
         "RRSGAN_TILE": str(plan.layout.tile),
         "RRSGAN_MARGIN": str(plan.layout.margin),

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
-from rasterio.enums import MaskFlags, Resampling
+from rasterio.enums import ColorInterp, MaskFlags, Resampling
 from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from rasterio.fill import fillnodata
 from rasterio.vrt import WarpedVRT
@@ -51,13 +51,28 @@ def georeferenced_grid(dataset: rasterio.io.DatasetReader, what: str) -> RasterG
 def select_bands(
     dataset: rasterio.io.DatasetReader, bands: tuple[int, ...] | None, what: str
 ) -> tuple[int, ...]:
-    """1 or 3 bands: the model is RGB; a single band is repeated to three."""
+    """1 or 3 bands: the model is RGB; a single band is repeated to three.
+
+    Without a choice, a 1-band raster, a 3-band one, or one whose first three bands
+    GDAL calls red, green and blue (RGB + alpha, say) need none; any other (a 7-band
+    Landsat file) must say which bands, rather than silently getting 1, 2, 3."""
     if bands is None:
-        if dataset.count >= MODEL_BANDS:
+        rgb = tuple(dataset.colorinterp[:MODEL_BANDS]) == (
+            ColorInterp.red,
+            ColorInterp.green,
+            ColorInterp.blue,
+        )
+        if dataset.count == MODEL_BANDS or (dataset.count > MODEL_BANDS and rgb):
             return (1, 2, 3)
         if dataset.count == 1:
             return (1,)
-        raise InputError(f"{what} {dataset.name} has {dataset.count} bands: choose 1 or 3")
+        flag = "--bands" if what == "scene" else "--ref-bands"
+        names = ", ".join(f"{i}={d}" for i, d in enumerate(dataset.descriptions, start=1) if d)
+        raise InputError(
+            f"{what} {dataset.name} has {dataset.count} bands"
+            + (f" ({names})" if names else "")
+            + f": choose 3 (red, green, blue) or 1 with {flag}, e.g. {flag} 3,2,1"
+        )
     if len(bands) not in (1, MODEL_BANDS):
         raise InputError(f"{what} bands {bands}: give 1 or 3 band numbers")
     wrong = [band for band in bands if not 1 <= band <= dataset.count]

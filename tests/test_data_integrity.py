@@ -159,3 +159,38 @@ def test_batch_creates_no_output_folder_for_bad_input(tmp_path, weights):
     result = CliRunner().invoke(main, [*command, "--weights", str(weights)])
     assert result.exit_code == 1 and "matches no file" in result.output
     assert not out.exists()
+
+
+def test_a_seven_band_scene_must_say_which_bands(tmp_path, weights):
+    """A 7-band Landsat-like file once silently got bands 1, 2, 3."""
+    with rasterio.open(lr_scene(tmp_path / "rgb.tif", window_px=128)) as src:
+        data, profile = src.read(), src.profile
+    seven = np.concatenate([data, data, data[:1]])
+    profile.update(count=7)
+    scene = tmp_path / "seven.tif"
+    with rasterio.open(scene, "w", **profile) as dst:
+        dst.write(seven)
+        dst.descriptions = tuple(f"B{i}" for i in range(1, 8))
+    result = run_sr(scene, tmp_path / "o.tif", weights)
+    assert result.exit_code == 1 and "has 7 bands (1=B1" in result.output
+    assert "--bands 3,2,1" in result.output
+    result = run_sr(scene, tmp_path / "o.tif", weights, "--bands", "3,2,1", "--threads", "1")
+    assert result.exit_code == 0, result.output
+
+
+def test_batch_takes_the_processing_options_of_sr(tmp_path, weights):
+    scenes = tmp_path / "scenes"
+    scenes.mkdir()
+    lr_scene(scenes / "a.tif", window_px=128)
+    out = tmp_path / "out"
+    ref = mercator_reference(tmp_path / "ref.tif")
+    command = ["batch", str(scenes), "--ref", str(ref), "-o", str(out), "--weights", str(weights)]
+    options = ["--bands", "3,2,1", "--cog", "--co", "ZLEVEL=1", "--ref-resampling", "cubic"]
+    result = CliRunner().invoke(main, [*command, "--tile", "32", "--threads", "1", *options])
+    assert result.exit_code == 0, result.output
+    with rasterio.open(out / "a_x4.tif") as dataset:
+        assert dataset.tags(ns="IMAGE_STRUCTURE")["LAYOUT"] == "COG"  # --cog reached it
+        tags = dataset.tags()
+    assert tags["RRSGAN_REF_RESAMPLING"] == "cubic"
+    # Provenance names the files, never a local path.
+    assert tags["RRSGAN_SCENE"] == "a.tif" and tags["RRSGAN_REFERENCE"] == "ref.tif"
