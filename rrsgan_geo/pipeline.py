@@ -40,6 +40,7 @@ from rrsgan_geo.sources import (
 from rrsgan_geo.tiling import RowBandBlender, TileLayout
 
 PREFETCH_BATCHES = 2
+_EMPTY_CHECK_PIXELS = 1 << 20  # decimated read that looks for any valid pixel
 # Measured: the full generator forward runs at ~32 GMAC/s on this project's 2-core CPU.
 CPU_GMAC_PER_SECOND = 32.0
 
@@ -128,6 +129,7 @@ def plan_sr(
         scaling = choose_scaling(scene, bands, options.scale, "scene")
         dtype, nodata = scene.dtypes[bands[0] - 1], scene.nodata
         descriptions = tuple(scene.descriptions[band - 1] for band in bands)
+        _refuse_empty_scene(scene, bands)
     layout = TileLayout(lr_grid.width, lr_grid.height, layout.tile, layout.margin)
     if isinstance(references, str | Path):
         references = [references]
@@ -155,6 +157,18 @@ def plan_sr(
         nodata,
         descriptions,
     )
+
+
+def _refuse_empty_scene(scene: rasterio.io.DatasetReader, bands: tuple[int, ...]) -> None:
+    """A scene with no valid pixel would 'succeed' with an all-nodata output: refuse it.
+    Looked at decimated (GDAL uses overviews where there are some), so it stays cheap."""
+    if band_validity(scene, bands, Window(0, 0, 1, 1)) is None:
+        return  # no mask declared: every pixel is valid
+    step = max(1.0, (scene.width * scene.height / _EMPTY_CHECK_PIXELS) ** 0.5)
+    shape = (max(1, int(scene.height / step)), max(1, int(scene.width / step)))
+    masks = scene.read_masks(bands, out_shape=(len(bands), *shape))
+    if not masks.any():
+        raise InputError(f"scene {scene.name} has no valid pixel in bands {bands}: nothing to do")
 
 
 def _refuse_overwriting_inputs(output_path: Path, inputs: list[Path]) -> None:

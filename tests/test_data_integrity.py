@@ -194,3 +194,15 @@ def test_batch_takes_the_processing_options_of_sr(tmp_path, weights):
     assert tags["RRSGAN_REF_RESAMPLING"] == "cubic"
     # Provenance names the files, never a local path.
     assert tags["RRSGAN_SCENE"] == "a.tif" and tags["RRSGAN_REFERENCE"] == "ref.tif"
+
+
+def test_an_all_nodata_scene_is_refused(tmp_path, weights):
+    with rasterio.open(lr_scene(tmp_path / "src.tif", window_px=128)) as src:
+        profile = src.profile
+    profile.update(nodata=7)
+    scene = tmp_path / "empty.tif"
+    with rasterio.open(scene, "w", **profile) as dst:
+        dst.write(np.full((3, profile["height"], profile["width"]), 7, np.uint8))
+    result = run_sr(scene, tmp_path / "o.tif", weights)
+    assert result.exit_code == 1 and "has no valid pixel" in result.output
+    assert not (tmp_path / "o.tif").exists()
