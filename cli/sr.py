@@ -16,10 +16,9 @@ from rrsgan_geo.cli.options import (
 )
 from rrsgan_geo.devices import resolve_device
 from rrsgan_geo.errors import WeightsNotFoundError
-from rrsgan_geo.inference import count_macs_per_lr_pixel
+from rrsgan_geo.inference import count_macs_per_lr_pixel, measure_gmac_per_second
 from rrsgan_geo.model import SCALE, RRSNet
 from rrsgan_geo.pipeline import (
-    CPU_GMAC_PER_SECOND,
     Generator,
     SROptions,
     SRPlan,
@@ -46,12 +45,23 @@ def _load(weights: Path | None, dry_run: bool, device: str) -> Generator | None:
     return Generator(model, weight_file.path.name, weight_file.sha256, weight_file.metadata.margin)
 
 
+def _estimate(plan: SRPlan, generator: Generator | None, device: str) -> str:
+    """Model time for the plan, from a short timed forward on the device (dry run only).
+    Without weights, for the authors' default architecture (random weights: speed does
+    not depend on them)."""
+    model = generator.model if generator else RRSNet()
+    tile_pixels = plan.layout.count * plan.layout.lr_tile_size**2
+    gmac = count_macs_per_lr_pixel(model) * tile_pixels / 1e9
+    target = resolve_device(device)
+    seconds = gmac / measure_gmac_per_second(model, target)
+    return (
+        f"compute     {gmac:,.0f} GMAC: ~{seconds:,.0f} s of model time on {target} "
+        "(timed on a 48 x 48 tile here, fp32)"
+    )
+
+
 def _describe_plan(plan: SRPlan, generator: Generator | None) -> list[str]:
     layout, lr, sr = plan.layout, plan.lr_grid, plan.sr_grid
-    tile_pixels = layout.count * layout.lr_tile_size**2
-    # Without weights, estimate for the authors' default architecture (never run).
-    model = generator.model if generator else RRSNet()
-    gmac = count_macs_per_lr_pixel(model) * tile_pixels / 1e9
     weights = (
         f"{generator.name} (sha256 {generator.sha256[:12]}…)"
         if generator
@@ -69,8 +79,6 @@ def _describe_plan(plan: SRPlan, generator: Generator | None) -> list[str]:
         f"memory      ~{plan.accumulator_bytes / 2**20:.0f} MiB of accumulators "
         "(grows with width, not height) plus the model",
         f"weights     {weights}",
-        f"compute     {gmac:,.0f} GMAC: ~{gmac / CPU_GMAC_PER_SECOND:,.0f} s on a "
-        "2-core CPU, far less on a GPU",
     ]
 
 
@@ -138,7 +146,7 @@ def sr(
     plan = plan_sr(scene, ref, output, options, margin)
     lines = _describe_plan(plan, generator)
     if dry_run:
-        click.echo("\n".join(lines))
+        click.echo("\n".join([*lines, _estimate(plan, generator, fields["device"])]))
         return
     click.echo(lines[2], err=True)
     if generator is not None:

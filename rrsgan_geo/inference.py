@@ -109,3 +109,26 @@ def count_macs_per_lr_pixel(model: RRSNet) -> float:
         for hook in hooks:
             hook.remove()
     return macs / (size * size)
+
+
+# Side of the square LR tile the dry run times: big enough to amortise per-call costs,
+# small enough that even the full model answers in seconds on a CPU.
+_TIMED_TILE = 48
+
+
+@torch.inference_mode()
+def measure_gmac_per_second(model: RRSNet, device: torch.device) -> float:
+    """The model's speed on `device`, from one warm-up and one timed forward of a
+    48 x 48 LR tile: estimates from a fixed constant were 3-6x off across machines."""
+    model = model.to(device).eval()
+    lr = torch.rand(1, 3, _TIMED_TILE, _TIMED_TILE, device=device)
+    grid = torch.rand(1, 3, 4 * _TIMED_TILE, 4 * _TIMED_TILE, device=device)
+    model(lr, grid, grid, grid)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    started = time.perf_counter()
+    model(lr, grid, grid, grid)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    seconds = time.perf_counter() - started
+    return count_macs_per_lr_pixel(model) * _TIMED_TILE**2 / 1e9 / seconds

@@ -149,6 +149,7 @@ def test_success_with_cog_creation_options_and_dry_run(files, tmp_path):
 
     dry = sr(files, tmp_path, "--dry-run")
     assert dry.exit_code == 0 and "tiles" in dry.output and not (tmp_path / "out.tif").exists()
+    assert "s of model time on cpu (timed on a 48 x 48 tile" in dry.output
     result = sr(files, tmp_path, "--cog", "--co", "BLOCKSIZE=128", "--co", "LEVEL=9")
     assert result.exit_code == 0, result.output
     assert "wrote" in result.output
@@ -179,7 +180,7 @@ def test_interrupt_mid_run_leaves_no_file(files, tmp_path, signum):
     assert not list(tmp_path.glob(".*part*"))
 
 
-def _no_shipped_weights():
+def _no_shipped_weights(_device_type: str = "cpu"):
     raise WeightsNotFoundError("no trained weights are installed (test): pass --weights FILE")
 
 
