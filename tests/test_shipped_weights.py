@@ -40,3 +40,17 @@ def test_shipped_weights_beat_bicubic_on_held_out_places():
     scores = evaluate(model, RefSRDataset(held_out[:3]), torch.device("cpu"))
     for score in scores:  # RGB, the authors' protocol; the model card gives all 16
         assert score.psnr_rgb["model"] > score.psnr_rgb["bicubic"] + 0.3, score
+
+
+def test_each_device_gets_its_default_model():
+    """Full size where a GPU runs it fast, compact on CPUs (22x fewer MACs per pixel)."""
+    from rrsgan_geo.weight_files import read_weight_file
+
+    cuda, cpu = shipped_weights_path("cuda"), shipped_weights_path("cpu")
+    assert cuda.name == "rrsgan_l1_full.safetensors"
+    assert cpu.name == "rrsgan_l1_compact.safetensors"
+    assert read_weight_file(cuda).metadata.config.nf == 64
+    assert read_weight_file(cpu).metadata.config.nf == 16
+    for path in (cuda, cpu):  # exports carry no local paths
+        for value in read_weight_file(path).metadata.to_strings().values():
+            assert not value.startswith("/") and "/tmp/" not in value and "/home/" not in value
