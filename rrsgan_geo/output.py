@@ -5,6 +5,7 @@ the data goes to a hidden `.NAME.*.part` file beside it (same filesystem, so the
 rename is atomic), which is removed on any error or interrupt.
 """
 
+import logging
 import os
 import tempfile
 from pathlib import Path
@@ -18,6 +19,52 @@ from rrsgan_geo.errors import OutputError
 from rrsgan_geo.files import publish
 
 BLOCK = 256
+
+
+class _GDALWarnings(logging.Handler):
+    """Collects the warnings GDAL reports through rasterio's logger."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+def validate_creation_options(options: dict[str, str], cog: bool) -> None:
+    """Try the user's creation options on a tiny in-memory file with the driver that will
+    use them: GDAL only warns about an unknown option or value (COMPRESS=BOGUS gave a
+    silently uncompressed output), so its warnings become an error here, before work."""
+    if not options:
+        return
+    logger = logging.getLogger("rasterio._env")
+    handler = _GDALWarnings()
+    logger.addHandler(handler)
+    profile = {
+        "width": 16,
+        "height": 16,
+        "count": 1,
+        "dtype": "uint8",
+        "crs": "EPSG:4326",
+        "transform": rasterio.Affine(0.1, 0, 10, 0, -0.1, 10),
+    }
+    try:
+        with rasterio.MemoryFile() as memory:
+            gtiff_options = {} if cog else options
+            with memory.open(driver="GTiff", **profile, **gtiff_options) as dataset:
+                dataset.write(np.zeros((1, 16, 16), np.uint8))
+            if cog:
+                with rasterio.MemoryFile() as target:
+                    rasterio.shutil.copy(memory.name, target.name, driver="COG", **options)
+    except rasterio.errors.RasterioError as error:
+        raise OutputError(f"--co: {error}") from None
+    finally:
+        logger.removeHandler(handler)
+    problems = [m for m in handler.messages if "option" in m.lower() or "value" in m.lower()]
+    if problems:
+        driver = "COG" if cog else "GTiff"
+        raise OutputError(f"--co for the {driver} driver: {problems[0]}")
 
 
 # What the writer produces (a GeoTIFF, or a COG with --cog): other names would lie.

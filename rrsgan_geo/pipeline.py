@@ -25,7 +25,7 @@ from rrsgan_geo.errors import CoverageError, InputError, OutputError
 from rrsgan_geo.grids import RasterGrid
 from rrsgan_geo.inference import TileModel, model_inputs
 from rrsgan_geo.model import SCALE, RRSNet
-from rrsgan_geo.output import StreamingGeoTIFF, check_destination
+from rrsgan_geo.output import StreamingGeoTIFF, check_destination, validate_creation_options
 from rrsgan_geo.references import ReferenceIndex
 from rrsgan_geo.scaling import ValueScaling, choose_scaling
 from rrsgan_geo.sources import (
@@ -120,6 +120,7 @@ def plan_sr(
     """
     scene_path, output_path = Path(scene_path), Path(output_path)
     check_destination(output_path, options.overwrite)
+    validate_creation_options(options.creation_options, options.cog)
     layout = TileLayout(0, 0, options.tile, margin)  # validates tile and margin early
     with open_raster(scene_path, "scene") as scene:
         lr_grid = georeferenced_grid(scene, "scene")

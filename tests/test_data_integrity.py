@@ -206,3 +206,18 @@ def test_an_all_nodata_scene_is_refused(tmp_path, weights):
     result = run_sr(scene, tmp_path / "o.tif", weights)
     assert result.exit_code == 1 and "has no valid pixel" in result.output
     assert not (tmp_path / "o.tif").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--co", "COMPRESS=BOGUS"), "unexpected value for COMPRESS"),
+        (("--cog", "--co", "BANANA=1"), "COG does not support creation option BANANA"),
+    ],
+)
+def test_creation_options_gdal_warns_about_are_errors(tmp_path, weights, args, message):
+    """COMPRESS=BOGUS was accepted and the output silently uncompressed."""
+    scene = lr_scene(tmp_path / "scene.tif", window_px=128)
+    result = run_sr(scene, tmp_path / "o.tif", weights, *args)
+    assert result.exit_code == 1 and message in result.output, result.output
+    assert not (tmp_path / "o.tif").exists()
