@@ -1,5 +1,7 @@
 """`rrsgan-geo sr`: super-resolve one scene with a co-located reference."""
 
+import dataclasses
+import json
 import signal
 from pathlib import Path
 
@@ -108,6 +110,13 @@ def _describe_plan(plan: SRPlan, generator: Generator | None) -> list[str]:
 @click.option(
     "--dry-run", is_flag=True, help="Check inputs, print the plan and estimates, run nothing."
 )
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar or notes; errors only.")
+@click.option(
+    "--json",
+    "json_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write the run's summary (sizes, coverage, timings, weights) as JSON here.",
+)
 def sr(
     scene: Path,
     ref: tuple[str, ...],
@@ -117,6 +126,8 @@ def sr(
     margin: int | None,
     dry_run: bool,
     threads: int | None,
+    quiet: bool,
+    json_path: Path | None,
     **fields: object,
 ) -> None:
     """Super-resolve SCENE 4x, borrowing texture from a co-located reference.
@@ -148,20 +159,33 @@ def sr(
     if dry_run:
         click.echo("\n".join([*lines, _estimate(plan, generator, fields["device"])]))
         return
-    click.echo(lines[2], err=True)
-    if generator is not None:
+    if not quiet:
+        click.echo(lines[2], err=True)
         default = "" if weights else f" (default for {resolve_device(fields['device']).type})"
         click.echo(f"weights     {generator.name}{default}", err=True)
     previous = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     try:
         with tqdm(
-            total=plan.layout.count, unit="tile", desc="super-resolving", dynamic_ncols=True
+            total=plan.layout.count,
+            unit="tile",
+            desc="super-resolving",
+            dynamic_ncols=True,
+            disable=quiet,
         ) as bar:
             report = super_resolve(plan, generator, options, on_tiles=bar.update)
     except KeyboardInterrupt:
         raise click.ClickException("interrupted: no output written") from None
     finally:
         signal.signal(signal.SIGTERM, previous)
+    if json_path is not None:
+        summary = {
+            **dataclasses.asdict(report),
+            "output": str(report.output),
+            "weights": {"file": generator.name, "sha256": generator.sha256},
+        }
+        json_path.write_text(json.dumps(summary, indent=2))
+    if quiet:
+        return
     click.echo(
         f"wrote {report.output}: {report.sr_size[0]} x {report.sr_size[1]} px, "
         f"{report.tiles} tiles, reference valid on {report.pixel_coverage:.1%} of pixels, "

@@ -1,6 +1,7 @@
 """`rrsgan-geo sr` from the command line: every bad input gives one line, a non-zero
 exit code and no output file; SIGTERM mid-run leaves nothing behind."""
 
+import json
 import os
 import signal
 import subprocess
@@ -193,3 +194,13 @@ def test_without_weights_a_run_refuses_and_a_dry_run_still_plans(files, tmp_path
     assert planned.exit_code == 0, planned.output
     assert "none installed" in planned.output and "GMAC" in planned.output
     assert not (tmp_path / "o.tif").exists()
+
+
+def test_quiet_and_json_summary(files, tmp_path):
+    summary = tmp_path / "run.json"
+    result = sr(files, tmp_path, "--quiet", "--json", str(summary))
+    assert result.exit_code == 0, result.output
+    assert result.output == ""
+    data = json.loads(summary.read_text())
+    assert data["sr_size"] == [400, 400] and data["tiles"] > 0
+    assert 0.9 < data["pixel_coverage"] <= 1 and data["weights"]["file"] == "tiny.safetensors"
