@@ -43,7 +43,7 @@ def info(file: Path, as_json: bool) -> None:
 
     \b
     Example:
-      rrsgan-geo weights info weights/rrsgan_l1.safetensors
+      rrsgan-geo weights info weights/rrsgan_l1_compact.safetensors
     """
     description = _describe(read_weight_file(file))
     if as_json:
