@@ -175,6 +175,9 @@ class Trainer:
         else:
             self.generator = RRSNet(config.model)
         self.generator.to(device)
+        # The content extractor's `tail` exists for checkpoint compatibility only (the
+        # forward never uses it): frozen, so DDP does not wait for its gradients.
+        self.generator.content_extractor.tail.requires_grad_(False)
         self.model = self.generator
         if self.world_size > 1:
             ids = [device.index] if device.type == "cuda" else None

@@ -185,7 +185,7 @@ def test_batch_takes_the_processing_options_of_sr(tmp_path, weights):
     out = tmp_path / "out"
     ref = mercator_reference(tmp_path / "ref.tif")
     command = ["batch", str(scenes), "--ref", str(ref), "-o", str(out), "--weights", str(weights)]
-    options = ["--bands", "3,2,1", "--cog", "--co", "ZLEVEL=1", "--ref-resampling", "cubic"]
+    options = ["--bands", "3,2,1", "--cog", "--co", "LEVEL=1", "--ref-resampling", "cubic"]
     result = CliRunner().invoke(main, [*command, "--tile", "32", "--threads", "1", *options])
     assert result.exit_code == 0, result.output
     with rasterio.open(out / "a_x4.tif") as dataset:
