@@ -18,8 +18,8 @@ import torch
 
 from rrsgan_geo.errors import InputError, RRSGANGeoError
 from rrsgan_geo.pipeline import Generator, SROptions, plan_sr, super_resolve
+from rrsgan_geo.rasters import georeferenced_grid, open_raster
 from rrsgan_geo.references import ReferenceIndex, expand_rasters
-from rrsgan_geo.sources import georeferenced_grid, open_raster
 from rrsgan_geo.weight_files import load_generator
 
 OUTPUT_SUFFIX = "_x4.tif"

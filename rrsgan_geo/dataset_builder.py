@@ -28,9 +28,7 @@ from rrsgan_geo.degradation import down_up_4x, downsample_4x, upsample_4x
 from rrsgan_geo.errors import ConfigError, CoverageError, OutputError
 from rrsgan_geo.grids import RasterGrid
 from rrsgan_geo.model import SCALE
-from rrsgan_geo.references import ReferenceIndex, expand_rasters
-from rrsgan_geo.scaling import ValueScaling, choose_scaling
-from rrsgan_geo.sources import (
+from rrsgan_geo.rasters import (
     band_validity,
     georeferenced_grid,
     open_raster,
@@ -38,6 +36,8 @@ from rrsgan_geo.sources import (
     to_model_bands,
     warp_to_grid,
 )
+from rrsgan_geo.references import ReferenceIndex, expand_rasters
+from rrsgan_geo.scaling import ValueScaling, choose_scaling
 
 FOLDERS = ("HR", "LR", "LR_UX4", "Ref", "Ref_DUX4")
 MANIFEST = "manifest.jsonl"

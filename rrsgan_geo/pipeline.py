@@ -26,17 +26,10 @@ from rrsgan_geo.grids import RasterGrid
 from rrsgan_geo.inference import TileModel, model_inputs
 from rrsgan_geo.model import SCALE, RRSNet
 from rrsgan_geo.output import StreamingGeoTIFF, check_destination, validate_creation_options
+from rrsgan_geo.rasters import band_validity, georeferenced_grid, open_raster, select_bands
 from rrsgan_geo.references import ReferenceIndex
 from rrsgan_geo.scaling import ValueScaling, choose_scaling
-from rrsgan_geo.sources import (
-    ReferenceSpec,
-    TileInputs,
-    TileReader,
-    band_validity,
-    georeferenced_grid,
-    open_raster,
-    select_bands,
-)
+from rrsgan_geo.sources import ReferenceSpec, TileInputs, TileReader
 from rrsgan_geo.tiling import RowBandBlender, TileLayout
 
 PREFETCH_BATCHES = 2

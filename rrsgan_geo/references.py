@@ -16,7 +16,7 @@ from shapely.geometry import Polygon
 
 from rrsgan_geo.errors import InputError
 from rrsgan_geo.grids import RasterGrid
-from rrsgan_geo.sources import georeferenced_grid, open_raster
+from rrsgan_geo.rasters import georeferenced_grid, open_raster
 
 COMMON_CRS = CRS.from_epsg(4326)
 RASTER_SUFFIXES = {".tif", ".tiff", ".vrt", ".jp2", ".img"}

@@ -1,4 +1,4 @@
-"""Opening the scene and the reference, and reading the inputs of one tile.
+"""Reading the inputs of one tile: the scene's LR window and the references' windows.
 
 The LR is read from a scene virtually padded by reflection at its edges, so every tile
 sees the same context a whole-scene pass would. The reference is never loaded whole:
@@ -6,93 +6,21 @@ a WarpedVRT brings it onto the (padded) SR grid by coordinates and each tile rea
 window of it, with a validity mask.
 """
 
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import rasterio
-from rasterio.enums import ColorInterp, MaskFlags, Resampling
-from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
+from rasterio.enums import Resampling
 from rasterio.fill import fillnodata
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
-from rrsgan_geo.errors import InputError
 from rrsgan_geo.grids import RasterGrid
 from rrsgan_geo.model import SCALE
+from rrsgan_geo.rasters import band_validity, georeferenced_grid, to_model_bands, warp_to_grid
 from rrsgan_geo.scaling import ValueScaling
 from rrsgan_geo.tiling import Tile, TileLayout
-
-MODEL_BANDS = 3
-
-
-def open_raster(path: str | Path, what: str) -> rasterio.io.DatasetReader:
-    """Open any GDAL raster, turning GDAL's errors into a one-line InputError."""
-    if not Path(path).exists():
-        raise InputError(f"{what} not found: {path}")
-    try:
-        with warnings.catch_warnings():
-            # Missing georeference is reported by georeferenced_grid, in one line.
-            warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            return rasterio.open(path)
-    except RasterioIOError as error:
-        raise InputError(f"cannot read {what} {path}: {error}") from None
-
-
-def georeferenced_grid(dataset: rasterio.io.DatasetReader, what: str) -> RasterGrid:
-    if dataset.crs is None:
-        raise InputError(f"{what} {dataset.name} has no CRS: it must be georeferenced")
-    if dataset.transform.is_identity:
-        raise InputError(f"{what} {dataset.name} has no geotransform: it must be georeferenced")
-    return RasterGrid(dataset.crs, dataset.transform, dataset.width, dataset.height)
-
-
-def select_bands(
-    dataset: rasterio.io.DatasetReader, bands: tuple[int, ...] | None, what: str
-) -> tuple[int, ...]:
-    """1 or 3 bands: the model is RGB; a single band is repeated to three.
-
-    Without a choice, a 1-band raster, a 3-band one, or one whose first three bands
-    GDAL calls red, green and blue (RGB + alpha, say) need none; any other (a 7-band
-    Landsat file) must say which bands, rather than silently getting 1, 2, 3."""
-    if bands is None:
-        rgb = tuple(dataset.colorinterp[:MODEL_BANDS]) == (
-            ColorInterp.red,
-            ColorInterp.green,
-            ColorInterp.blue,
-        )
-        if dataset.count == MODEL_BANDS or (dataset.count > MODEL_BANDS and rgb):
-            return (1, 2, 3)
-        if dataset.count == 1:
-            return (1,)
-        flag = "--bands" if what == "scene" else "--ref-bands"
-        names = ", ".join(f"{i}={d}" for i, d in enumerate(dataset.descriptions, start=1) if d)
-        raise InputError(
-            f"{what} {dataset.name} has {dataset.count} bands"
-            + (f" ({names})" if names else "")
-            + f": choose 3 (red, green, blue) or 1 with {flag}, e.g. {flag} 3,2,1"
-        )
-    if len(bands) not in (1, MODEL_BANDS):
-        raise InputError(f"{what} bands {bands}: give 1 or 3 band numbers")
-    wrong = [band for band in bands if not 1 <= band <= dataset.count]
-    if wrong:
-        raise InputError(
-            f"{what} {dataset.name} has {dataset.count} bands; band {wrong[0]} does not exist"
-        )
-    return bands
-
-
-def band_validity(
-    dataset: rasterio.io.DatasetReader, bands: tuple[int, ...], window: Window
-) -> np.ndarray | None:
-    """bands x H x W: where each band is valid, as GDAL's mask of that band says
-    (nodata value, alpha or mask band); None, without reading anything, when the
-    dataset declares no mask for these bands. Bands can differ: in a Landsat 7 scene
-    water is nodata in two bands and valid in the third."""
-    if all(MaskFlags.all_valid in dataset.mask_flag_enums[band - 1] for band in bands):
-        return None
-    return dataset.read_masks(bands, window=window) > 0
 
 
 def _read_reflected(
@@ -130,11 +58,6 @@ class TileInputs:
     @property
     def empty(self) -> bool:
         return self.lr_valid is not None and not self.lr_valid.any()
-
-
-def to_model_bands(unit: np.ndarray) -> np.ndarray:
-    """bands x H x W with 1 or 3 bands -> 3 bands: the model is RGB."""
-    return np.repeat(unit, MODEL_BANDS, axis=0) if unit.shape[0] == 1 else unit
 
 
 class TileReader:
@@ -233,23 +156,3 @@ class ReferenceSpec:
             (layout.rows * layout.tile + 2 * layout.margin) * SCALE,
         )
         return warp_to_grid(source, padded, self.resampling)
-
-
-def warp_to_grid(
-    source: rasterio.io.DatasetReader, grid: RasterGrid, resampling: Resampling
-) -> WarpedVRT:
-    """`source` seen through `grid` (any CRS, resolution, rotation), read window by window.
-
-    Without a nodata value or an alpha band an alpha band is added, so that the areas
-    outside the source read as invalid in `dataset_mask`.
-    """
-    has_alpha = any(MaskFlags.alpha in flags for flags in source.mask_flag_enums)
-    return WarpedVRT(
-        source,
-        crs=grid.crs,
-        transform=grid.transform,
-        width=grid.width,
-        height=grid.height,
-        resampling=resampling,
-        add_alpha=source.nodata is None and not has_alpha,
-    )
