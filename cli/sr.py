@@ -110,6 +110,13 @@ def _describe_plan(plan: SRPlan, generator: Generator | None) -> list[str]:
 @click.option(
     "--dry-run", is_flag=True, help="Check inputs, print the plan and estimates, run nothing."
 )
+@click.option(
+    "--bounds",
+    nargs=4,
+    type=float,
+    metavar="LEFT BOTTOM RIGHT TOP",
+    help="Only this part of the scene, in the scene's CRS (whole pixels it touches).",
+)
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or notes; errors only.")
 @click.option(
     "--json",

@@ -6,6 +6,7 @@ progress is reported through a callback, never printed.
 """
 
 import json
+import math
 import queue
 import threading
 import time
@@ -16,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import rasterio
 from rasterio.enums import Resampling
-from rasterio.windows import Window
+from rasterio.windows import Window, from_bounds
 from shapely import union_all
 
 from rrsgan_geo import __version__
@@ -63,6 +64,8 @@ class SROptions:
     cog: bool = False
     creation_options: dict[str, str] = field(default_factory=dict)
     overwrite: bool = False
+    bounds: tuple[float, float, float, float] | None = None
+    """left, bottom, right, top in the scene's CRS: process only the pixels they touch."""
 
 
 @dataclass(frozen=True)
@@ -81,6 +84,8 @@ class SRPlan:
     dtype: str
     nodata: float | None
     descriptions: tuple[str | None, ...]
+    scene_window: Window | None = None
+    """The part of the scene processed (`--bounds`); None: all of it."""
 
     @property
     def accumulator_bytes(self) -> int:
@@ -117,6 +122,12 @@ def plan_sr(
     layout = TileLayout(0, 0, options.tile, margin)  # validates tile and margin early
     with open_raster(scene_path, "scene") as scene:
         lr_grid = georeferenced_grid(scene, "scene")
+        window = None
+        if options.bounds is not None:
+            window = _window_of_bounds(scene, options.bounds)
+            lr_grid = RasterGrid(
+                lr_grid.crs, scene.window_transform(window), window.width, window.height
+            )
         bands = select_bands(scene, options.scene_bands, "scene")
         scaling = choose_scaling(scene, bands, options.scale, "scene")
         dtype, nodata = scene.dtypes[bands[0] - 1], scene.nodata
@@ -148,7 +159,26 @@ def plan_sr(
         dtype,
         nodata,
         descriptions,
+        window,
     )
+
+
+def _window_of_bounds(
+    scene: rasterio.io.DatasetReader, bounds: tuple[float, float, float, float]
+) -> Window:
+    """Whole scene pixels touched by `bounds` (scene CRS), on the scene's pixel grid."""
+    left, bottom, right, top = bounds
+    if left >= right or bottom >= top:
+        raise InputError(f"--bounds {bounds}: expected LEFT BOTTOM RIGHT TOP with left < right")
+    exact = from_bounds(left, bottom, right, top, scene.transform)
+    col0, row0 = math.floor(exact.col_off + 1e-9), math.floor(exact.row_off + 1e-9)
+    col1 = math.ceil(exact.col_off + exact.width - 1e-9)
+    row1 = math.ceil(exact.row_off + exact.height - 1e-9)
+    col0, row0 = max(col0, 0), max(row0, 0)
+    col1, row1 = min(col1, scene.width), min(row1, scene.height)
+    if col1 <= col0 or row1 <= row0:
+        raise CoverageError(f"--bounds {bounds} do not meet the scene {scene.name}")
+    return Window(col0, row0, col1 - col0, row1 - row0)
 
 
 def _refuse_empty_scene(scene: rasterio.io.DatasetReader, bands: tuple[int, ...]) -> None:
@@ -304,7 +334,9 @@ def _to_output(
     nodata = np.asarray(plan.nodata).astype(values.dtype)
     values[values == nodata] = nudged_off(nodata)
     lr_top, lr_rows = top // SCALE, values.shape[1] // SCALE
-    valid = band_validity(scene, plan.scene_bands, Window(0, lr_top, scene.width, lr_rows))
+    window = plan.scene_window or Window(0, 0, scene.width, scene.height)
+    rows = Window(window.col_off, window.row_off + lr_top, window.width, lr_rows)
+    valid = band_validity(scene, plan.scene_bands, rows)
     if valid is not None:
         valid = np.repeat(np.repeat(valid, SCALE, axis=1), SCALE, axis=2)
         values[~valid] = nodata
@@ -414,7 +446,12 @@ class _Prefetcher:
         plan = self.plan
         try:
             reader = TileReader(
-                plan.scene_path, plan.scene_bands, plan.scaling, plan.layout, plan.references
+                plan.scene_path,
+                plan.scene_bands,
+                plan.scaling,
+                plan.layout,
+                plan.references,
+                plan.scene_window,
             )
         except BaseException as error:  # handed to the consumer, which re-raises it
             self._put(error)

@@ -70,12 +70,20 @@ class TileReader:
         scene_scaling: ValueScaling,
         layout: TileLayout,
         references: "tuple[ReferenceSpec, ...]" = (),
+        window: Window | None = None,
     ) -> None:
+        """`window`: the part of the scene processed (tile offsets are relative to it;
+        context beyond it is read from the scene where the scene has it)."""
         self.scene = rasterio.open(scene_path)
         self.scene_bands = scene_bands
         self.scaling = scene_scaling
         self.layout = layout
+        window = window or Window(0, 0, self.scene.width, self.scene.height)
+        self.row0, self.col0 = int(window.row_off), int(window.col_off)
         scene_grid = georeferenced_grid(self.scene, "scene")
+        scene_grid = RasterGrid(
+            scene_grid.crs, self.scene.window_transform(window), window.width, window.height
+        )
         self.references = []  # (spec, source, warped view on the padded SR grid)
         for spec in references:
             source = rasterio.open(spec.path)
@@ -84,7 +92,11 @@ class TileReader:
     def read(self, tile: Tile) -> TileInputs:
         size = self.layout.lr_tile_size
         values, valid = _read_reflected(
-            self.scene, self.scene_bands, tile.lr_row_off, tile.lr_col_off, size
+            self.scene,
+            self.scene_bands,
+            self.row0 + tile.lr_row_off,
+            self.col0 + tile.lr_col_off,
+            size,
         )
         if valid is not None:
             # Each band's holes are filled from that band's valid neighbours only.

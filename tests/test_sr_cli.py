@@ -204,3 +204,27 @@ def test_quiet_and_json_summary(files, tmp_path):
     data = json.loads(summary.read_text())
     assert data["sr_size"] == [400, 400] and data["tiles"] > 0
     assert 0.9 < data["pixel_coverage"] <= 1 and data["weights"]["file"] == "tiny.safetensors"
+
+
+def test_bounds_process_a_part_of_the_scene_as_the_whole_run_does(files, tmp_path):
+    """Same grid, exactly; values within 1 DN (tiles start elsewhere and the reference
+    is warped onto another extent, so uint8 rounding differs here and there)."""
+    import rasterio
+
+    whole = sr(files, tmp_path, "--co", "ZLEVEL=1")
+    assert whole.exit_code == 0, whole.output
+    (tmp_path / "out.tif").rename(tmp_path / "whole.tif")
+    with rasterio.open(files["scene"]) as scene:
+        t = scene.transform
+        # Columns 30.5..70 and rows 20..60.2 of the LR scene: whole pixels 30..70, 20..61.
+        bounds = (t.c + 30.5 * t.a, t.f + 60.2 * t.e, t.c + 70 * t.a, t.f + 20 * t.e)
+    part = sr(files, tmp_path, "--bounds", *map(str, bounds))
+    assert part.exit_code == 0, part.output
+    with rasterio.open(tmp_path / "whole.tif") as a, rasterio.open(tmp_path / "out.tif") as b:
+        assert (b.width, b.height) == (4 * 40, 4 * 41)
+        assert b.transform == a.transform * Affine.translation(4 * 30, 4 * 20)
+        expected = a.read(window=rasterio.windows.Window(120, 80, 160, 164))
+        differs = np.abs(b.read().astype(int) - expected.astype(int))
+    assert differs.max() <= 1 and (differs > 0).mean() < 0.1
+    outside = sr(files, tmp_path, "--bounds", "0", "0", "1", "1", "--overwrite")
+    assert outside.exit_code == 1 and "do not meet the scene" in outside.output
