@@ -153,7 +153,13 @@ class StreamingGeoTIFF:
     def __enter__(self) -> "StreamingGeoTIFF":
         temp = _temp_path(self.path, ".part.tif")
         self.temp_paths.append(temp)
-        self.dataset = rasterio.open(temp, "w", **self.profile)
+        try:
+            self.dataset = rasterio.open(temp, "w", **self.profile)
+        except BaseException:
+            # __exit__ does not run when __enter__ fails: a Ctrl-C that lands while GDAL
+            # creates the file (the moment it appears) must not leave it behind.
+            temp.unlink(missing_ok=True)
+            raise
         return self
 
     def write_rows(self, top: int, rows: np.ndarray) -> None:
