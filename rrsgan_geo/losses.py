@@ -3,7 +3,6 @@
 from pathlib import Path
 
 import torch
-import torchvision
 from torch import nn
 from torch.nn import functional as F
 
@@ -31,6 +30,13 @@ class VGGPerceptualLoss(nn.Module):
                 f"VGG19 weights for the perceptual loss not found: {path} (torchvision's "
                 "ImageNet vgg19 state dict, vgg19-dcbb9e9d.pth; stage 1 needs none)"
             )
+        try:  # only stage 2 needs torchvision: `pip install rrsgan-geo[train]`
+            import torchvision
+        except ImportError:
+            raise WeightsNotFoundError(
+                "stage 2 needs torchvision for VGG19: pip install torchvision matching "
+                "your torch (or the package's [train] extra)"
+            ) from None
         vgg = torchvision.models.vgg19()
         vgg.load_state_dict(read_torch_state_dict(path))
         self.features = vgg.features[: VGG_FEATURE_LAYER + 1].eval().requires_grad_(False)

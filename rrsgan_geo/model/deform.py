@@ -10,13 +10,13 @@ outside the map, as deform_conv2d reads them) followed by one matrix product. Th
 the same operator, 2x faster forward and 5-7x faster backward than deform_conv2d on
 the CPU (measured: 8 x 20 x 96 x 96, 4 groups), and on CUDA its matrix product runs in
 the autocast precision on tensor cores, where deform_conv2d runs in float32. The
-tests check it against deform_conv2d, which remains the path for maps under 2 px.
+tests check it against deform_conv2d; the package itself needs no torchvision, so it
+installs beside any torch without pulling a torchvision that pins another.
 """
 
 import torch
 from torch import nn
 from torch.nn import functional as F
-from torchvision.ops import deform_conv2d
 
 # sigmoid(3) = 0.95: the modulation mask a fresh layer starts with.
 MASK_LOGIT_INIT = 3.0
@@ -62,9 +62,8 @@ class SeparateOffsetDeformConv(nn.Module):
         o1, o2, mask_logits = torch.chunk(out, 3, dim=1)
         offset = torch.cat((o1, o2), dim=1)
         device_type = features.device.type
-        # Sampling in float32 whatever the autocast precision: fractional offsets want
-        # it, and torchvision has no bfloat16 kernel on the CPU. The matrix product may
-        # use the autocast precision on CUDA (tensor cores).
+        # Sampling in float32 whatever the autocast precision (fractional offsets want
+        # it); the matrix product may use the autocast precision on CUDA (tensor cores).
         product_dtype = torch.float32
         if device_type == "cuda" and torch.is_autocast_enabled(device_type):
             product_dtype = torch.get_autocast_dtype(device_type)
@@ -72,8 +71,6 @@ class SeparateOffsetDeformConv(nn.Module):
             features, offset = features.float(), offset.float()
             mask = torch.sigmoid(mask_logits.float())
             weight, bias = self.weight.float(), self.bias.float()
-            if min(features.shape[-2:]) < 2:
-                return deform_conv2d(features, offset, weight, bias, self.padding, mask=mask)
             return sampled_deform_conv2d(features, offset, mask, weight, bias, product_dtype)
 
 
@@ -87,8 +84,8 @@ def sampled_deform_conv2d(
 ) -> torch.Tensor:
     """torchvision's `deform_conv2d(features, offset, weight, bias, padding=k // 2,
     mask=mask)` for a square odd kernel k, stride 1, written as one `grid_sample` and
-    one matrix product. Maps must be at least 2 x 2 (pixel coordinates are normalised
-    with align_corners=True)."""
+    one matrix product. Pixel coordinates are normalised for align_corners=False,
+    which maps them back exactly, for maps of any size (1 x 1 included)."""
     n, channels, height, width = features.shape
     out_channels, _, kernel, _ = weight.shape
     taps = kernel * kernel
@@ -101,13 +98,13 @@ def sampled_deform_conv2d(
     cols = torch.arange(width, device=features.device, dtype=features.dtype)
     y = rows.view(1, 1, 1, height, 1) + tap_y + offset[:, :, :, 0]
     x = cols.view(1, 1, 1, 1, width) + tap_x + offset[:, :, :, 1]
-    grid = torch.stack((x * (2 / (width - 1)) - 1, y * (2 / (height - 1)) - 1), dim=-1)
+    grid = torch.stack(((2 * x + 1) / width - 1, (2 * y + 1) / height - 1), dim=-1)
     sampled = F.grid_sample(
         features.reshape(n * groups, channels // groups, height, width),
         grid.view(n * groups, taps * height, width, 2),
         mode="bilinear",
         padding_mode="zeros",
-        align_corners=True,
+        align_corners=False,
     )
     sampled = sampled.view(n, groups, channels // groups, taps, height, width)
     columns = (sampled * mask.view(n, groups, 1, taps, height, width)).view(
