@@ -222,7 +222,7 @@ def test_bounds_process_a_part_of_the_scene_as_the_whole_run_does(files, tmp_pat
     assert part.exit_code == 0, part.output
     with rasterio.open(tmp_path / "whole.tif") as a, rasterio.open(tmp_path / "out.tif") as b:
         assert (b.width, b.height) == (4 * 40, 4 * 41)
-        assert b.transform == a.transform * Affine.translation(4 * 30, 4 * 20)
+        assert b.transform == a.transform @ Affine.translation(4 * 30, 4 * 20)
         expected = a.read(window=rasterio.windows.Window(120, 80, 160, 164))
         differs = np.abs(b.read().astype(int) - expected.astype(int))
     assert differs.max() <= 1 and (differs > 0).mean() < 0.1
