@@ -11,6 +11,14 @@ from pathlib import Path
 
 
 def current_umask() -> int:
+    """Read without changing it where Linux shows it (setting it, even briefly, would
+    race with other threads creating files); elsewhere, set and restore."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
     mask = os.umask(0)
     os.umask(mask)
     return mask
