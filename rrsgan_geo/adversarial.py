@@ -17,6 +17,7 @@ from rrsgan_geo.losses import VGGPerceptualLoss, gan_loss
 from rrsgan_geo.model.gradient import GradientMagnitude
 
 KINDS = ("image", "gradient")
+GradientPair = tuple[torch.Tensor, torch.Tensor]  # (SR, HR) gradient maps
 
 
 @dataclass(frozen=True)
@@ -48,12 +49,16 @@ class AdversarialStage:
         self.optimizers = {k: make_optimizer(d) for k, d in self.discriminators.items()}
         self.schedulers = {k: make_scheduler(o) for k, o in self.optimizers.items()}
 
+    def gradient_maps(self, sr: torch.Tensor, hr: torch.Tensor) -> GradientPair:
+        """Gradient maps of SR and HR, computed once per step for both updates."""
+        return self.gradient(sr), self.gradient(hr)
+
     def generator_losses(
-        self, sr: torch.Tensor, hr: torch.Tensor, step: int
+        self, sr: torch.Tensor, hr: torch.Tensor, grads: GradientPair, step: int
     ) -> dict[str, torch.Tensor]:
         """Stage-2 terms added to the pixel loss (discriminators frozen for this pass)."""
         w = self.weights
-        sr_grad, hr_grad = self.gradient(sr), self.gradient(hr)
+        sr_grad, hr_grad = grads
         losses = {
             "perceptual": self.perceptual(sr, hr) * w.perceptual,
             "grad_pixel": F.l1_loss(sr_grad, hr_grad) * w.grad_pixel,
@@ -65,16 +70,18 @@ class AdversarialStage:
         return losses
 
     def train_discriminators(
-        self, sr: torch.Tensor, hr: torch.Tensor, step: int
+        self, sr: torch.Tensor, hr: torch.Tensor, grads: GradientPair, step: int
     ) -> dict[str, float]:
         """One discriminator update each (after `gan_start_step`); schedules always step."""
         logs = {}
         if step >= self.gan_start_step:
-            sr, hr = sr.detach(), hr.detach()
-            pairs = {"image": (sr, hr), "gradient": (self.gradient(sr), self.gradient(hr))}
+            sr_grad, hr_grad = grads
+            pairs = {"image": (sr, hr), "gradient": (sr_grad, hr_grad)}
             for kind, (fake, real) in pairs.items():
                 discriminator = self.discriminators[kind].requires_grad_(True)
-                loss = gan_loss(discriminator(real), True) + gan_loss(discriminator(fake), False)
+                loss = gan_loss(discriminator(real.detach()), True) + gan_loss(
+                    discriminator(fake.detach()), False
+                )
                 self.optimizers[kind].zero_grad(set_to_none=True)
                 loss.backward()
                 self.optimizers[kind].step()

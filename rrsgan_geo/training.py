@@ -249,7 +249,8 @@ class Trainer:
         sr = sr.float()
         losses = {"pixel": F.l1_loss(sr, hr) * config.loss_weights.pixel}
         if self.stage2 is not None:
-            losses.update(self.stage2.generator_losses(sr, hr, self.step))
+            grads = self.stage2.gradient_maps(sr, hr)
+            losses.update(self.stage2.generator_losses(sr, hr, grads, self.step))
         total = sum(losses.values())
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(total).backward()
@@ -258,7 +259,7 @@ class Trainer:
         self.scheduler.step()
         logs = {k: v.item() for k, v in losses.items()}
         if self.stage2 is not None:
-            logs.update(self.stage2.train_discriminators(sr, hr, self.step))
+            logs.update(self.stage2.train_discriminators(sr, hr, grads, self.step))
         self.step += 1
         return logs
 
@@ -316,10 +317,11 @@ class Trainer:
             self.save()
 
     def _all_agree(self, stop: bool) -> bool:
-        """Rank 0's clock decides, so that every rank stops after the same step."""
+        """Rank 0's clock decides, so that every rank stops after the same step. The flag
+        lives on this process's device: NCCL broadcasts CUDA tensors only."""
         if self.world_size == 1:
             return stop
-        flag = torch.tensor([int(stop)], device="cpu")
+        flag = torch.tensor([int(stop)], device=self.device)
         dist.broadcast(flag, src=0)
         return bool(flag.item())
 
