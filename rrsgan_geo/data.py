@@ -14,6 +14,7 @@ device, so no step re-runs a resize over a whole image.
 """
 
 import dataclasses
+import functools
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -203,11 +204,6 @@ class RefSRDataset(torch.utils.data.Dataset):
                 raise InputError(
                     f"{sample.folder}/*/{sample.hr.name}: HR, Ref and 4x LR sizes differ"
                 )
-        context_hr = SCALE * CONTEXT_LR
-        self._padded = [
-            (_pad(lr, CONTEXT_LR), _pad(ref, context_hr), _pad(hr, context_hr))
-            for lr, ref, hr in self.images
-        ]
         # The same place on other dates: same file name, another folder, same size.
         by_name: dict[str, list[int]] = {}
         for index, sample in enumerate(samples):
@@ -225,6 +221,16 @@ class RefSRDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
+    @functools.cached_property
+    def _padded(self) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """(LR, Ref, HR) with CONTEXT_LR of replicated edge, for training crops only
+        (validation and evaluation read whole images and never need it)."""
+        context_hr = SCALE * CONTEXT_LR
+        return [
+            (_pad(lr, CONTEXT_LR), _pad(ref, context_hr), _pad(hr, context_hr))
+            for lr, ref, hr in self.images
+        ]
+
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         """The whole sample, unaugmented (validation, evaluation)."""
         lr, ref, hr = (_to_tensor(a)[None] for a in self.images[index])
@@ -236,17 +242,19 @@ class RefSRDataset(torch.utils.data.Dataset):
             "HR": hr[0],
         }
 
-    def _lr_size(self, index: int) -> tuple[int, int]:
-        return self.images[index][0].shape[:2]
+    def _draw_crop(self, lr_crop: int, generator: torch.Generator) -> tuple[int, int, int]:
+        """(image index, top, left) of a random LR crop."""
+        index = int(torch.randint(0, len(self), (1,), generator=generator))
+        lr_h, lr_w = self.images[index][0].shape[:2]
+        top = int(torch.randint(0, lr_h - lr_crop + 1, (1,), generator=generator))
+        left = int(torch.randint(0, lr_w - lr_crop + 1, (1,), generator=generator))
+        return index, top, left
 
     def plan(
         self, lr_crop: int, generator: torch.Generator, reference: ReferenceConfig, step: int
     ) -> CropPlan:
         """Draw one sample: image, crop, flips, reference source and its distortion."""
-        index = int(torch.randint(0, len(self), (1,), generator=generator))
-        lr_h, lr_w = self._lr_size(index)
-        top = int(torch.randint(0, lr_h - lr_crop + 1, (1,), generator=generator))
-        left = int(torch.randint(0, lr_w - lr_crop + 1, (1,), generator=generator))
+        index, top, left = self._draw_crop(lr_crop, generator)
         flip_h, flip_v, rotate = (torch.rand(3, generator=generator) < 0.5).tolist()
         probabilities = torch.tensor(reference.probabilities(step), dtype=torch.float64)
         source = SOURCES[int(torch.multinomial(probabilities, 1, generator=generator))]
@@ -259,11 +267,7 @@ class RefSRDataset(torch.utils.data.Dataset):
             donor = (index_other, top, left)
         elif source == "synthetic":
             distortion = draw_distortion(reference.synthetic_at(step), generator)
-            d_index = int(torch.randint(0, len(self), (1,), generator=generator))
-            d_h, d_w = self._lr_size(d_index)
-            d_top = int(torch.randint(0, d_h - lr_crop + 1, (1,), generator=generator))
-            d_left = int(torch.randint(0, d_w - lr_crop + 1, (1,), generator=generator))
-            donor = (d_index, d_top, d_left)
+            donor = self._draw_crop(lr_crop, generator)
         return CropPlan(index, top, left, flip_h, flip_v, rotate, source, distortion, donor)
 
     def _cut(
