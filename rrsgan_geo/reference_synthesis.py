@@ -168,37 +168,32 @@ def _smooth_field(control: torch.Tensor, height: int, width: int) -> torch.Tenso
     )[0]
 
 
-def sampling_grid(
+def source_pixels(
     distortion: Distortion, height: int, width: int, device: torch.device
-) -> torch.Tensor:
-    """H x W x 2 grid for `grid_sample` (align_corners=False): where each output pixel
-    of the reference is taken from in the HR, rotation and scale about the centre."""
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """H x W pixel coordinates (x, y) in the HR that each reference pixel is taken from:
+    rotation and scale about the centre, then shift, then the elastic field."""
     ys = torch.arange(height, device=device, dtype=torch.float32) - (height - 1) / 2
     xs = torch.arange(width, device=device, dtype=torch.float32) - (width - 1) / 2
     y, x = torch.meshgrid(ys, xs, indexing="ij")
     angle = math.radians(distortion.rotation_deg)
     cos, sin = math.cos(angle) * distortion.scale, math.sin(angle) * distortion.scale
-    source_x = cos * x - sin * y + distortion.shift[0]
-    source_y = sin * x + cos * y + distortion.shift[1]
+    source_x = cos * x - sin * y + distortion.shift[0] + (width - 1) / 2
+    source_y = sin * x + cos * y + distortion.shift[1] + (height - 1) / 2
     if distortion.elastic is not None:
         field = _smooth_field(distortion.elastic.to(device), height, width)
         source_x, source_y = source_x + field[0], source_y + field[1]
-    # Pixel centres -> normalised coordinates of align_corners=False.
-    grid_x = (source_x + (width - 1) / 2 + 0.5) * (2 / width) - 1
-    grid_y = (source_y + (height - 1) / 2 + 0.5) * (2 / height) - 1
-    return torch.stack((grid_x, grid_y), dim=-1)
+    return source_x, source_y
 
 
 def displacement(distortion: Distortion, height: int, width: int) -> torch.Tensor:
     """2 x H x W: how far (HR px) each reference pixel is taken from its own place."""
-    grid = sampling_grid(distortion, height, width, torch.device("cpu"))
+    source_x, source_y = source_pixels(distortion, height, width, torch.device("cpu"))
     ys, xs = torch.meshgrid(
         torch.arange(height, dtype=torch.float32),
         torch.arange(width, dtype=torch.float32),
         indexing="ij",
     )
-    source_x = (grid[..., 0] + 1) * width / 2 - 0.5
-    source_y = (grid[..., 1] + 1) * height / 2 - 0.5
     return torch.stack((source_x - xs, source_y - ys))
 
 
@@ -234,7 +229,9 @@ def synthesize(
     (gamma, per-channel gain and offset, haze), blur, JPEG. The identity `Distortion()`
     returns the HR unchanged."""
     _, height, width = hr.shape
-    grid = sampling_grid(distortion, height, width, hr.device)
+    source_x, source_y = source_pixels(distortion, height, width, hr.device)
+    # Pixel centres -> normalised coordinates of align_corners=False.
+    grid = torch.stack(((2 * source_x + 1) / width - 1, (2 * source_y + 1) / height - 1), -1)
     ref = F.grid_sample(
         hr[None], grid[None], mode="bilinear", padding_mode="reflection", align_corners=False
     )[0]
