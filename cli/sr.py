@@ -6,6 +6,7 @@ import signal
 from pathlib import Path
 
 import click
+import torch
 from tqdm import tqdm
 
 from rrsgan_geo.cli.options import (
@@ -34,11 +35,11 @@ def _raise_keyboard_interrupt(_signum: int, _frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def _load(weights: Path | None, dry_run: bool, device: str) -> Generator | None:
+def _load(weights: Path | None, dry_run: bool, device: torch.device) -> Generator | None:
     """The generator to run (by default the shipped weights for the device: full-size
     on CUDA, compact on the CPU); for a dry run without installed weights, None."""
     try:
-        path = weights or shipped_weights_path(resolve_device(device).type)
+        path = weights or shipped_weights_path(device.type)
     except WeightsNotFoundError:
         if dry_run:
             return None
@@ -47,17 +48,16 @@ def _load(weights: Path | None, dry_run: bool, device: str) -> Generator | None:
     return Generator(model, weight_file.path.name, weight_file.sha256, weight_file.metadata.margin)
 
 
-def _estimate(plan: SRPlan, generator: Generator | None, device: str) -> str:
+def _estimate(plan: SRPlan, generator: Generator | None, device: torch.device) -> str:
     """Model time for the plan, from a short timed forward on the device (dry run only).
     Without weights, for the authors' default architecture (random weights: speed does
     not depend on them)."""
     model = generator.model if generator else RRSNet()
     tile_pixels = plan.layout.count * plan.layout.lr_tile_size**2
     gmac = count_macs_per_lr_pixel(model) * tile_pixels / 1e9
-    target = resolve_device(device)
-    seconds = gmac / measure_gmac_per_second(model, target)
+    seconds = gmac / measure_gmac_per_second(model, device)
     return (
-        f"compute     {gmac:,.0f} GMAC: ~{seconds:,.0f} s of model time on {target} "
+        f"compute     {gmac:,.0f} GMAC: ~{seconds:,.0f} s of model time on {device} "
         "(timed on a 48 x 48 tile here, fp32)"
     )
 
@@ -154,21 +154,20 @@ def sr(
       rrsgan-geo sr scene.tif --ref google.tif -o out.tif --dry-run
     """
     if threads is not None:
-        import torch
-
         torch.set_num_threads(threads)
-    generator = _load(weights, dry_run, fields["device"])
+    device = resolve_device(fields["device"])
+    generator = _load(weights, dry_run, device)
     options = SROptions(tile=tile, margin=margin, **fields)
     if margin is None:
         margin = generator.margin if generator else DEFAULT_MARGIN_LR
     plan = plan_sr(scene, ref, output, options, margin)
     lines = _describe_plan(plan, generator)
     if dry_run:
-        click.echo("\n".join([*lines, _estimate(plan, generator, fields["device"])]))
+        click.echo("\n".join([*lines, _estimate(plan, generator, device)]))
         return
     if not quiet:
         click.echo(lines[2], err=True)
-        default = "" if weights else f" (default for {resolve_device(fields['device']).type})"
+        default = "" if weights else f" (default for {device.type})"
         click.echo(f"weights     {generator.name}{default}", err=True)
     previous = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     try:
