@@ -27,7 +27,14 @@ from rrsgan_geo.grids import RasterGrid
 from rrsgan_geo.inference import TileModel, model_inputs
 from rrsgan_geo.model import SCALE, RRSNet
 from rrsgan_geo.output import StreamingGeoTIFF, check_destination, validate_creation_options
-from rrsgan_geo.rasters import band_validity, georeferenced_grid, open_raster, select_bands
+from rrsgan_geo.rasters import (
+    band_validity,
+    decimated_shape,
+    declares_mask,
+    georeferenced_grid,
+    open_raster,
+    select_bands,
+)
 from rrsgan_geo.references import ReferenceIndex
 from rrsgan_geo.scaling import ValueScaling, choose_scaling
 from rrsgan_geo.sources import ReferenceSpec, TileInputs, TileReader
@@ -125,9 +132,7 @@ def plan_sr(
         window = None
         if options.bounds is not None:
             window = _window_of_bounds(scene, options.bounds)
-            lr_grid = RasterGrid(
-                lr_grid.crs, scene.window_transform(window), window.width, window.height
-            )
+            lr_grid = lr_grid.shifted(window.col_off, window.row_off, window.width, window.height)
         bands = select_bands(scene, options.scene_bands, "scene")
         scaling = choose_scaling(scene, bands, options.scale, "scene")
         dtype, nodata = scene.dtypes[bands[0] - 1], scene.nodata
@@ -183,13 +188,11 @@ def _window_of_bounds(
 
 def _refuse_empty_scene(scene: rasterio.io.DatasetReader, bands: tuple[int, ...]) -> None:
     """A scene with no valid pixel would 'succeed' with an all-nodata output: refuse it.
-    Looked at decimated (GDAL uses overviews where there are some), so it stays cheap."""
-    if band_validity(scene, bands, Window(0, 0, 1, 1)) is None:
-        return  # no mask declared: every pixel is valid
-    step = max(1.0, (scene.width * scene.height / _EMPTY_CHECK_PIXELS) ** 0.5)
-    shape = (max(1, int(scene.height / step)), max(1, int(scene.width / step)))
-    masks = scene.read_masks(bands, out_shape=(len(bands), *shape))
-    if not masks.any():
+    Looked at decimated, so it stays cheap however large the scene."""
+    if not declares_mask(scene, bands):
+        return  # every pixel is valid
+    shape = decimated_shape(scene, _EMPTY_CHECK_PIXELS)
+    if not scene.read_masks(bands, out_shape=(len(bands), *shape)).any():
         raise InputError(f"scene {scene.name} has no valid pixel in bands {bands}: nothing to do")
 
 

@@ -81,9 +81,21 @@ def band_validity(
     (nodata value, alpha or mask band); None, without reading anything, when the
     dataset declares no mask for these bands. Bands can differ: in a Landsat 7 scene
     water is nodata in two bands and valid in the third."""
-    if all(MaskFlags.all_valid in dataset.mask_flag_enums[band - 1] for band in bands):
+    if not declares_mask(dataset, bands):
         return None
     return dataset.read_masks(bands, window=window) > 0
+
+
+def declares_mask(dataset: rasterio.io.DatasetReader, bands: tuple[int, ...]) -> bool:
+    """Whether any of these bands can have invalid pixels (nodata, alpha, mask band)."""
+    return not all(MaskFlags.all_valid in dataset.mask_flag_enums[band - 1] for band in bands)
+
+
+def decimated_shape(dataset: rasterio.io.DatasetReader, pixels: int) -> tuple[int, int]:
+    """(height, width) of a whole-raster read of about `pixels` pixels at most: bounded
+    memory however large the raster (GDAL reads overviews where there are some)."""
+    step = max(1.0, (dataset.width * dataset.height / pixels) ** 0.5)
+    return max(1, int(dataset.height / step)), max(1, int(dataset.width / step))
 
 
 def to_model_bands(unit: np.ndarray) -> np.ndarray:

@@ -15,6 +15,7 @@ import numpy as np
 import rasterio
 
 from rrsgan_geo.errors import ScalingError
+from rrsgan_geo.rasters import decimated_shape
 
 _PERCENTILE_SAMPLE_PIXELS = 1 << 22  # a decimated read: the whole scene, bounded memory
 
@@ -91,8 +92,7 @@ def _percentile_scaling(
     dataset: rasterio.io.DatasetReader, bands: tuple[int, ...], low: float, high: float
 ) -> ValueScaling:
     """Per-band percentiles over the whole scene, read decimated (GDAL picks overviews)."""
-    step = max(1.0, np.sqrt(dataset.width * dataset.height / _PERCENTILE_SAMPLE_PIXELS))
-    shape = (len(bands), max(1, int(dataset.height / step)), max(1, int(dataset.width / step)))
+    shape = (len(bands), *decimated_shape(dataset, _PERCENTILE_SAMPLE_PIXELS))
     sample = dataset.read(bands, out_shape=shape, masked=True)
     lows, highs = [], []
     for band in sample:

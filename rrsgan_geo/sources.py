@@ -80,9 +80,8 @@ class TileReader:
         self.layout = layout
         window = window or Window(0, 0, self.scene.width, self.scene.height)
         self.row0, self.col0 = int(window.row_off), int(window.col_off)
-        scene_grid = georeferenced_grid(self.scene, "scene")
-        scene_grid = RasterGrid(
-            scene_grid.crs, self.scene.window_transform(window), window.width, window.height
+        scene_grid = georeferenced_grid(self.scene, "scene").shifted(
+            self.col0, self.row0, window.width, window.height
         )
         self.references = []  # (spec, source, warped view on the padded SR grid)
         for spec in references:
