@@ -29,13 +29,16 @@ def _as_saved(image: torch.Tensor) -> torch.Tensor:
     return torch.round(image.double().clamp(0, 1) * 255) / 255
 
 
+def _planes(image: torch.Tensor, y_channel: bool) -> torch.Tensor:
+    """3 x H x W in [0, 1] -> the planes that are scored, saved to 8 bits and on the
+    8-bit scale: 1 x H x W of Y, or the 3 RGB planes."""
+    saved = _as_saved(image)
+    return rgb_to_y(saved)[None] if y_channel else saved * 255
+
+
 def psnr(sr: torch.Tensor, hr: torch.Tensor, crop_border: int = 4, y_channel: bool = True) -> float:
     """sr, hr: 3 x H x W in [0, 1]."""
-    sr, hr = _as_saved(sr), _as_saved(hr)
-    if y_channel:
-        a, b = rgb_to_y(sr), rgb_to_y(hr)
-    else:
-        a, b = sr * 255, hr * 255
+    a, b = _planes(sr, y_channel), _planes(hr, y_channel)
     mse = torch.mean((_crop(a, crop_border) - _crop(b, crop_border)) ** 2).item()
     return math.inf if mse == 0 else 20 * math.log10(255.0 / math.sqrt(mse))
 
@@ -50,12 +53,8 @@ def _gaussian_window(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
 def ssim(sr: torch.Tensor, hr: torch.Tensor, crop_border: int = 4, y_channel: bool = True) -> float:
     """SSIM on 8-bit values, Gaussian window, valid region; per channel then averaged
     on RGB (the authors' `calculate_ssim`), or on Y."""
-    sr, hr = _as_saved(sr), _as_saved(hr)
-    if y_channel:
-        a, b = rgb_to_y(sr)[None, None], rgb_to_y(hr)[None, None]
-    else:
-        a, b = (sr * 255)[:, None], (hr * 255)[:, None]
-    a, b = _crop(a, crop_border), _crop(b, crop_border)
+    a = _crop(_planes(sr, y_channel)[:, None], crop_border)
+    b = _crop(_planes(hr, y_channel)[:, None], crop_border)
     window = _gaussian_window().to(a.device)
     c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
     mu_a, mu_b = F.conv2d(a, window), F.conv2d(b, window)
