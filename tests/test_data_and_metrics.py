@@ -7,12 +7,24 @@ import pytest
 import torch
 
 from rrsgan_geo.data import RefSRDataset, find_samples, place_key, spatial_split
-from rrsgan_geo.degradation import downsample_4x, upsample_4x
+from rrsgan_geo.degradation import bicubic_resize, downsample_4x, upsample_4x
 from rrsgan_geo.metrics import psnr, rgb_to_y, ssim
 from tests.conftest import SHARED
 from tests.folders import make_refsr_folder
 
 RRSSRD = SHARED / "data" / "rrssrd_val"
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 7, 5), (1, 3, 40, 200), (1, 1, 1, 1), (3, 2, 2, 9)])
+def test_fast_4x_upsampling_equals_torchs_bicubic(shape):
+    """The two-convolution upsampling is torch's bicubic (align_corners=False, edges
+    replicated), edges, 1-pixel images and values outside [0, 1] included."""
+    images = torch.rand(shape, generator=torch.Generator().manual_seed(0)) * 1.6 - 0.3
+    torch.testing.assert_close(upsample_4x(images), bicubic_resize(images, 4.0), atol=1e-6, rtol=0)
+    as_float64 = images.double()
+    torch.testing.assert_close(
+        upsample_4x(as_float64), bicubic_resize(as_float64, 4.0), atol=1e-12, rtol=0
+    )
 
 
 def test_random_crops_are_aligned_five_tuples(tmp_path):
