@@ -10,12 +10,13 @@ from rrsgan_geo.cli.options import (
     device_option,
     processing_options,
     scale_options,
+    sr_options,
     threads_option,
     tiling_options,
     weights_option,
 )
 from rrsgan_geo.devices import resolve_device
-from rrsgan_geo.pipeline import SROptions
+from rrsgan_geo.locations import display_name
 from rrsgan_geo.references import ReferenceIndex
 from rrsgan_geo.weight_files import shipped_weights_path
 
@@ -84,8 +85,8 @@ def batch(
     if not out_dir.is_dir() and not out_dir.parent.is_dir():
         raise click.ClickException(f"output folder's parent does not exist: {out_dir.parent}")
     weights = weights or shipped_weights_path(resolve_device(fields["device"]).type)
-    options = SROptions(**fields)
-    jobs = plan_jobs(list(scenes), ReferenceIndex.build(ref_sources), out_dir)
+    options = sr_options(fields)
+    jobs = plan_jobs(list(scenes), ReferenceIndex.build(ref_sources, options.http), out_dir)
     out_dir.mkdir(exist_ok=True)  # only once the inputs check out
     if scheduler == "dask":
         results_iter = run_dask(jobs, weights, options, dask_address, dask_workers, threads)
@@ -104,17 +105,17 @@ def batch(
     _summary(results, len(jobs))
     failed = [r for r in results if r.status == "failed"]
     if failed and on_error == "fail":
-        raise click.ClickException(f"{failed[0].scene.name} failed: {failed[0].reason}")
+        raise click.ClickException(f"{display_name(failed[0].scene)} failed: {failed[0].reason}")
     if failed:
         raise click.exceptions.Exit(1)
 
 
 def _summary(results: list[SceneResult], planned: int) -> None:
-    width = max([len(r.scene.name) for r in results] + [5])
+    width = max([len(display_name(r.scene)) for r in results] + [5])
     click.echo(f"{'scene':<{width}}  {'status':<8} detail")
     for r in results:
         detail = f"{r.seconds:.1f} s" if r.status == "done" else r.reason
-        click.echo(f"{r.scene.name:<{width}}  {r.status:<8} {detail}")
+        click.echo(f"{display_name(r.scene):<{width}}  {r.status:<8} {detail}")
     counts = {s: sum(r.status == s for r in results) for s in ("done", "skipped", "failed")}
     not_run = planned - len(results)
     click.echo(

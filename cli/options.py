@@ -2,8 +2,14 @@
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
+
+from rrsgan_geo.locations import HttpOptions
+
+if TYPE_CHECKING:
+    from rrsgan_geo.pipeline import SROptions
 
 weights_option = click.option(
     "--weights",
@@ -21,10 +27,9 @@ def tiling_options(command: Callable) -> Callable:
         [
             click.option(
                 "--tile",
-                default=64,
-                show_default=True,
                 type=int,
-                help="Tile size in LR pixels (multiple of 4).",
+                help="Tile size in LR pixels (multiple of 4). Default: 256 on a GPU, "
+                "64 on the CPU (larger tiles waste less on margins but need more memory).",
             ),
             click.option(
                 "--margin",
@@ -138,10 +143,47 @@ def processing_options(command: Callable) -> Callable:
                 callback=_creation_options,
                 help="GDAL creation option KEY=VALUE (repeatable); with --cog, for the COG driver.",
             ),
+            click.option(
+                "--ref-zoom",
+                type=click.IntRange(0, 22),
+                help="Zoom level of an XYZ/TMS tile-service --ref (default: the first whose "
+                "ground resolution at the scene is at most the output pixel size).",
+            ),
+            click.option(
+                "--ref-cache",
+                type=click.Path(file_okay=False, path_type=Path),
+                help="Keep tile-service tiles in this folder, so that re-runs and batches "
+                "fetch each tile once.",
+            ),
+            click.option(
+                "--http-timeout",
+                default=30.0,
+                show_default=True,
+                type=click.FloatRange(min=1),
+                help="Seconds a server (scene or reference given as a URL) may take to answer "
+                "a request before it is given up.",
+            ),
+            click.option(
+                "--http-retries",
+                default=2,
+                show_default=True,
+                type=click.IntRange(min=0),
+                help="Retries of a request that failed or timed out.",
+            ),
         ]
     ):
         command = option(command)
     return command
+
+
+def sr_options(fields: dict, **more: object) -> "SROptions":
+    """The SROptions that the processing options (and `more`) describe."""
+    # Imported here: `train` and `evaluate` use this module on machines without GDAL.
+    from rrsgan_geo.pipeline import SROptions
+
+    fields = dict(fields)
+    http = HttpOptions(timeout=fields.pop("http_timeout"), retries=fields.pop("http_retries"))
+    return SROptions(**fields, **more, http=http)
 
 
 threads_option = click.option(

@@ -13,6 +13,7 @@ from rrsgan_geo.cli.options import (
     device_option,
     processing_options,
     scale_options,
+    sr_options,
     threads_option,
     tiling_options,
     weights_option,
@@ -23,7 +24,6 @@ from rrsgan_geo.inference import count_macs_per_lr_pixel, measure_gmac_per_secon
 from rrsgan_geo.model import SCALE, RRSNet
 from rrsgan_geo.pipeline import (
     Generator,
-    SROptions,
     SRPlan,
     plan_sr,
     super_resolve,
@@ -85,13 +85,15 @@ def _describe_plan(plan: SRPlan, generator: Generator | None) -> list[str]:
 
 
 @click.command()
-@click.argument("scene", type=click.Path(path_type=Path))
+@click.argument("scene")
 @click.option(
     "--ref",
     "ref",
     multiple=True,
-    help="High-resolution reference: a raster (any GDAL format, any CRS), a folder of "
-    "tiles or a glob; repeatable. Those that meet the scene are composited.",
+    help="High-resolution reference: a raster (any GDAL format, any CRS; a file, a URL, "
+    "s3://, gs://, /vsi...), a folder of tiles, a glob, or an XYZ tile service "
+    "'https://host/{z}/{x}/{y}.jpg' ({-y} for TMS); repeatable. Those that meet the "
+    "scene are composited.",
 )
 @click.option(
     "-o",
@@ -125,11 +127,11 @@ def _describe_plan(plan: SRPlan, generator: Generator | None) -> list[str]:
     help="Also write the run's summary (sizes, coverage, timings, weights) as JSON here.",
 )
 def sr(
-    scene: Path,
+    scene: str,
     ref: tuple[str, ...],
     output: Path,
     weights: Path | None,
-    tile: int,
+    tile: int | None,
     margin: int | None,
     dry_run: bool,
     threads: int | None,
@@ -150,6 +152,7 @@ def sr(
     Examples:
       rrsgan-geo sr scene.tif --ref google.tif -o scene_x4.tif
       rrsgan-geo sr scene.tif --ref google_tiles/ -o scene_x4.tif
+      rrsgan-geo sr scene.tif --ref 'https://host/{z}/{x}/{y}.jpg' --ref-cache tiles/ -o x4.tif
       rrsgan-geo sr s2.tif --ref aerial.vrt --bands 4,3,2 --scale p2,p98 -o s2_x4.tif --cog
       rrsgan-geo sr scene.tif --ref google.tif -o out.tif --dry-run
     """
@@ -157,7 +160,7 @@ def sr(
         torch.set_num_threads(threads)
     device = resolve_device(fields["device"])
     generator = _load(weights, dry_run, device)
-    options = SROptions(tile=tile, margin=margin, **fields)
+    options = sr_options(fields, tile=tile, margin=margin)
     if margin is None:
         margin = generator.margin if generator else DEFAULT_MARGIN_LR
     plan = plan_sr(scene, ref, output, options, margin)

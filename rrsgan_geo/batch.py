@@ -17,6 +17,7 @@ import rasterio
 import torch
 
 from rrsgan_geo.errors import InputError, RRSGANGeoError
+from rrsgan_geo.locations import display_name
 from rrsgan_geo.pipeline import Generator, SROptions, plan_sr, super_resolve
 from rrsgan_geo.rasters import georeferenced_grid, open_raster
 from rrsgan_geo.references import ReferenceIndex, expand_rasters
@@ -28,15 +29,16 @@ COMPLETE_TAG = "RRSGAN_GEO_VERSION"
 
 @dataclass(frozen=True)
 class SceneJob:
-    scene: Path
-    references: tuple[Path, ...]
+    scene: str
+    """A file, a GDAL /vsi path or a URL (see `locations`)."""
+    references: tuple[str, ...]
     """Every reference whose footprint meets the scene, best-covering first."""
     output: Path
 
 
 @dataclass(frozen=True)
 class SceneResult:
-    scene: Path
+    scene: str
     output: Path
     status: str  # "done", "skipped" or "failed"
     reason: str = ""
@@ -50,7 +52,7 @@ def plan_jobs(
     A scene that cannot be opened still gets a job: it fails alone when it runs."""
     jobs = []
     for scene in expand_rasters(scene_items, "scene"):
-        output = out_dir / f"{scene.stem}{OUTPUT_SUFFIX}"
+        output = out_dir / f"{Path(display_name(scene)).stem}{OUTPUT_SUFFIX}"
         try:
             with open_raster(scene, "scene") as dataset:
                 hits = index.covering(georeferenced_grid(dataset, "scene"))

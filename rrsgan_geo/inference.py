@@ -8,24 +8,54 @@ import torch
 
 from rrsgan_geo.degradation import down_up_4x, upsample_4x
 from rrsgan_geo.errors import ConfigError
-from rrsgan_geo.model import RRSNet
+from rrsgan_geo.model import SCALE, RRSNet
 from rrsgan_geo.model.deform import SeparateOffsetDeformConv
-from rrsgan_geo.sources import TileInputs
+from rrsgan_geo.sources import Strip
 
 PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
-def model_inputs(batch: list[TileInputs]) -> tuple[torch.Tensor, ...]:
-    """(LR, LR_UX4, Ref, Ref_DUX4) for a batch; LR_UX4 stands in where the reference is
-    missing, which is what the relevance attention was trained to cope with."""
-    lr = torch.from_numpy(np.stack([item.lr for item in batch]))
+def model_inputs(strip: Strip, device: torch.device) -> tuple[torch.Tensor, ...]:
+    """(LR, LR_UX4, Ref, Ref_DUX4) on `device` for the strip's tiles that have valid LR.
+
+    The degradations run once over the whole strip, on the device, and each tile is a
+    view of the result. LR_UX4 stands in where the reference is missing, which is what
+    the relevance attention was trained to cope with."""
+    lr = _on_device(strip.lr, device)[None]
     lr_ux4 = upsample_4x(lr)
-    ref = lr_ux4.clone()
-    for index, item in enumerate(batch):
-        if item.ref is not None:
-            valid = torch.from_numpy(item.ref_valid)
-            ref[index] = torch.where(valid, torch.from_numpy(item.ref), lr_ux4[index])
-    return lr, lr_ux4, ref, down_up_4x(ref)
+    if strip.ref is None:
+        ref = lr_ux4
+    else:
+        valid = _on_device(strip.ref_valid, device)
+        ref = torch.where(valid, _on_device(strip.ref, device)[None], lr_ux4)
+    ref_dux4 = down_up_4x(ref)
+    kept = [index for index in range(len(strip.tiles)) if not strip.is_empty(index)]
+    return tuple(
+        _tiles(images, strip, kept, scale)
+        for images, scale in ((lr, 1), (lr_ux4, SCALE), (ref, SCALE), (ref_dux4, SCALE))
+    )
+
+
+def _tiles(images: torch.Tensor, strip: Strip, kept: list[int], scale: int) -> torch.Tensor:
+    """The strip's tiles as one N x C x H x H tensor. All tiles being kept, it is a view
+    (tile i starts `i * step` columns in): no copy of the overlaps."""
+    _, channels, height, _ = images.shape
+    step = strip.step * scale
+    if len(kept) == len(strip.tiles):
+        batch, channel, row, column = images.stride()
+        return images.as_strided(
+            (len(kept), channels, height, strip.size * scale),
+            (step * column, channel, row, column),
+        )
+    return torch.cat([images[..., i * step : i * step + strip.size * scale] for i in kept])
+
+
+def _on_device(array: np.ndarray, device: torch.device) -> torch.Tensor:
+    """A host array on `device`; through pinned memory on CUDA, so the copy is async."""
+    tensor = torch.from_numpy(array)
+    if device.type == "cuda":
+        tensor = tensor.pin_memory()
+    return tensor.to(device, non_blocking=True)
 
 
 @dataclass
@@ -69,7 +99,7 @@ class TileModel:
                 self.oom_halvings += 1
                 continue
             start = stop
-        return np.concatenate(outputs)
+        return outputs[0] if len(outputs) == 1 else np.concatenate(outputs)
 
     def _forward(self, inputs: tuple[torch.Tensor, ...]) -> np.ndarray:
         started = time.perf_counter()

@@ -8,6 +8,7 @@ rename is atomic), which is removed on any error or interrupt.
 import logging
 import os
 import tempfile
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
 
@@ -149,6 +150,10 @@ class StreamingGeoTIFF:
         self.pending: list[np.ndarray] = []
         self.dataset: rasterio.io.DatasetWriter | None = None
         self.temp_paths: list[Path] = []
+        # Blocks are written (and compressed) on a thread while the next rows are made;
+        # one write in flight at most, so memory stays bounded.
+        self.writer = ThreadPoolExecutor(1, thread_name_prefix="rrsgan-writer")
+        self.in_flight: Future | None = None
 
     def __enter__(self) -> "StreamingGeoTIFF":
         temp = _temp_path(self.path, ".part.tif")
@@ -176,9 +181,16 @@ class StreamingGeoTIFF:
     def _flush(self, count: int) -> None:
         data = np.concatenate(self.pending, axis=1)
         window = rasterio.windows.Window(0, self.pending_top, data.shape[2], count)
-        self.dataset.write(data[:, :count], window=window)
+        self._wait()
+        self.in_flight = self.writer.submit(self.dataset.write, data[:, :count], window=window)
         self.pending = [data[:, count:]] if count < data.shape[1] else []
         self.pending_top += count
+
+    def _wait(self) -> None:
+        """Let the write in flight finish; its error, if any, is raised here."""
+        if self.in_flight is not None:
+            in_flight, self.in_flight = self.in_flight, None
+            in_flight.result()
 
     def __exit__(
         self,
@@ -190,14 +202,21 @@ class StreamingGeoTIFF:
             if exc_type is None:
                 self._finish()
             else:
+                self.writer.shutdown(wait=True, cancel_futures=True)
                 self.dataset.close()
         finally:
+            self.writer.shutdown(wait=True)
             for temp in self.temp_paths:
                 temp.unlink(missing_ok=True)
 
     def _finish(self) -> None:
         if self.pending:
             self._flush(sum(chunk.shape[1] for chunk in self.pending))
+        try:
+            self._wait()
+        except BaseException:
+            self.dataset.close()
+            raise
         if self.pending_top != self.dataset.height:
             self.dataset.close()
             raise OutputError(

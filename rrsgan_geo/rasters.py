@@ -14,21 +14,36 @@ from rasterio.windows import Window
 
 from rrsgan_geo.errors import InputError
 from rrsgan_geo.grids import RasterGrid
+from rrsgan_geo.locations import HttpOptions, display_name, gdal_path, http_failure, is_virtual
 
 MODEL_BANDS = 3
 
 
-def open_raster(path: str | Path, what: str) -> rasterio.io.DatasetReader:
-    """Open any GDAL raster, turning GDAL's errors into a one-line InputError."""
-    if not Path(path).exists():
-        raise InputError(f"{what} not found: {path}")
+def open_raster(
+    location: str | Path, what: str, http: HttpOptions | None = None
+) -> rasterio.io.DatasetReader:
+    """Open any GDAL raster (a file, a /vsi path, an http(s), s3, gs or az URL),
+    turning GDAL's errors into a one-line InputError. Existence is checked by opening:
+    for a URL, a failure is explained by asking the server once (HTTP status, refused,
+    timed out), as GDAL only says 'does not exist'."""
+    if not is_virtual(location) and not Path(location).exists():
+        raise InputError(f"{what} not found: {location}")
     try:
         with warnings.catch_warnings():
             # Missing georeference is reported by georeferenced_grid, in one line.
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            return rasterio.open(path)
+            return rasterio.open(gdal_path(location))
     except RasterioIOError as error:
-        raise InputError(f"cannot read {what} {path}: {error}") from None
+        shown = display_name(location) if is_virtual(location) else location
+        reason = http_failure(location, (http or HttpOptions()).timeout)
+        raise InputError(f"cannot read {what} {shown}: {reason or gdal_message(error)}") from None
+
+
+def gdal_message(error: Exception) -> str:
+    """GDAL's own words for a failed read: rasterio's message is often 'Read failed. See
+    previous exception for details.', the details being in the exception's cause."""
+    cause = error.__cause__
+    return str(cause) if "previous exception" in str(error) and cause else str(error)
 
 
 def georeferenced_grid(dataset: rasterio.io.DatasetReader, what: str) -> RasterGrid:
@@ -104,9 +119,13 @@ def to_model_bands(unit: np.ndarray) -> np.ndarray:
 
 
 def warp_to_grid(
-    source: rasterio.io.DatasetReader, grid: RasterGrid, resampling: Resampling
+    source: rasterio.io.DatasetReader,
+    grid: RasterGrid,
+    resampling: Resampling,
+    threads: int = 1,
 ) -> WarpedVRT:
-    """`source` seen through `grid` (any CRS, resolution, rotation), read window by window.
+    """`source` seen through `grid` (any CRS, resolution, rotation), read window by window,
+    each read warped by `threads` threads (GDAL's NUM_THREADS warp option).
 
     Without a nodata value or an alpha band an alpha band is added, so that the areas
     outside the source read as invalid in `dataset_mask`.
@@ -120,4 +139,5 @@ def warp_to_grid(
         height=grid.height,
         resampling=resampling,
         add_alpha=source.nodata is None and not has_alpha,
+        num_threads=threads,
     )

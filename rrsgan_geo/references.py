@@ -11,31 +11,36 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rasterio.crs import CRS
-from shapely import STRtree
+from shapely import STRtree, union_all
 from shapely.geometry import Polygon
 
 from rrsgan_geo.errors import InputError
 from rrsgan_geo.grids import RasterGrid
+from rrsgan_geo.locations import HttpOptions, is_virtual
 from rrsgan_geo.rasters import georeferenced_grid, open_raster
 
 COMMON_CRS = CRS.from_epsg(4326)
 RASTER_SUFFIXES = {".tif", ".tiff", ".vrt", ".jp2", ".img"}
 
 
-def expand_rasters(items: Iterable[str | Path], what: str) -> list[Path]:
-    """Files as given; folders give the rasters directly inside them; globs expand."""
-    found: list[Path] = []
+def expand_rasters(items: Iterable[str | Path], what: str) -> list[str]:
+    """Files as given; folders give the rasters directly inside them; globs expand;
+    URLs and GDAL /vsi paths pass as they are (GDAL opens them)."""
+    found: list[str] = []
     for item in items:
+        if is_virtual(item):
+            found.append(str(item))
+            continue
         path = Path(item)
         if path.is_dir():
             rasters = sorted(p for p in path.iterdir() if p.suffix.lower() in RASTER_SUFFIXES)
             if not rasters:
                 raise InputError(f"{what} folder {path} holds no raster (.tif, .vrt, ...)")
-            found += rasters
+            found += map(str, rasters)
         elif path.exists():
-            found.append(path)
+            found.append(str(path))
         elif any(char in str(item) for char in "*?["):
-            matches = sorted(Path(match) for match in glob.glob(str(item)))
+            matches = sorted(glob.glob(str(item)))
             if not matches:
                 raise InputError(f"{what} pattern {item} matches no file")
             found += matches
@@ -46,20 +51,22 @@ def expand_rasters(items: Iterable[str | Path], what: str) -> list[Path]:
 
 @dataclass(frozen=True)
 class ReferenceIndex:
-    paths: tuple[Path, ...]
+    paths: tuple[str, ...]
     footprints: tuple[Polygon, ...]
     tree: STRtree
 
     @classmethod
-    def build(cls, items: Iterable[str | Path]) -> "ReferenceIndex":
+    def build(
+        cls, items: Iterable[str | Path], http: HttpOptions | None = None
+    ) -> "ReferenceIndex":
         paths = tuple(expand_rasters(items, "reference"))
         footprints = []
         for path in paths:
-            with open_raster(path, "reference") as dataset:
+            with open_raster(path, "reference", http) as dataset:
                 footprints.append(georeferenced_grid(dataset, "reference").footprint(COMMON_CRS))
         return cls(paths, tuple(footprints), STRtree(footprints))
 
-    def covering(self, grid: RasterGrid) -> list[tuple[Path, float]]:
+    def covering(self, grid: RasterGrid) -> list[tuple[str, float]]:
         """References intersecting the grid, with the fraction of it each covers, best first."""
         shape = grid.footprint(COMMON_CRS)
         hits = []
@@ -68,3 +75,14 @@ class ReferenceIndex:
             if fraction > 0:
                 hits.append((self.paths[index], float(fraction)))
         return sorted(hits, key=lambda hit: -hit[1])
+
+    def coverage(self, grid: RasterGrid) -> float:
+        """The fraction of the grid that the union of the references covers. Measured
+        in the common CRS: a reference spanning the world (a tile service) cannot be
+        put in a scene's UTM zone, and at a scene's scale the ratio is the same."""
+        shape = grid.footprint(COMMON_CRS)
+        hits = self.tree.query(shape, predicate="intersects")
+        if not len(hits):
+            return 0.0
+        covered = shape.intersection(union_all([self.footprints[i] for i in hits])).area
+        return float(min(covered / shape.area, 1.0))

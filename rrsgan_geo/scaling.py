@@ -31,7 +31,10 @@ class ValueScaling:
     def to_unit(self, values: np.ndarray) -> np.ndarray:
         """bands x H x W stored values -> float32, [low, high] onto [0, 1], unclipped."""
         low, span = self._arrays()
-        return (values.astype(np.float32) - low) / span
+        unit = values.astype(np.float32)
+        unit -= low
+        unit /= span
+        return unit
 
     def from_unit(self, unit: np.ndarray, dtype: np.dtype) -> np.ndarray:
         """float -> the stored dtype, rounded and limited to the dtype's range only."""

@@ -1,80 +1,113 @@
-"""Reading the inputs of one tile: the scene's LR window and the references' windows.
+"""Reading the model's inputs: the scene's LR window and the references' windows.
 
+Tiles are read a strip at a time (consecutive tiles of one tile row, as one window), so
+the overlap that neighbouring tiles share is read and warped once rather than per tile.
 The LR is read from a scene virtually padded by reflection at its edges, so every tile
 sees the same context a whole-scene pass would. The reference is never loaded whole:
-a WarpedVRT brings it onto the (padded) SR grid by coordinates and each tile reads its
+a WarpedVRT brings it onto the (padded) SR grid by coordinates and each strip reads its
 window of it, with a validity mask.
 """
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import rasterio
-from rasterio.enums import Resampling
+from rasterio.enums import ColorInterp, Resampling
+from rasterio.errors import RasterioError
 from rasterio.fill import fillnodata
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
+from rrsgan_geo.errors import InputError
 from rrsgan_geo.grids import RasterGrid
+from rrsgan_geo.locations import display_name, gdal_path
 from rrsgan_geo.model import SCALE
-from rrsgan_geo.rasters import band_validity, georeferenced_grid, to_model_bands, warp_to_grid
+from rrsgan_geo.rasters import (
+    band_validity,
+    gdal_message,
+    georeferenced_grid,
+    to_model_bands,
+    warp_to_grid,
+)
 from rrsgan_geo.scaling import ValueScaling
 from rrsgan_geo.tiling import Tile, TileLayout
 
 
 def _read_reflected(
-    dataset: rasterio.io.DatasetReader,
-    bands: tuple[int, ...],
-    row_off: int,
-    col_off: int,
-    size: int,
+    dataset: rasterio.io.DatasetReader, bands: tuple[int, ...], window: Window
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """Read a square window that may stick out of the scene, reflecting at its edges.
-    Returns (bands x size x size values, their validity per band or None if all valid)."""
-    r0, r1 = max(row_off, 0), min(row_off + size, dataset.height)
-    c0, c1 = max(col_off, 0), min(col_off + size, dataset.width)
-    window = Window(c0, r0, c1 - c0, r1 - r0)
-    pads = ((r0 - row_off, row_off + size - r1), (c0 - col_off, col_off + size - c1))
-    values = np.pad(dataset.read(bands, window=window), ((0, 0), *pads), mode="symmetric")
-    valid = band_validity(dataset, bands, window)
+    """Read a window that may stick out of the raster, reflecting at its edges.
+    Returns (bands x H x W values, their validity per band or None if all valid)."""
+    row_off, col_off = int(window.row_off), int(window.col_off)
+    height, width = int(window.height), int(window.width)
+    r0, r1 = max(row_off, 0), min(row_off + height, dataset.height)
+    c0, c1 = max(col_off, 0), min(col_off + width, dataset.width)
+    inside = Window(c0, r0, c1 - c0, r1 - r0)
+    pads = ((r0 - row_off, row_off + height - r1), (c0 - col_off, col_off + width - c1))
+    values = np.pad(dataset.read(bands, window=inside), ((0, 0), *pads), mode="symmetric")
+    valid = band_validity(dataset, bands, inside)
     return values, None if valid is None else np.pad(valid, ((0, 0), *pads), mode="symmetric")
 
 
+@contextmanager
+def _naming_failures(what: str, location: str) -> Iterator[None]:
+    try:
+        yield
+    except RasterioError as error:
+        message = gdal_message(error)
+        raise InputError(f"reading {what} {display_name(location)} failed: {message}") from None
+
+
 @dataclass
-class TileInputs:
-    """One tile's model inputs before the degradations, all float32 in [0, 1]."""
+class Strip:
+    """Consecutive tiles of one tile row with their inputs, read as one window, before
+    the degradations. Arrays are float32 in [0, 1]; tile i's LR columns start at
+    i * step (its SR columns at 4 * i * step)."""
 
-    tile: Tile
+    tiles: list[Tile]
+    step: int
+    size: int
+    """LR pixels a tile reads along each axis (tile + 2 margins)."""
     lr: np.ndarray
-    """3 x n x n, masked pixels filled from their valid neighbours."""
+    """3 x size x W, masked pixels filled from their valid neighbours."""
     lr_valid: np.ndarray | None
-    """n x n, where any band is valid (rasterio's dataset_mask); None when all are."""
+    """size x W, where any band is valid (rasterio's dataset_mask); None when all are."""
     ref: np.ndarray | None
-    """3 x 4n x 4n, None when the tile has no valid reference pixel."""
+    """3 x 4 size x 4 W, None when the strip has no valid reference pixel."""
     ref_valid: np.ndarray | None
-    """4n x 4n."""
+    """4 size x 4 W."""
 
-    @property
-    def empty(self) -> bool:
-        return self.lr_valid is not None and not self.lr_valid.any()
+    def lr_columns(self, index: int) -> slice:
+        return slice(index * self.step, index * self.step + self.size)
+
+    def sr_columns(self, index: int) -> slice:
+        return slice(index * self.step * SCALE, (index * self.step + self.size) * SCALE)
+
+    def is_empty(self, index: int) -> bool:
+        """Whether tile `index` has no valid LR pixel (it is not run through the model)."""
+        return self.lr_valid is not None and not self.lr_valid[:, self.lr_columns(index)].any()
 
 
 class TileReader:
-    """Reads tiles' inputs. Holds its own dataset handles: use one per thread."""
+    """Reads strips of tiles. Holds its own dataset handles: use one per thread."""
 
     def __init__(
         self,
-        scene_path: str | Path,
+        scene_path: str,
         scene_bands: tuple[int, ...],
         scene_scaling: ValueScaling,
         layout: TileLayout,
         references: "tuple[ReferenceSpec, ...]" = (),
         window: Window | None = None,
+        warp_threads: int = 1,
     ) -> None:
         """`window`: the part of the scene processed (tile offsets are relative to it;
-        context beyond it is read from the scene where the scene has it)."""
-        self.scene = rasterio.open(scene_path)
+        context beyond it is read from the scene where the scene has it).
+        `warp_threads`: threads GDAL warps each reference read with."""
+        self.scene_path = scene_path
+        self.scene = rasterio.open(gdal_path(scene_path))
         self.scene_bands = scene_bands
         self.scaling = scene_scaling
         self.layout = layout
@@ -85,18 +118,21 @@ class TileReader:
         )
         self.references = []  # (spec, source, warped view on the padded SR grid)
         for spec in references:
-            source = rasterio.open(spec.path)
-            self.references.append((spec, source, spec.warped(source, scene_grid, layout)))
+            source = rasterio.open(gdal_path(spec.path))
+            vrt = spec.warped(source, scene_grid, layout, warp_threads)
+            self.references.append((spec, source, vrt))
 
-    def read(self, tile: Tile) -> TileInputs:
+    def read(self, tiles: list[Tile]) -> Strip:
+        """The inputs of consecutive tiles of one tile row. A read that fails (a server
+        gone, a truncated file) is an InputError naming the raster, never a traceback."""
+        first, last = tiles[0], tiles[-1]
         size = self.layout.lr_tile_size
-        values, valid = _read_reflected(
-            self.scene,
-            self.scene_bands,
-            self.row0 + tile.lr_row_off,
-            self.col0 + tile.lr_col_off,
-            size,
-        )
+        if any(tile.row != first.row for tile in tiles) or len(tiles) != last.col - first.col + 1:
+            raise ValueError("a strip is consecutive tiles of one tile row")
+        width = last.lr_col_off - first.lr_col_off + size
+        window = Window(self.col0 + first.lr_col_off, self.row0 + first.lr_row_off, width, size)
+        with _naming_failures("scene", self.scene_path):
+            values, valid = _read_reflected(self.scene, self.scene_bands, window)
         if valid is not None:
             # Each band's holes are filled from that band's valid neighbours only.
             values = np.stack(
@@ -109,28 +145,30 @@ class TileReader:
             )
             valid = valid.any(axis=0)
         lr = to_model_bands(self.scaling.to_unit(values))
-        ref, ref_valid = self._read_references(tile)
-        return TileInputs(tile, lr, valid, ref, ref_valid)
+        ref, ref_valid = self._read_references(first, width)
+        return Strip(tiles, self.layout.tile, size, lr, valid, ref, ref_valid)
 
-    def _read_references(self, tile: Tile) -> tuple[np.ndarray | None, np.ndarray | None]:
-        """The tile's window of each reference, composited: the first valid pixel wins
+    def _read_references(
+        self, first: Tile, lr_width: int
+    ) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """The strip's window of each reference, composited: the first valid pixel wins
         (references are listed best-covering first)."""
-        n = self.layout.lr_tile_size * SCALE
         # The VRT grid starts one margin before the scene: tile offsets shift by it.
         window = Window(
-            (tile.lr_col_off + self.layout.margin) * SCALE,
-            (tile.lr_row_off + self.layout.margin) * SCALE,
-            n,
-            n,
+            (first.lr_col_off + self.layout.margin) * SCALE,
+            (first.lr_row_off + self.layout.margin) * SCALE,
+            lr_width * SCALE,
+            self.layout.lr_tile_size * SCALE,
         )
         ref, ref_valid = None, None
         for spec, _, vrt in self.references:
-            valid = vrt.dataset_mask(window=window) > 0
+            with _naming_failures("reference", spec.path):
+                values, valid = spec.read(vrt, window)
             if ref_valid is not None:
                 valid &= ~ref_valid
             if not valid.any():
                 continue
-            values = to_model_bands(spec.scaling.to_unit(vrt.read(spec.bands, window=window)))
+            values = to_model_bands(spec.scaling.to_unit(values))
             if ref is None:
                 ref, ref_valid = values, valid
             else:
@@ -150,13 +188,18 @@ class ReferenceSpec:
     """One reference source: which file, which bands, how its values scale, how it is
     resampled. A scene may have several (a folder of tiles, mixed CRSs)."""
 
-    path: Path
+    path: str
+    """A file, a GDAL /vsi path or a URL (see `locations`)."""
     bands: tuple[int, ...]
     scaling: ValueScaling
     resampling: Resampling
 
     def warped(
-        self, source: rasterio.io.DatasetReader, scene: RasterGrid, layout: TileLayout
+        self,
+        source: rasterio.io.DatasetReader,
+        scene: RasterGrid,
+        layout: TileLayout,
+        threads: int = 1,
     ) -> WarpedVRT:
         """The reference on the SR grid padded to every tile's extent."""
         margin_sr = layout.margin * SCALE
@@ -166,4 +209,11 @@ class ReferenceSpec:
             (layout.cols * layout.tile + 2 * layout.margin) * SCALE,
             (layout.rows * layout.tile + 2 * layout.margin) * SCALE,
         )
-        return warp_to_grid(source, padded, self.resampling)
+        return warp_to_grid(source, padded, self.resampling, threads)
+
+    def read(self, vrt: WarpedVRT, window: Window) -> tuple[np.ndarray, np.ndarray]:
+        """(this reference's bands, where they are valid) in `window` of `vrt`."""
+        if vrt.colorinterp[-1] == ColorInterp.alpha:  # one read: warped once
+            data = vrt.read([*self.bands, vrt.count], window=window)
+            return data[:-1], data[-1] > 0
+        return vrt.read(self.bands, window=window), vrt.dataset_mask(window=window) > 0

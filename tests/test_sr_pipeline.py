@@ -11,6 +11,7 @@ from rrsgan_geo.degradation import down_up_4x
 from rrsgan_geo.inference import model_inputs
 from rrsgan_geo.model import GeneratorConfig, RRSNet
 from rrsgan_geo.pipeline import Generator, SROptions, plan_sr, super_resolve
+from rrsgan_geo.pipeline import default_tile as pipeline_default_tile
 from rrsgan_geo.sources import TileReader
 from tests.conftest import SHARED
 from tests.rasters import lr_scene, mercator_reference, neon_path, write_raster
@@ -61,7 +62,7 @@ def first_tile_inputs(scene, ref, tmp_path):
     plan = plan_sr(scene, ref, tmp_path / "o.tif", SROptions(tile=96), 4)
     reader = TileReader(scene, plan.scene_bands, plan.scaling, plan.layout, plan.references)
     try:
-        return reader.read(plan.layout.tiles_in_row(0)[0])
+        return reader.read(plan.layout.tiles_in_row(0)[:1])
     finally:
         reader.close()
 
@@ -162,7 +163,7 @@ def test_missing_reference_pixels_take_lr_ux4(tmp_path):
     scene = lr_scene(tmp_path / "scene.tif")
     half = mercator_reference(tmp_path / "half.tif", crop_right=0.5)
     item = first_tile_inputs(scene, half, tmp_path)
-    _, lr_ux4, ref, ref_dux4 = model_inputs([item])
+    _, lr_ux4, ref, ref_dux4 = model_inputs(item, torch.device("cpu"))
     valid = torch.from_numpy(item.ref_valid)
     assert 0.3 < valid.float().mean() < 0.7
     assert torch.equal(ref[0][:, ~valid], lr_ux4[0][:, ~valid])
@@ -232,3 +233,89 @@ def test_a_folder_of_reference_tiles_in_mixed_crss_is_composited(tmp_path):
     assert report.pixel_coverage > 0.97
     with rasterio.open(tmp_path / "both.tif") as out:
         assert len(out.tags()["RRSGAN_REFERENCE"].split(";")) == 2
+
+
+def read_strip(scene, ref, tmp_path, tiles: slice, scale: str | None = None):
+    """What the reader hands the model for tiles `tiles` of the first tile row
+    (tile 24 LR px, margin 4: a 100 x 100 LR scene has 5 per row)."""
+    options = SROptions(tile=24, scale=scale)
+    plan = plan_sr(scene, ref, tmp_path / "o.tif", options, 4)
+    reader = TileReader(scene, plan.scene_bands, plan.scaling, plan.layout, plan.references)
+    try:
+        return reader.read(plan.layout.tiles_in_row(1)[tiles])
+    finally:
+        reader.close()
+
+
+def test_a_strip_of_tiles_holds_exactly_what_each_tile_reads_alone(tmp_path):
+    """Strips read the tiles' shared overlaps once; each tile's window of the strip
+    equals that tile read on its own, and the degradations, made once per strip,
+    equal the per-tile ones except within the bicubic kernel's reach of the seams
+    between tiles (where the strip has real neighbours instead of edge replication)."""
+    scene = lr_scene(tmp_path / "scene.tif")
+    ref = mercator_reference(tmp_path / "ref.tif", crop_right=0.6)  # valid and missing
+    strip = read_strip(scene, ref, tmp_path, slice(0, 4))
+    assert 0.3 < strip.ref_valid.mean() < 0.9
+    strip_inputs = model_inputs(strip, torch.device("cpu"))
+    assert strip_inputs[0].shape == (4, 3, 32, 32)
+    assert [t.shape[-1] for t in strip_inputs[1:]] == [128] * 3
+    for index in range(4):
+        alone = read_strip(scene, ref, tmp_path, slice(index, index + 1))
+        np.testing.assert_array_equal(strip.lr[:, :, strip.lr_columns(index)], alone.lr)
+        alone_inputs = model_inputs(alone, torch.device("cpu"))
+        torch.testing.assert_close(strip_inputs[0][index], alone_inputs[0][0])
+        strip_valid = strip.ref_valid[:, strip.sr_columns(index)]
+        if alone.ref is None:  # the tile is past the reference's edge
+            assert not strip_valid.any()
+        else:
+            np.testing.assert_array_equal(strip_valid, alone.ref_valid)
+            strip_ref = strip.ref[:, :, strip.sr_columns(index)]
+            np.testing.assert_array_equal(strip_ref[:, strip_valid], alone.ref[:, strip_valid])
+            valid = torch.from_numpy(alone.ref_valid)
+            assert torch.equal(strip_inputs[2][index][:, valid], alone_inputs[2][0][:, valid])
+        inner = np.s_[:, :, 24:-24]  # beyond the kernels' reach of the tile's sides
+        for made_per_strip, made_per_tile in zip(strip_inputs[1:], alone_inputs[1:], strict=True):
+            torch.testing.assert_close(made_per_strip[index][inner], made_per_tile[0][inner])
+
+
+def test_tiles_without_valid_lr_are_left_out_of_the_model_inputs(tmp_path):
+    """The strip's tiles are a view when all are run; with one empty tile the others
+    are copied out, and they are the same pixels."""
+    with rasterio.open(lr_scene(tmp_path / "full.tif")) as src:
+        data, profile = src.read(), src.profile
+    data[:, 20:52, 20:52] = 255  # tile (1, 1) with its margins: nodata only
+    profile.update(nodata=255)
+    scene = write_raster(
+        tmp_path / "holed.tif", data, profile["crs"], profile["transform"], nodata=255
+    )
+    ref = mercator_reference(tmp_path / "ref.tif")
+    strip = read_strip(scene, ref, tmp_path, slice(0, 3))
+    assert [strip.is_empty(index) for index in range(3)] == [False, True, False]
+    kept = model_inputs(strip, torch.device("cpu"))
+    assert kept[0].shape[0] == 2
+    full = read_strip(lr_scene(tmp_path / "again.tif"), ref, tmp_path, slice(0, 3))
+    assert not any(full.is_empty(index) for index in range(3))
+    every = model_inputs(full, torch.device("cpu"))
+    torch.testing.assert_close(kept[2], every[2][[0, 2]])
+
+
+def test_several_reader_threads_give_the_same_output(tmp_path, monkeypatch):
+    """Strips read by a pool of readers are consumed in order: the file is identical
+    to the one a single reader makes."""
+    import rrsgan_geo.pipeline as pipeline
+
+    scene = lr_scene(tmp_path / "scene.tif")
+    ref = mercator_reference(tmp_path / "ref.tif")
+    monkeypatch.setattr(pipeline, "reader_threads", lambda: (1, 1))
+    run(scene, ref, tmp_path / "one.tif", tile=16, batch_size=2)
+    monkeypatch.setattr(pipeline, "reader_threads", lambda: (3, 2))
+    run(scene, ref, tmp_path / "three.tif", tile=16, batch_size=2)
+    with rasterio.open(tmp_path / "one.tif") as a, rasterio.open(tmp_path / "three.tif") as b:
+        np.testing.assert_array_equal(a.read(), b.read())
+
+
+def test_the_tile_defaults_to_the_devices_choice(tmp_path):
+    scene = lr_scene(tmp_path / "scene.tif")
+    plan = plan_sr(scene, None, tmp_path / "o.tif", SROptions(allow_missing_ref=True), 8)
+    assert plan.layout.tile == pipeline_default_tile(torch.device("cpu")) == 64
+    assert pipeline_default_tile(torch.device("cuda")) == 256

@@ -1,0 +1,117 @@
+"""Where a raster lives: a local file, a GDAL virtual path, a URL or a cloud bucket.
+
+Users name rasters as they know them (`https://host/a.tif`, `s3://bucket/key.tif`,
+`/vsizip/archive.zip/a.tif`) and GDAL reads them all through its virtual file systems.
+Nothing here asks pathlib about a name that may not be a local file: pathlib collapses
+`https://` to `https:/`, and a `/vsi` path does not exist on disk.
+"""
+
+import re
+import socket
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+from xml.sax.saxutils import unescape
+
+_SERVER_URL = re.compile(r"<ServerUrl>(.*?)</ServerUrl>", re.S)
+# URL scheme -> the GDAL virtual file system that reads it.
+_SCHEMES = {
+    "http": "/vsicurl/",
+    "https": "/vsicurl/",
+    "s3": "/vsis3/",
+    "gs": "/vsigs/",
+    "az": "/vsiaz/",
+}
+
+
+def scheme(location: str | Path) -> str | None:
+    """The URL scheme GDAL would read `location` through, None for anything else."""
+    text = str(location)
+    name = text.split("://", 1)[0].lower() if "://" in text else None
+    return name if name in _SCHEMES else None
+
+
+def is_virtual(location: str | Path) -> bool:
+    """Whether `location` is a URL, a GDAL /vsi path or a GDAL WMS description (a tile
+    service) rather than a local file name."""
+    text = str(location)
+    return scheme(text) is not None or text.startswith(("/vsi", "<GDAL_WMS>"))
+
+
+def gdal_path(location: str | Path) -> str:
+    """The name GDAL opens: URLs go through /vsicurl/, /vsis3/, /vsigs/ or /vsiaz/."""
+    text = str(location)
+    found = scheme(text)
+    if found is None:
+        return text
+    rest = text.split("://", 1)[1]
+    return _SCHEMES[found] + (text if found in ("http", "https") else rest)
+
+
+def display_name(location: str | Path) -> str:
+    """What outputs and messages record: a local file's name (never a local path), a
+    URL without its query string (which may hold an access token)."""
+    text = str(location)
+    service = _SERVER_URL.search(text) if text.startswith("<GDAL_WMS>") else None
+    if service is not None:  # a tile service: its URL template, as the user wrote it
+        text = unescape(service[1]).replace("${", "{")
+        if "<YOrigin>bottom</YOrigin>" in str(location):  # TMS: rows from the bottom
+            text = text.replace("{y}", "{-y}")
+    if scheme(text) is not None:
+        parts = urlsplit(text)
+        return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+    if text.startswith("/vsi"):
+        return text.rstrip("/").rsplit("/", 1)[-1]
+    return Path(text).name
+
+
+@dataclass(frozen=True)
+class HttpOptions:
+    """How remote rasters are fetched. A dead or stalled server never hangs a run:
+    every request gives up after `timeout` seconds and is retried `retries` times."""
+
+    timeout: float = 30.0
+    retries: int = 2
+    retry_delay: float = 1.0
+
+    def gdal_config(self) -> dict[str, str]:
+        """GDAL configuration options (for rasterio.Env)."""
+        return {
+            "GDAL_HTTP_TIMEOUT": str(max(1, round(self.timeout))),
+            "GDAL_HTTP_CONNECTTIMEOUT": str(max(1, round(min(self.timeout, 10.0)))),
+            "GDAL_HTTP_MAX_RETRY": str(self.retries),
+            "GDAL_HTTP_RETRY_DELAY": str(self.retry_delay),
+            # Opening https://host/a.tif must not list https://host/ first.
+            "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
+        }
+
+
+def http_failure(location: str | Path, timeout: float) -> str | None:
+    """Why an http(s) URL cannot be read, in a few words ('HTTP 404 Not Found',
+    'connection refused', 'no answer within 5 s'), asked directly with one request.
+    GDAL's own message only says the file 'does not exist'. None for other locations
+    or when the server answers a small ranged request normally."""
+    text = str(location)
+    if scheme(text) not in ("http", "https"):
+        return None
+    request = urllib.request.Request(text, headers={"Range": "bytes=0-0"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout):
+            return None
+    except urllib.error.HTTPError as error:
+        return f"HTTP {error.code} {error.reason}"
+    except TimeoutError:
+        return f"no answer within {timeout:g} s"
+    except urllib.error.URLError as error:
+        reason = error.reason
+        if isinstance(reason, TimeoutError | socket.timeout):
+            return f"no answer within {timeout:g} s"
+        if isinstance(reason, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(reason, socket.gaierror):
+            return "unknown host"
+        return str(reason)
+    except OSError as error:
+        return str(error)
