@@ -119,6 +119,18 @@ def _describe_plan(plan: SRPlan, generator: Generator | None) -> list[str]:
     metavar="LEFT BOTTOM RIGHT TOP",
     help="Only this part of the scene, in the scene's CRS (whole pixels it touches).",
 )
+@click.option(
+    "--relevance-map",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write where the reference was used: the relevance attention's weight "
+    "(0..1) per output pixel, a float32 GeoTIFF on the output grid.",
+)
+@click.option(
+    "--consistency-map",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write |downsample4x(output) - scene| per scene pixel (scene units, 4x4 "
+    "mean), a float32 GeoTIFF on the scene's grid: where to look for invented detail.",
+)
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or notes; errors only.")
 @click.option(
     "--json",
@@ -137,6 +149,8 @@ def sr(
     threads: int | None,
     quiet: bool,
     json_path: Path | None,
+    relevance_map: Path | None,
+    consistency_map: Path | None,
     **fields: object,
 ) -> None:
     """Super-resolve SCENE 4x, borrowing texture from a co-located reference.
@@ -160,7 +174,13 @@ def sr(
         torch.set_num_threads(threads)
     device = resolve_device(fields["device"])
     generator = _load(weights, dry_run, device)
-    options = sr_options(fields, tile=tile, margin=margin)
+    options = sr_options(
+        fields,
+        tile=tile,
+        margin=margin,
+        relevance_map=relevance_map,
+        consistency_map=consistency_map,
+    )
     if margin is None:
         margin = generator.margin if generator else DEFAULT_MARGIN_LR
     plan = plan_sr(scene, ref, output, options, margin)
@@ -201,3 +221,10 @@ def sr(
         f"{report.seconds:.1f} s (model {report.model_seconds:.1f} s) on {report.device}"
         + (f", batch halved {report.oom_halvings}x on out-of-memory" if report.oom_halvings else "")
     )
+    if report.mean_relevance is not None:
+        click.echo(
+            f"relevance map {relevance_map}: mean {report.mean_relevance:.3f} where the "
+            "reference exists"
+        )
+    if consistency_map is not None:
+        click.echo(f"consistency map {consistency_map}: |downsample4x(output) - scene| per pixel")

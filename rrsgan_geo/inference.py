@@ -66,6 +66,9 @@ class TileModel:
     device: torch.device
     precision: str = "fp32"
     batch_size: int = 4
+    with_relevance: bool = False
+    """Append the x4 relevance attention's weight (`RelevanceAttention.relevance`) to
+    each output as a 4th channel, so it is blended across tiles like the image."""
     model_seconds: float = 0.0
     oom_halvings: int = 0
 
@@ -84,7 +87,7 @@ class TileModel:
 
     def __call__(self, inputs: tuple[torch.Tensor, ...]) -> np.ndarray:
         """N tiles in, N x 3 x 4h x 4w float32 out (in [0, 1] for in-range input), on
-        the CPU."""
+        the CPU; N x 4 x 4h x 4w with the relevance."""
         outputs, start = [], 0
         total = inputs[0].shape[0]
         while start < total:
@@ -104,12 +107,27 @@ class TileModel:
     def _forward(self, inputs: tuple[torch.Tensor, ...]) -> np.ndarray:
         started = time.perf_counter()
         dtype = PRECISIONS[self.precision]
-        with (
-            torch.inference_mode(),
-            torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None),
-        ):
-            output = self.model(*(t.to(self.device, non_blocking=True) for t in inputs))
-            result = output.float().cpu().numpy()
+        relevance: list[torch.Tensor] = []
+        hook = None
+        if self.with_relevance:
+            attention = self.model.texture_transfer.ram_head_large
+
+            def keep_relevance(module: torch.nn.Module, args: tuple, _output: object) -> None:
+                relevance.append(module.relevance(*args))
+
+            hook = attention.register_forward_hook(keep_relevance)
+        try:
+            with (
+                torch.inference_mode(),
+                torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None),
+            ):
+                output = self.model(*(t.to(self.device, non_blocking=True) for t in inputs))
+                if relevance:
+                    output = torch.cat([output.float(), relevance[0].float()[:, None]], dim=1)
+                result = output.float().cpu().numpy()
+        finally:
+            if hook is not None:
+                hook.remove()
         self.model_seconds += time.perf_counter() - started
         return result
 

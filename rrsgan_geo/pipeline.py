@@ -24,6 +24,7 @@ from rasterio.windows import Window, from_bounds
 
 from rrsgan_geo import __version__
 from rrsgan_geo.devices import resolve_device
+from rrsgan_geo.diagnostic_maps import DiagnosticMaps
 from rrsgan_geo.errors import CoverageError, InputError, OutputError
 from rrsgan_geo.grids import RasterGrid
 from rrsgan_geo.inference import TileModel, model_inputs
@@ -93,6 +94,10 @@ class SROptions:
     """Zoom level of XYZ/TMS tile-service references; None: from the SR pixel size."""
     ref_cache: Path | None = None
     """Folder where tile-service tiles are kept for later runs; None: no disk cache."""
+    relevance_map: Path | None = None
+    """Also write the relevance attention's weight per output pixel here."""
+    consistency_map: Path | None = None
+    """Also write |downsample4x(SR) - LR| per scene pixel here."""
 
 
 @dataclass(frozen=True)
@@ -156,7 +161,11 @@ def _plan_sr(
     options: SROptions,
     margin: int,
 ) -> SRPlan:
-    check_destination(output_path, options.overwrite)
+    maps = [path for path in (options.relevance_map, options.consistency_map) if path]
+    for path in (output_path, *maps):
+        check_destination(path, options.overwrite)
+    if len({Path(path).resolve() for path in (output_path, *maps)}) != 1 + len(maps):
+        raise OutputError("the output, --relevance-map and --consistency-map must differ")
     validate_creation_options(options.creation_options, options.cog)
     tile = options.tile or default_tile(resolve_device(options.device))
     layout = TileLayout(0, 0, tile, margin)  # validates tile and margin early
@@ -188,7 +197,8 @@ def _plan_sr(
         for item in references or []
     ]
     specs, coverage = _plan_references(references, lr_grid, options)
-    _refuse_overwriting_inputs(output_path, [scene_path, *(spec.path for spec in specs)])
+    for path in (output_path, *maps):
+        _refuse_overwriting_inputs(path, [scene_path, *(spec.path for spec in specs)])
     if coverage == 0.0 and not options.allow_missing_ref:
         given = ", ".join(map(display_name, references))
         reason = f"{given} does not overlap" if given else "no reference given for"
@@ -281,6 +291,8 @@ class SRReport:
     oom_halvings: int
     seconds: float
     model_seconds: float
+    mean_relevance: float | None = None
+    """Mean relevance where a reference exists (with --relevance-map), None otherwise."""
 
 
 TileCallback = Callable[[int], None]
@@ -305,12 +317,23 @@ def _super_resolve(
 ) -> SRReport:
     started = time.perf_counter()
     device = resolve_device(options.device)
-    runner = TileModel(generator.model, device, options.precision, options.batch_size)
     layout = plan.layout
-    blender = RowBandBlender(layout, 3)
     tags = _provenance_tags(plan, generator, options, str(device))
+    maps = DiagnosticMaps(
+        options.relevance_map,
+        options.consistency_map,
+        plan.sr_grid,
+        plan.lr_grid,
+        overwrite=options.overwrite,
+        tags=tags,
+    )
+    runner = TileModel(
+        generator.model, device, options.precision, options.batch_size, maps.with_relevance
+    )
+    bands = 4 if maps.with_relevance else 3  # the relevance is blended as a 4th band
+    blender = RowBandBlender(layout, bands)
     tiles_run = 0
-    valid_ref_pixels = 0
+    valid_ref_pixels, relevance_sum = 0, 0.0
     with (
         rasterio.open(gdal_path(plan.scene_path)) as scene,
         StreamingGeoTIFF(
@@ -321,6 +344,7 @@ def _super_resolve(
             tags=tags,
             descriptions=plan.descriptions,
         ) as output,
+        maps,
         _Prefetcher(plan, options.batch_size) as batches,
     ):
         for row, strip, row_done in batches:
@@ -328,17 +352,34 @@ def _super_resolve(
                 sr_tiles = iter(runner(model_inputs(strip, device)))
             for index, tile in enumerate(strip.tiles):
                 if strip.is_empty(index):
-                    blender.add(tile, _empty_tile(layout))
+                    blender.add(tile, _empty_tile(layout, bands))
                     continue
-                blender.add(tile, next(sr_tiles))
+                sr_tile = next(sr_tiles)
+                blender.add(tile, sr_tile)
                 tiles_run += 1
-            valid_ref_pixels += _kept_valid_reference(strip, layout)
+                rows, cols = _owned_core(strip, index, layout)
+                if strip.ref_valid is not None:
+                    valid = strip.ref_valid[rows, strip.sr_columns(index)][:, cols]
+                    valid_ref_pixels += int(valid.sum())
+                    if maps.with_relevance:
+                        relevance_sum += float(sr_tile[3, rows, cols][valid].sum())
             if on_tiles is not None:
                 on_tiles(len(strip.tiles))
             if row_done:
-                top, rows = blender.finish_row(row)
-                output.write_rows(top, _to_output(rows, plan, scene, top))
+                top, finished = blender.finish_row(row)
+                lr_rows = _lr_rows(plan, scene, top, finished.shape[1])
+                lr_valid = band_validity(scene, plan.scene_bands, lr_rows)
+                output.write_rows(top, _to_output(finished[:3], plan, lr_valid))
+                if maps.writers:
+                    lr_values = scene.read(plan.scene_bands, window=lr_rows).astype(np.float32)
+                    sr_values = plan.scaling.to_values(_scene_bands(finished[:3], plan))
+                    relevance = finished[3] if maps.with_relevance else None
+                    any_valid = None if lr_valid is None else lr_valid.any(axis=0)
+                    maps.write(top, relevance, sr_values, lr_values, any_valid)
     sr_pixels = plan.sr_grid.width * plan.sr_grid.height
+    mean_relevance = None
+    if maps.with_relevance and valid_ref_pixels:
+        mean_relevance = relevance_sum / valid_ref_pixels
     return SRReport(
         plan.output_path,
         (plan.lr_grid.width, plan.lr_grid.height),
@@ -352,47 +393,52 @@ def _super_resolve(
         runner.oom_halvings,
         time.perf_counter() - started,
         runner.model_seconds,
+        mean_relevance,
     )
 
 
-def _empty_tile(layout: TileLayout) -> np.ndarray:
+def _empty_tile(layout: TileLayout, bands: int) -> np.ndarray:
     """The blend input for a tile with no valid LR pixel (masked in the output anyway)."""
     size = layout.lr_tile_size * SCALE
-    return np.zeros((3, size, size), dtype=np.float32)
+    return np.zeros((bands, size, size), dtype=np.float32)
 
 
-def _kept_valid_reference(strip: Strip, layout: TileLayout) -> int:
-    """Valid reference pixels in the part of the SR grid the strip's tiles alone own."""
-    if strip.ref_valid is None:
-        return 0
-    first, last = strip.tiles[0], strip.tiles[-1]
-    rows = min(layout.tile, layout.height - first.row * layout.tile) * SCALE
-    cols = min((last.col + 1) * layout.tile, layout.width) - first.col * layout.tile
+def _owned_core(strip: Strip, index: int, layout: TileLayout) -> tuple[slice, slice]:
+    """(rows, columns) of tile `index`'s SR output that no other tile covers: the
+    tile without its margins, clipped to the scene. Counts over these add up to the
+    whole scene once."""
+    tile = strip.tiles[index]
+    rows = min(layout.tile, layout.height - tile.row * layout.tile) * SCALE
+    cols = min(layout.tile, layout.width - tile.col * layout.tile) * SCALE
     start = layout.margin * SCALE
-    return int(strip.ref_valid[start : start + rows, start : start + cols * SCALE].sum())
+    return slice(start, start + rows), slice(start, start + cols)
 
 
-def _to_output(
-    unit: np.ndarray, plan: SRPlan, scene: rasterio.io.DatasetReader, top: int
-) -> np.ndarray:
+def _lr_rows(plan: SRPlan, scene: rasterio.io.DatasetReader, top: int, sr_rows: int) -> Window:
+    """The window of the scene's LR rows under SR rows [top, top + sr_rows)."""
+    window = plan.scene_window or Window(0, 0, scene.width, scene.height)
+    return Window(window.col_off, window.row_off + top // SCALE, window.width, sr_rows // SCALE)
+
+
+def _scene_bands(unit: np.ndarray, plan: SRPlan) -> np.ndarray:
+    """The model's 3 bands -> the scene's 3 or 1 (the mean, as 1 band was repeated)."""
+    return unit.mean(axis=0, keepdims=True) if len(plan.scene_bands) == 1 else unit
+
+
+def _to_output(unit: np.ndarray, plan: SRPlan, lr_valid: np.ndarray | None) -> np.ndarray:
     """Blended [0, 1] rows -> the scene's bands, dtype and nodata.
 
-    A band's output pixel is nodata exactly where that band of the scene is; a valid
-    value that happens to equal nodata is nudged off it (as GDAL's warper does), so
-    no real pixel reads back as a hole."""
-    if len(plan.scene_bands) == 1:
-        unit = unit.mean(axis=0, keepdims=True)
-    values = plan.scaling.from_unit(unit, np.dtype(plan.dtype))
+    A band's output pixel is nodata exactly where that band of the scene is (`lr_valid`:
+    the scene's per-band validity under these rows); a valid value that happens to
+    equal nodata is nudged off it (as GDAL's warper does), so no real pixel reads back
+    as a hole."""
+    values = plan.scaling.from_unit(_scene_bands(unit, plan), np.dtype(plan.dtype))
     if plan.nodata is None or np.isnan(plan.nodata):
         return values
     nodata = np.asarray(plan.nodata).astype(values.dtype)
     values[values == nodata] = nudged_off(nodata)
-    lr_top, lr_rows = top // SCALE, values.shape[1] // SCALE
-    window = plan.scene_window or Window(0, 0, scene.width, scene.height)
-    rows = Window(window.col_off, window.row_off + lr_top, window.width, lr_rows)
-    valid = band_validity(scene, plan.scene_bands, rows)
-    if valid is not None:
-        valid = np.repeat(np.repeat(valid, SCALE, axis=1), SCALE, axis=2)
+    if lr_valid is not None:
+        valid = np.repeat(np.repeat(lr_valid, SCALE, axis=1), SCALE, axis=2)
         values[~valid] = nodata
     return values
 

@@ -36,10 +36,14 @@ class ValueScaling:
         unit /= span
         return unit
 
+    def to_values(self, unit: np.ndarray) -> np.ndarray:
+        """float -> the stored units as float32, neither rounded nor limited."""
+        low, span = self._arrays()
+        return unit.astype(np.float32) * span + low
+
     def from_unit(self, unit: np.ndarray, dtype: np.dtype) -> np.ndarray:
         """float -> the stored dtype, rounded and limited to the dtype's range only."""
-        low, span = self._arrays()
-        values = unit.astype(np.float32) * span + low
+        values = self.to_values(unit)
         if np.issubdtype(dtype, np.integer):
             info = np.iinfo(dtype)
             values = np.clip(np.rint(values), info.min, info.max)

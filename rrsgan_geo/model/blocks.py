@@ -94,6 +94,13 @@ class RelevanceAttention(nn.Module):
 
     def forward(self, features: torch.Tensor, conditions: torch.Tensor) -> torch.Tensor:
         both = torch.cat((features, conditions), dim=1)
-        gate = torch.sigmoid(self.mul_conv2(self.lrelu(self.mul_conv1(both))))
         shift = self.add_conv2(self.lrelu(self.add_conv1(both)))
-        return features * gate + shift
+        return features * self._gate(both) + shift
+
+    def _gate(self, both: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.mul_conv2(self.lrelu(self.mul_conv1(both))))
+
+    def relevance(self, features: torch.Tensor, conditions: torch.Tensor) -> torch.Tensor:
+        """N x H x W in [0, 1]: the gate averaged over channels, i.e. how much of the
+        aligned reference each pixel lets through (what `sr --relevance-map` shows)."""
+        return self._gate(torch.cat((features, conditions), dim=1)).mean(dim=1)
