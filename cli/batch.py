@@ -5,7 +5,7 @@ from pathlib import Path
 import click
 from tqdm import tqdm
 
-from rrsgan_geo.batch import SceneResult, plan_jobs, run_dask, run_local
+from rrsgan_geo.batch import SceneResult, plan_jobs, run_dask, run_local, split_references
 from rrsgan_geo.cli.options import (
     device_option,
     processing_options,
@@ -86,7 +86,9 @@ def batch(
         raise click.ClickException(f"output folder's parent does not exist: {out_dir.parent}")
     weights = weights or shipped_weights_path(resolve_device(fields["device"]).type)
     options = sr_options(fields)
-    jobs = plan_jobs(list(scenes), ReferenceIndex.build(ref_sources, options.http), out_dir)
+    rasters, per_scene = split_references(list(ref_sources))
+    index = ReferenceIndex.build(rasters, options.http)
+    jobs = plan_jobs(list(scenes), index, out_dir, per_scene)
     out_dir.mkdir(exist_ok=True)  # only once the inputs check out
     if scheduler == "dask":
         results_iter = run_dask(jobs, weights, options, dask_address, dask_workers, threads)

@@ -156,6 +156,17 @@ def processing_options(command: Callable) -> Callable:
                 "fetch each tile once.",
             ),
             click.option(
+                "--ref-asset",
+                help="Asset of a STAC item --ref to use (default: visual).",
+            ),
+            click.option(
+                "--ref-prefer",
+                default="newest",
+                show_default=True,
+                type=click.Choice(["newest", "oldest"]),
+                help="With a STAC ItemCollection --ref: whose pixels win where items overlap.",
+            ),
+            click.option(
                 "--http-timeout",
                 default=30.0,
                 show_default=True,

@@ -91,9 +91,9 @@ def _describe_plan(plan: SRPlan, generator: Generator | None) -> list[str]:
     "ref",
     multiple=True,
     help="High-resolution reference: a raster (any GDAL format, any CRS; a file, a URL, "
-    "s3://, gs://, /vsi...), a folder of tiles, a glob, or an XYZ tile service "
-    "'https://host/{z}/{x}/{y}.jpg' ({-y} for TMS); repeatable. Those that meet the "
-    "scene are composited.",
+    "s3://, gs://, /vsi...), a folder of tiles, a glob, an XYZ tile service "
+    "'https://host/{z}/{x}/{y}.jpg' ({-y} for TMS) or a STAC Item or ItemCollection "
+    "(.json file or URL); repeatable. Those that meet the scene are composited.",
 )
 @click.option(
     "-o",

@@ -21,6 +21,8 @@ from rrsgan_geo.locations import display_name
 from rrsgan_geo.pipeline import Generator, SROptions, plan_sr, super_resolve
 from rrsgan_geo.rasters import georeferenced_grid, open_raster
 from rrsgan_geo.references import ReferenceIndex, expand_rasters
+from rrsgan_geo.stac import is_stac
+from rrsgan_geo.tile_services import is_tile_template
 from rrsgan_geo.weight_files import load_generator
 
 OUTPUT_SUFFIX = "_x4.tif"
@@ -46,9 +48,13 @@ class SceneResult:
 
 
 def plan_jobs(
-    scene_items: list[str | Path], index: ReferenceIndex, out_dir: Path
+    scene_items: list[str | Path],
+    index: ReferenceIndex,
+    out_dir: Path,
+    per_scene: tuple[str, ...] = (),
 ) -> list[SceneJob]:
-    """One job per scene, with the references that meet it (none where none does).
+    """One job per scene, with the references that meet it (none where none does),
+    plus `per_scene` ones (tile services, STAC documents: resolved for each scene).
     A scene that cannot be opened still gets a job: it fails alone when it runs."""
     jobs = []
     for scene in expand_rasters(scene_items, "scene"):
@@ -58,7 +64,7 @@ def plan_jobs(
                 hits = index.covering(georeferenced_grid(dataset, "scene"))
         except RRSGANGeoError:
             hits = []
-        jobs.append(SceneJob(scene, tuple(path for path, _ in hits), output))
+        jobs.append(SceneJob(scene, (*(path for path, _ in hits), *per_scene), output))
     return jobs
 
 
@@ -160,3 +166,10 @@ def run_dask(
     finally:
         if cluster is not None:
             cluster.close()
+
+
+def split_references(items: list[str]) -> tuple[list[str], tuple[str, ...]]:
+    """(rasters to index by footprint once, references resolved per scene): a tile
+    service's zoom and a STAC collection's items depend on the scene."""
+    per_scene = tuple(item for item in items if is_tile_template(item) or is_stac(item))
+    return [item for item in items if item not in per_scene], per_scene

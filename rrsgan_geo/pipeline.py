@@ -39,9 +39,10 @@ from rrsgan_geo.rasters import (
     open_raster,
     select_bands,
 )
-from rrsgan_geo.references import ReferenceIndex
+from rrsgan_geo.references import COMMON_CRS, ReferenceIndex
 from rrsgan_geo.scaling import ValueScaling, choose_scaling
 from rrsgan_geo.sources import ReferenceSpec, Strip, TileReader
+from rrsgan_geo.stac import is_stac, stac_hrefs
 from rrsgan_geo.tile_services import is_tile_template, open_tile_service
 from rrsgan_geo.tiling import RowBandBlender, Tile, TileLayout
 
@@ -94,6 +95,10 @@ class SROptions:
     """Zoom level of XYZ/TMS tile-service references; None: from the SR pixel size."""
     ref_cache: Path | None = None
     """Folder where tile-service tiles are kept for later runs; None: no disk cache."""
+    ref_asset: str | None = None
+    """The asset of STAC items used as the reference; None: `visual`."""
+    ref_prefer: str = "newest"
+    """Which items of a STAC collection win where they overlap: newest or oldest."""
     relevance_map: Path | None = None
     """Also write the relevance attention's weight per output pixel here."""
     consistency_map: Path | None = None
@@ -196,7 +201,8 @@ def _plan_sr(
         else item
         for item in references or []
     ]
-    specs, coverage = _plan_references(references, lr_grid, options)
+    references, ranks = _expand_stac(references, lr_grid, options)
+    specs, coverage = _plan_references(references, lr_grid, options, ranks)
     for path in (output_path, *maps):
         _refuse_overwriting_inputs(path, [scene_path, *(spec.path for spec in specs)])
     if coverage == 0.0 and not options.allow_missing_ref:
@@ -260,15 +266,41 @@ def _refuse_overwriting_inputs(output_path: Path, inputs: list[str]) -> None:
             raise OutputError(f"-o {output_path} is an input of this run ({path}): choose another")
 
 
-def _plan_references(
+def _expand_stac(
     items: list[str | Path], lr_grid: RasterGrid, options: SROptions
+) -> tuple[list[str | Path], dict[str, int]]:
+    """STAC documents -> their assets' hrefs, with each href's rank in the collection
+    (0 = preferred), which decides compositing ahead of coverage."""
+    expanded: list[str | Path] = []
+    ranks: dict[str, int] = {}
+    for item in items:
+        if not is_stac(item):
+            expanded.append(item)
+            continue
+        footprint = lr_grid.footprint(COMMON_CRS)
+        try:
+            hrefs = stac_hrefs(
+                str(item), footprint, options.http, options.ref_asset, options.ref_prefer
+            )
+        except CoverageError:
+            if not options.allow_missing_ref:
+                raise
+            hrefs = []
+        for rank, href in enumerate(hrefs):
+            ranks[href] = rank
+            expanded.append(href)
+    return expanded, ranks
+
+
+def _plan_references(
+    items: list[str | Path], lr_grid: RasterGrid, options: SROptions, ranks: dict[str, int]
 ) -> tuple[tuple[ReferenceSpec, ...], float]:
     if not items:
         return (), 0.0
     resampling = _parse_resampling(options.ref_resampling)
     index = ReferenceIndex.build(items, options.http)
     specs = []
-    for path, _ in index.covering(lr_grid):
+    for path, _ in index.covering(lr_grid, ranks):
         with open_raster(path, "reference", options.http) as ref:
             bands = select_bands(ref, options.ref_bands, "reference")
             scaling = choose_scaling(ref, bands, options.ref_scale, "reference")

@@ -66,15 +66,20 @@ class ReferenceIndex:
                 footprints.append(georeferenced_grid(dataset, "reference").footprint(COMMON_CRS))
         return cls(paths, tuple(footprints), STRtree(footprints))
 
-    def covering(self, grid: RasterGrid) -> list[tuple[str, float]]:
-        """References intersecting the grid, with the fraction of it each covers, best first."""
+    def covering(
+        self, grid: RasterGrid, ranks: dict[str, int] | None = None
+    ) -> list[tuple[str, float]]:
+        """References intersecting the grid, with the fraction of it each covers, in
+        compositing order: by rank (a STAC collection's preference; 0 when not given),
+        then best-covering first."""
         shape = grid.footprint(COMMON_CRS)
         hits = []
         for index in self.tree.query(shape, predicate="intersects"):
             fraction = shape.intersection(self.footprints[index]).area / shape.area
             if fraction > 0:
                 hits.append((self.paths[index], float(fraction)))
-        return sorted(hits, key=lambda hit: -hit[1])
+        ranks = ranks or {}
+        return sorted(hits, key=lambda hit: (ranks.get(hit[0], 0), -hit[1]))
 
     def coverage(self, grid: RasterGrid) -> float:
         """The fraction of the grid that the union of the references covers. Measured

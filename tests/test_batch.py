@@ -144,3 +144,13 @@ def test_dask_local_cluster_gives_byte_identical_outputs(workspace):
             assert (a.read() == b.read()).all()
         # The bytes too, apart from nothing: no timestamps, same tags.
         assert (tmp_path / "local" / file).read_bytes() == (tmp_path / "dask" / file).read_bytes()
+
+
+def test_tile_services_and_stac_documents_are_resolved_per_scene():
+    from rrsgan_geo.batch import split_references
+
+    rasters, per_scene = split_references(
+        ["refs/", "https://h/{z}/{x}/{y}.png", "search.json", "https://h/a.tif"]
+    )
+    assert rasters == ["refs/", "https://h/a.tif"]
+    assert per_scene == ("https://h/{z}/{x}/{y}.png", "search.json")
