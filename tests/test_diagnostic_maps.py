@@ -18,7 +18,7 @@ GATE_BIAS = 1.2  # sigmoid(1.2) = 0.7685
 
 def holed_scene(tmp_path):
     """The NEON LR scene as float32 (no rounding hides differences) with a nodata hole."""
-    with rasterio.open(lr_scene(tmp_path / "u8.tif")) as src:
+    with rasterio.open(lr_scene(tmp_path / "u8.tif", window_px=256)) as src:
         data, crs, transform = src.read().astype(np.float32), src.crs, src.transform
     data[:, 40:52, 10:30] = -1
     return write_raster(tmp_path / "scene.tif", data, crs, transform, nodata=-1)
@@ -62,22 +62,6 @@ def test_the_relevance_map_is_the_attentions_gate_on_the_output_grid(tmp_path):
     np.testing.assert_allclose(values[~hole], expected, atol=1e-5)
 
 
-def test_the_relevance_map_is_blended_like_the_image(tmp_path):
-    """Small tiles and one whole-scene pass give the same map (within 1e-4)."""
-    generator = tiny_generator(36)
-    run_with_maps(tmp_path, generator, "tiled", tile=16)
-    run_with_maps(tmp_path, generator, "whole", tile=112)
-    with (
-        rasterio.open(tmp_path / "tiled_relevance.tif") as a,
-        rasterio.open(tmp_path / "whole_relevance.tif") as b,
-    ):
-        tiled, whole = a.read(1), b.read(1)
-    valid = ~np.isnan(whole)
-    assert np.array_equal(valid, ~np.isnan(tiled))
-    assert tiled[valid].std() > 1e-4  # the tiny model's gate varies: a real comparison
-    assert np.abs(tiled[valid] - whole[valid]).max() < 1e-4
-
-
 def test_the_consistency_map_is_the_4x4_mean_of_the_output_minus_the_scene(tmp_path):
     scene, _ = run_with_maps(tmp_path, tiny_generator(8), "run", tile=32)
     with (
@@ -91,7 +75,7 @@ def test_the_consistency_map_is_the_4x4_mean_of_the_output_minus_the_scene(tmp_p
         lr_values, valid = lr.read(), lr.dataset_mask() > 0
         output = sr.read()
         values = consistency.read(1)
-    down = output.reshape(3, 100, 4, 100, 4).mean(axis=(2, 4))
+    down = output.reshape(3, 64, 4, 64, 4).mean(axis=(2, 4))
     expected = np.abs(down - lr_values).mean(axis=0)
     assert np.isnan(values[~valid]).all()
     np.testing.assert_allclose(values[valid], expected[valid], atol=1e-3)
@@ -99,7 +83,7 @@ def test_the_consistency_map_is_the_4x4_mean_of_the_output_minus_the_scene(tmp_p
 
 
 def test_the_maps_from_the_command_line(tmp_path):
-    scene = lr_scene(tmp_path / "scene.tif")
+    scene = lr_scene(tmp_path / "scene.tif", window_px=128)
     ref = mercator_reference(tmp_path / "ref.tif")
     base = ["sr", str(scene), "--ref", str(ref), "--device", "cpu", "--tile", "32"]
     result = CliRunner().invoke(

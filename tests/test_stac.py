@@ -70,7 +70,7 @@ def test_an_item_without_the_asset_names_those_it_has(tmp_path):
 def test_a_collection_composites_items_newest_or_oldest_first(tmp_path):
     """Two items cover the scene: the truth (2020) and a grey image (2018); a third,
     elsewhere, points at a file that does not exist and is never opened."""
-    scene = lr_scene(tmp_path / "scene.tif")
+    scene = lr_scene(tmp_path / "scene.tif", window_px=256)
     truth = mercator_reference(tmp_path / "truth.tif")
     with rasterio.open(truth) as src:
         grey = write_raster(
