@@ -92,7 +92,8 @@ def _describe_plan(plan: SRPlan, generator: Generator | None) -> list[str]:
     multiple=True,
     help="High-resolution reference: a raster (any GDAL format, any CRS; a file, a URL, "
     "s3://, gs://, /vsi...), a folder of tiles, a glob, an XYZ tile service "
-    "'https://host/{z}/{x}/{y}.jpg' ({-y} for TMS) or a STAC Item or ItemCollection "
+    "'https://host/{z}/{x}/{y}.jpg' ({-y} for TMS), a WMTS capabilities URL, or a STAC "
+    "Item or ItemCollection "
     "(.json file or URL); repeatable. Those that meet the scene are composited.",
 )
 @click.option(
@@ -167,6 +168,9 @@ def sr(
       rrsgan-geo sr scene.tif --ref google.tif -o scene_x4.tif
       rrsgan-geo sr scene.tif --ref google_tiles/ -o scene_x4.tif
       rrsgan-geo sr scene.tif --ref 'https://host/{z}/{x}/{y}.jpg' --ref-cache tiles/ -o x4.tif
+      rrsgan-geo sr s3://bucket/scene.tif --ref https://host/ortho_cog.tif -o scene_x4.tif
+      rrsgan-geo sr scene.tif --ref search.json --ref-prefer newest -o scene_x4.tif
+      rrsgan-geo sr scene.tif --ref google.tif -o out.tif --relevance-map rel.tif
       rrsgan-geo sr s2.tif --ref aerial.vrt --bands 4,3,2 --scale p2,p98 -o s2_x4.tif --cog
       rrsgan-geo sr scene.tif --ref google.tif -o out.tif --dry-run
     """

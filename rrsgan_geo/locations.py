@@ -15,6 +15,7 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 from xml.sax.saxutils import unescape
 
+WMTS_PREFIX = "WMTS:"
 _SERVER_URL = re.compile(r"<ServerUrl>(.*?)</ServerUrl>", re.S)
 # URL scheme -> the GDAL virtual file system that reads it.
 _SCHEMES = {
@@ -33,16 +34,32 @@ def scheme(location: str | Path) -> str | None:
     return name if name in _SCHEMES else None
 
 
-def is_virtual(location: str | Path) -> bool:
-    """Whether `location` is a URL, a GDAL /vsi path or a GDAL WMS description (a tile
-    service) rather than a local file name."""
+def is_wmts(location: str | Path) -> bool:
+    """Whether `location` is a WMTS service: GDAL's `WMTS:` connection string (with
+    its `,layer=...` options) or an http(s) capabilities URL."""
     text = str(location)
-    return scheme(text) is not None or text.startswith(("/vsi", "<GDAL_WMS>"))
+    lower = text.lower()
+    capabilities = "wmtscapabilities" in lower or (
+        "service=wmts" in lower and "request=getcapabilities" in lower
+    )
+    return text.upper().startswith(WMTS_PREFIX) or (
+        capabilities and scheme(text) in ("http", "https")
+    )
+
+
+def is_virtual(location: str | Path) -> bool:
+    """Whether `location` is a URL, a GDAL /vsi path, a WMTS service or a GDAL WMS
+    description (a tile service) rather than a local file name."""
+    text = str(location)
+    return scheme(text) is not None or text.startswith(("/vsi", "<GDAL_WMS>")) or is_wmts(text)
 
 
 def gdal_path(location: str | Path) -> str:
-    """The name GDAL opens: URLs go through /vsicurl/, /vsis3/, /vsigs/ or /vsiaz/."""
+    """The name GDAL opens: URLs go through /vsicurl/, /vsis3/, /vsigs/ or /vsiaz/; a
+    WMTS capabilities URL through GDAL's WMTS driver."""
     text = str(location)
+    if is_wmts(text):
+        return text if text.upper().startswith(WMTS_PREFIX) else WMTS_PREFIX + text
     found = scheme(text)
     if found is None:
         return text
@@ -54,6 +71,8 @@ def display_name(location: str | Path) -> str:
     """What outputs and messages record: a local file's name (never a local path), a
     URL without its query string (which may hold an access token)."""
     text = str(location)
+    if text.upper().startswith(WMTS_PREFIX):  # the service's URL, without GDAL's options
+        text = text[len(WMTS_PREFIX) :].split(",", 1)[0]
     service = _SERVER_URL.search(text) if text.startswith("<GDAL_WMS>") else None
     if service is not None:  # a tile service: its URL template, as the user wrote it
         text = unescape(service[1]).replace("${", "{")
@@ -94,6 +113,8 @@ def http_failure(location: str | Path, timeout: float) -> str | None:
     GDAL's own message only says the file 'does not exist'. None for other locations
     or when the server answers a small ranged request normally."""
     text = str(location)
+    if text.upper().startswith(WMTS_PREFIX):
+        text = text[len(WMTS_PREFIX) :].split(",", 1)[0]
     if scheme(text) not in ("http", "https"):
         return None
     request = urllib.request.Request(text, headers={"Range": "bytes=0-0"})

@@ -74,6 +74,16 @@ def test_a_reference_inside_a_zip_is_read_through_vsizip(tmp_path):
         ("gs://bucket/d.tif", "/vsigs/bucket/d.tif", "gs://bucket/d.tif"),
         ("/vsizip//data/x.zip/e.tif", "/vsizip//data/x.zip/e.tif", "e.tif"),
         ("/data/f.tif", "/data/f.tif", "f.tif"),
+        (
+            "https://h.org/wmts/WMTSCapabilities.xml?k=1",
+            "WMTS:https://h.org/wmts/WMTSCapabilities.xml?k=1",
+            "https://h.org/wmts/WMTSCapabilities.xml",
+        ),
+        (
+            "WMTS:https://h.org/c.xml,layer=a",
+            "WMTS:https://h.org/c.xml,layer=a",
+            "https://h.org/c.xml",
+        ),
     ],
 )
 def test_locations_map_to_gdal_paths_and_show_no_secrets(location, gdal, shown):

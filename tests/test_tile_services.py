@@ -18,7 +18,7 @@ from rrsgan_geo.tile_services import HALF_WORLD_M, TileService, zoom_for
 from tests.http_server import serve, stalling_server
 from tests.rasters import lr_scene
 from tests.test_sr_pipeline import run
-from tests.tile_pyramid import tile_size_m, write_pyramid
+from tests.tile_pyramid import tile_size_m, write_pyramid, write_wmts_capabilities
 
 ZOOM = 20  # 0.13 m ground pixels at 29.7 N: tiles of 33 m, the scene is 40 m wide
 XYZ = "/{z}/{x}/{y}.png"
@@ -68,6 +68,19 @@ def test_an_xyz_service_gives_the_output_of_the_same_tiles_as_a_local_raster(pyr
     np.testing.assert_array_equal(read(tmp_path / "again.tif"), read(tmp_path / "xyz.tif"))
     with rasterio.open(tmp_path / "xyz.tif") as out:
         assert out.tags()["RRSGAN_REFERENCE"] == url + XYZ  # no key recorded
+
+
+def test_a_wmts_capabilities_url_goes_through_gdals_wmts_driver(pyramid, tmp_path):
+    """The same tiles described by a WMTS capabilities document: recognised by its
+    URL, opened with GDAL's WMTS driver, the same output as the local mosaic."""
+    folder, _, mosaic, scene = pyramid
+    run(scene, mosaic, tmp_path / "local.tif", tile=32)
+    with serve(folder) as (url, _):
+        write_wmts_capabilities(folder, url, ZOOM)
+        _, report = run(scene, f"{url}/WMTSCapabilities.xml", tmp_path / "wmts.tif", tile=32)
+    a, b = read(tmp_path / "wmts.tif"), read(tmp_path / "local.tif")
+    assert report.pixel_coverage > 0.97
+    assert close_where_valid(a, b, np.ones(a.shape[1:], bool))
 
 
 def test_a_tms_service_counts_rows_from_the_bottom(tmp_path):

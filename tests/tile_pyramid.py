@@ -61,3 +61,39 @@ def write_pyramid(folder: Path, zoom: int, tms: bool = False) -> tuple[list[tupl
         tile_transform(xs[0], ys[0], zoom),
     )
     return [(x, y) for x in xs for y in ys], mosaic_path
+
+
+def write_wmts_capabilities(folder: Path, url: str, zoom: int) -> Path:
+    """A WMTS capabilities document for the pyramid served at `url`: one layer, one
+    web-mercator tile matrix (`zoom`), a RESTful tile template."""
+    pixel_m = tile_size_m(zoom) / TILE_PX
+    count = 2**zoom
+    document = f"""<?xml version="1.0" encoding="UTF-8"?>
+<Capabilities xmlns="http://www.opengis.net/wmts/1.0" xmlns:ows="http://www.opengis.net/ows/1.1"
+    version="1.0.0">
+ <Contents>
+  <Layer>
+   <ows:Identifier>ortho</ows:Identifier>
+   <Style isDefault="true"><ows:Identifier>default</ows:Identifier></Style>
+   <Format>image/png</Format>
+   <TileMatrixSetLink><TileMatrixSet>webmercator</TileMatrixSet></TileMatrixSetLink>
+   <ResourceURL format="image/png" resourceType="tile"
+       template="{url}/{{TileMatrix}}/{{TileCol}}/{{TileRow}}.png"/>
+  </Layer>
+  <TileMatrixSet>
+   <ows:Identifier>webmercator</ows:Identifier>
+   <ows:SupportedCRS>urn:ogc:def:crs:EPSG::3857</ows:SupportedCRS>
+   <TileMatrix>
+    <ows:Identifier>{zoom}</ows:Identifier>
+    <ScaleDenominator>{pixel_m / 0.00028!r}</ScaleDenominator>
+    <TopLeftCorner>{-HALF_WORLD_M!r} {HALF_WORLD_M!r}</TopLeftCorner>
+    <TileWidth>{TILE_PX}</TileWidth><TileHeight>{TILE_PX}</TileHeight>
+    <MatrixWidth>{count}</MatrixWidth><MatrixHeight>{count}</MatrixHeight>
+   </TileMatrix>
+  </TileMatrixSet>
+ </Contents>
+</Capabilities>
+"""
+    path = folder / "WMTSCapabilities.xml"
+    path.write_text(document)
+    return path
