@@ -9,7 +9,9 @@ from click.testing import CliRunner
 
 from rrsgan_geo.cli.main import main
 from rrsgan_geo.errors import OutputError
-from rrsgan_geo.pipeline import SROptions, plan_sr, super_resolve
+from rrsgan_geo.pipeline import Generator, SROptions, plan_sr, super_resolve
+from rrsgan_geo.weight_files import load_generator
+from tests.conftest import REPO
 from tests.rasters import lr_scene, mercator_reference, write_raster
 from tests.test_sr_pipeline import tiny_generator
 
@@ -107,3 +109,32 @@ def test_a_map_path_that_exists_is_refused_before_any_work(tmp_path):
     with pytest.raises(OutputError, match="exists"):
         plan_sr(lr_scene(tmp_path / "s.tif"), None, tmp_path / "o.tif", options, 8)
     assert (tmp_path / "rel.tif").read_bytes() == b"keep me"
+
+
+GATE_PROBE = REPO / "tests" / "data" / "gate_probe_compact.safetensors"
+
+
+@pytest.mark.parametrize("replacement", ["rotated", "grey"])
+def test_the_relevance_map_is_higher_where_the_reference_matches(tmp_path, replacement):
+    """A model whose attention learnt to gate (examples/train/
+    rrsnet_compact_gate_probe_cpu.yaml) on the NEON scene, with the right half of the
+    reference replaced by the image rotated 180 degrees or by grey: the map, read back
+    from the file, is higher on the left, where the reference is the scene itself
+    (measured: 0.563 vs 0.517 and 0.514)."""
+    scene = lr_scene(tmp_path / "scene.tif")
+    with rasterio.open(mercator_reference(tmp_path / "truth.tif")) as src:
+        data, crs, transform = src.read(), src.crs, src.transform
+    half = data.shape[2] // 2
+    data[:, :, half:] = data[:, ::-1, ::-1][:, :, half:] if replacement == "rotated" else 128
+    ref = write_raster(tmp_path / "half.tif", data, crs, transform)
+    model, weight_file = load_generator(GATE_PROBE)
+    generator = Generator(model, GATE_PROBE.name, weight_file.sha256, weight_file.metadata.margin)
+    options = SROptions(tile=64, relevance_map=tmp_path / "relevance.tif")
+    plan = plan_sr(scene, ref, tmp_path / "out.tif", options, generator.margin)
+    super_resolve(plan, generator, options)
+    with rasterio.open(tmp_path / "relevance.tif") as relevance:
+        values = relevance.read(1)
+    width = values.shape[1]
+    matching = np.nanmean(values[:, 40 : width // 2 - 60])  # away from the seam and edges
+    replaced = np.nanmean(values[:, width // 2 + 60 : -40])
+    assert matching > replaced + 0.03
