@@ -225,6 +225,13 @@ def sr(
         f"{report.seconds:.1f} s (model {report.model_seconds:.1f} s) on {report.device}"
         + (f", batch halved {report.oom_halvings}x on out-of-memory" if report.oom_halvings else "")
     )
+    if report.tile_server_errors:
+        click.echo(
+            f"warning: the tile service still failed after {options.http.retries} retries in "
+            f"{report.tile_server_errors} strip(s): those tiles were treated as missing "
+            "reference",
+            err=True,
+        )
     if report.mean_relevance is not None:
         click.echo(
             f"relevance map {relevance_map}: mean {report.mean_relevance:.3f} where the "

@@ -325,6 +325,9 @@ class SRReport:
     model_seconds: float
     mean_relevance: float | None = None
     """Mean relevance where a reference exists (with --relevance-map), None otherwise."""
+    tile_server_errors: int = 0
+    """Strips whose tile-service reference still had failing tiles after the retries
+    (those tiles were treated as missing reference)."""
 
 
 TileCallback = Callable[[int], None]
@@ -366,6 +369,7 @@ def _super_resolve(
     blender = RowBandBlender(layout, bands)
     tiles_run = 0
     valid_ref_pixels, relevance_sum = 0, 0.0
+    prefetcher = _Prefetcher(plan, options.batch_size, options.http)
     with (
         rasterio.open(gdal_path(plan.scene_path)) as scene,
         StreamingGeoTIFF(
@@ -377,9 +381,9 @@ def _super_resolve(
             descriptions=plan.descriptions,
         ) as output,
         maps,
-        _Prefetcher(plan, options.batch_size) as batches,
+        prefetcher as strips,
     ):
-        for row, strip, row_done in batches:
+        for row, strip, row_done in strips:
             if not all(strip.is_empty(index) for index in range(len(strip.tiles))):
                 sr_tiles = iter(runner(model_inputs(strip, device)))
             for index, tile in enumerate(strip.tiles):
@@ -426,6 +430,7 @@ def _super_resolve(
         time.perf_counter() - started,
         runner.model_seconds,
         mean_relevance,
+        sum(reader.server_errors for reader in prefetcher.readers),
     )
 
 
@@ -555,8 +560,9 @@ class _Prefetcher:
     error or on Ctrl-C) cancels what is queued and waits for the reads under way.
     """
 
-    def __init__(self, plan: SRPlan, strip_tiles: int) -> None:
+    def __init__(self, plan: SRPlan, strip_tiles: int, http: HttpOptions) -> None:
         self.plan = plan
+        self.http = http
         readers, self.warp_threads = reader_threads()
         self.depth = readers + PREFETCH_BATCHES
         self.jobs = [
@@ -607,6 +613,7 @@ class _Prefetcher:
                 plan.references,
                 plan.scene_window,
                 self.warp_threads,
+                self.http,
             )
             with self.lock:
                 self.readers.append(reader)

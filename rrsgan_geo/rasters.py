@@ -7,8 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
+from rasterio._err import CPLE_BaseError
 from rasterio.enums import ColorInterp, MaskFlags, Resampling
-from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
+from rasterio.errors import NotGeoreferencedWarning, RasterioError, RasterioIOError
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
@@ -17,6 +18,10 @@ from rrsgan_geo.grids import RasterGrid
 from rrsgan_geo.locations import HttpOptions, display_name, gdal_path, http_failure, is_virtual
 
 MODEL_BANDS = 3
+# What a failed GDAL call raises through rasterio: its own errors, or GDAL's error
+# classes when the failure surfaces outside a read (e.g. on the next call after a
+# failed block fetch).
+GDAL_ERRORS = (RasterioError, CPLE_BaseError)
 
 
 def open_raster(

@@ -15,16 +15,16 @@ from dataclasses import dataclass
 import numpy as np
 import rasterio
 from rasterio.enums import ColorInterp, Resampling
-from rasterio.errors import RasterioError
 from rasterio.fill import fillnodata
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
 from rrsgan_geo.errors import InputError
 from rrsgan_geo.grids import RasterGrid
-from rrsgan_geo.locations import display_name, gdal_path
+from rrsgan_geo.locations import HttpOptions, display_name, gdal_path
 from rrsgan_geo.model import SCALE
 from rrsgan_geo.rasters import (
+    GDAL_ERRORS,
     band_validity,
     gdal_message,
     georeferenced_grid,
@@ -32,6 +32,7 @@ from rrsgan_geo.rasters import (
     warp_to_grid,
 )
 from rrsgan_geo.scaling import ValueScaling
+from rrsgan_geo.tile_services import retried, tolerating_server_errors
 from rrsgan_geo.tiling import Tile, TileLayout
 
 
@@ -55,7 +56,7 @@ def _read_reflected(
 def _naming_failures(what: str, location: str) -> Iterator[None]:
     try:
         yield
-    except RasterioError as error:
+    except GDAL_ERRORS as error:
         message = gdal_message(error)
         raise InputError(f"reading {what} {display_name(location)} failed: {message}") from None
 
@@ -102,6 +103,7 @@ class TileReader:
         references: "tuple[ReferenceSpec, ...]" = (),
         window: Window | None = None,
         warp_threads: int = 1,
+        http: HttpOptions | None = None,
     ) -> None:
         """`window`: the part of the scene processed (tile offsets are relative to it;
         context beyond it is read from the scene where the scene has it).
@@ -116,11 +118,13 @@ class TileReader:
         scene_grid = georeferenced_grid(self.scene, "scene").shifted(
             self.col0, self.row0, window.width, window.height
         )
-        self.references = []  # (spec, source, warped view on the padded SR grid)
-        for spec in references:
-            source = rasterio.open(gdal_path(spec.path))
-            vrt = spec.warped(source, scene_grid, layout, warp_threads)
-            self.references.append((spec, source, vrt))
+        self.http = http or HttpOptions()
+        self.warp_args = (scene_grid, layout, warp_threads)
+        self.references = [(spec, spec.view(spec.path, *self.warp_args)) for spec in references]
+        # Tile services seen tolerating server errors, opened on a first failure.
+        self.lenient: dict[int, WarpedView] = {}
+        self.server_errors = 0
+        """Strip reads of a tile service that still failed after the retries."""
 
     def read(self, tiles: list[Tile]) -> Strip:
         """The inputs of consecutive tiles of one tile row. A read that fails (a server
@@ -161,9 +165,9 @@ class TileReader:
             self.layout.lr_tile_size * SCALE,
         )
         ref, ref_valid = None, None
-        for spec, _, vrt in self.references:
+        for index, (spec, view) in enumerate(self.references):
             with _naming_failures("reference", spec.path):
-                values, valid = spec.read(vrt, window)
+                values, valid = self._read_reference(index, view, window)
             if ref_valid is not None:
                 valid &= ~ref_valid
             if not valid.any():
@@ -176,10 +180,28 @@ class TileReader:
                 ref_valid |= valid
         return ref, ref_valid
 
+    def _read_reference(
+        self, index: int, view: "WarpedView", window: Window
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """A tile service's read is retried on failure (GDAL does not retry its tile
+        requests; tiles already fetched are not asked again), then done once more with
+        failing tiles as missing reference, and counted in `server_errors`."""
+        spec = self.references[index][0]
+        lenient = tolerating_server_errors(spec.path)
+        if lenient is None:
+            return spec.read(view, window)
+
+        def tolerating() -> tuple[np.ndarray, np.ndarray]:
+            if index not in self.lenient:
+                self.lenient[index] = spec.view(lenient, *self.warp_args)
+            self.server_errors += 1
+            return spec.read(self.lenient[index], window)
+
+        return retried(lambda: spec.read(view, window), self.http, tolerating)
+
     def close(self) -> None:
-        for _, source, vrt in self.references:
-            vrt.close()
-            source.close()
+        for view in [*(view for _, view in self.references), *self.lenient.values()]:
+            view.close()
         self.scene.close()
 
 
@@ -211,9 +233,34 @@ class ReferenceSpec:
         )
         return warp_to_grid(source, padded, self.resampling, threads)
 
-    def read(self, vrt: WarpedVRT, window: Window) -> tuple[np.ndarray, np.ndarray]:
-        """(this reference's bands, where they are valid) in `window` of `vrt`."""
-        if vrt.colorinterp[-1] == ColorInterp.alpha:  # one read: warped once
+    def view(
+        self, location: str, scene: RasterGrid, layout: TileLayout, threads: int
+    ) -> "WarpedView":
+        """Open `location` (this reference, or a variant of it) as a WarpedView."""
+        source = rasterio.open(gdal_path(location))
+        vrt = self.warped(source, scene, layout, threads)
+        return WarpedView(source, vrt, vrt.colorinterp[-1] == ColorInterp.alpha)
+
+    def read(self, view: "WarpedView", window: Window) -> tuple[np.ndarray, np.ndarray]:
+        """(this reference's bands, where they are valid) in `window` of the view."""
+        vrt = view.vrt
+        if view.alpha:  # one read: warped once
             data = vrt.read([*self.bands, vrt.count], window=window)
             return data[:-1], data[-1] > 0
         return vrt.read(self.bands, window=window), vrt.dataset_mask(window=window) > 0
+
+
+@dataclass
+class WarpedView:
+    """A reference source and its view on the padded SR grid. Whether the view's last
+    band is alpha is asked of GDAL once, when it opens: after a read that failed (a
+    tile server's error) GDAL's pending error would be raised again by the next
+    metadata call, turning one failed fetch into several."""
+
+    source: rasterio.io.DatasetReader
+    vrt: WarpedVRT
+    alpha: bool
+
+    def close(self) -> None:
+        self.vrt.close()
+        self.source.close()

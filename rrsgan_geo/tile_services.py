@@ -3,36 +3,58 @@
 Built on GDAL's WMS driver (its TMS mini-driver), not a hand-written fetcher: the
 service becomes a virtual raster of the whole web-mercator world at one zoom level,
 with an alpha band, and the warper fetches only the tiles under the windows it reads.
-A tile the server does not have (HTTP 204 or 404) or fails to give (5xx) reads as
-transparent, that is as missing reference, where LR_UX4 stands in; the run's
-coverage figure counts it. GDAL's WMS driver fetches a failing tile once (GDAL 3.10:
-its tile requests are not retried), so a flaky server shows up as lower coverage.
+A tile the server does not have (HTTP 204 or 404) reads as transparent, that is as
+missing reference, where LR_UX4 stands in; the run's coverage figure counts it.
+A server error (5xx) fails the read: GDAL's WMS driver does not retry tile requests
+(measured with GDAL 3.10: one request per failing tile whatever GDAL_HTTP_MAX_RETRY
+says), so the reader retries the read (`--http-retries`, only failed tiles are asked
+again) and, if the tile still fails, reads that strip with server errors as missing
+tiles, and the run reports it.
 """
 
 import math
 import re
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 from xml.sax.saxutils import escape
 
 import rasterio
 from pyproj import Geod, Transformer
 from rasterio.crs import CRS
-from rasterio.errors import RasterioError
 from rasterio.windows import Window
 
 from rrsgan_geo import __version__
 from rrsgan_geo.errors import CoverageError, InputError
 from rrsgan_geo.grids import RasterGrid
 from rrsgan_geo.locations import HttpOptions, display_name, http_failure
-from rrsgan_geo.rasters import gdal_message
+from rrsgan_geo.rasters import GDAL_ERRORS, gdal_message
 
 WEB_MERCATOR = CRS.from_epsg(3857)
 HALF_WORLD_M = 20037508.342789244
 TILE_PX = 256
 EQUATOR_M_PER_PX_Z0 = 2 * HALF_WORLD_M / TILE_PX  # 156543.03 m at zoom 0
+T = TypeVar("T")
+# HTTP answers that mean "no tile here": read as transparent, i.e. missing reference.
+MISSING_TILE_CODES = "204,404"
+# Server errors too: the lenient view a strip falls back to once retries are spent.
+_WITH_SERVER_ERRORS = "204,404,500,502,503,504"
 MAX_ZOOM = 22  # GDAL's WMS driver: 256 * 2**23 px overflows its 32-bit sizes
 _FIELD = re.compile(r"\{(-?[a-z]+)\}")
+
+
+def tolerating_server_errors(gdal_xml: str) -> str | None:
+    """The same service with tiles that fail with a server error read as missing
+    (for a read that still fails after its retries); None if `gdal_xml` is not a tile
+    service description."""
+    strict = f"<ZeroBlockHttpCodes>{MISSING_TILE_CODES}</ZeroBlockHttpCodes>"
+    if strict not in gdal_xml:
+        return None
+    return gdal_xml.replace(
+        strict, f"<ZeroBlockHttpCodes>{_WITH_SERVER_ERRORS}</ZeroBlockHttpCodes>"
+    )
 
 
 def is_tile_template(location: object) -> bool:
@@ -88,7 +110,7 @@ class TileService:
             f"<BlockSizeY>{TILE_PX}</BlockSizeY><BandsCount>4</BandsCount>"
             f"<MaxConnections>4</MaxConnections><Timeout>{max(1, round(http.timeout))}</Timeout>"
             f"<UserAgent>rrsgan-geo/{__version__}</UserAgent>"
-            "<ZeroBlockHttpCodes>204,404,500,502,503,504</ZeroBlockHttpCodes>"
+            f"<ZeroBlockHttpCodes>{MISSING_TILE_CODES}</ZeroBlockHttpCodes>"
             f"<ZeroBlockOnServerException>true</ZeroBlockOnServerException>{cache_xml}"
             "</GDAL_WMS>"
         )
@@ -150,18 +172,23 @@ def open_tile_service(
             raise InputError(f"--ref-cache {cache}: {error.strerror}") from None
     xml = service.gdal_xml(zoom, http, cache)
     tiles = tiles_under(sr_grid, zoom)
-    with rasterio.open(xml) as dataset:
+    with rasterio.open(xml) as dataset, rasterio.open(tolerating_server_errors(xml)) as tolerant:
         for x, y in tiles:
             centre = Window(x * TILE_PX + TILE_PX // 2, y * TILE_PX + TILE_PX // 2, 1, 1)
             try:
-                if dataset.read(4, window=centre).any():
-                    return xml
-            except RasterioError as error:
+                alpha = retried(
+                    lambda: dataset.read(4, window=centre),  # noqa: B023 (called at once)
+                    http,
+                    lambda: tolerant.read(4, window=centre),  # noqa: B023
+                )
+            except GDAL_ERRORS as error:
                 url = service.tile_url(zoom, x, y)
                 reason = http_failure(url, http.timeout) or gdal_message(error)
                 raise InputError(
                     f"tile service {display_name(xml)}: {display_name(url)}: {reason}"
                 ) from None
+            if alpha.any():
+                return xml
     if not allow_missing:
         url = service.tile_url(zoom, *tiles[0])
         raise CoverageError(
@@ -170,3 +197,17 @@ def open_tile_service(
             "lower --ref-zoom, or --allow-missing-ref"
         )
     return xml
+
+
+def retried(read: Callable[[], T], http: HttpOptions, fallback: Callable[[], T]) -> T:
+    """`read()`, retried with growing delays on a GDAL error (GDAL does not retry tile
+    requests; tiles already fetched are not asked again), then `fallback()`: the same
+    read from the service with failing tiles as missing. Errors that are not server
+    errors (refused, timed out, not an image) fail the fallback too, and are raised."""
+    for attempt in range(http.retries + 1):
+        try:
+            return read()
+        except GDAL_ERRORS:
+            if attempt < http.retries:
+                time.sleep(http.retry_delay * 2**attempt)
+    return fallback()

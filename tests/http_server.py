@@ -22,6 +22,8 @@ class Behaviour:
 
     status_for: dict[str, int] = field(default_factory=dict)
     """URL path -> HTTP status to answer instead of the file."""
+    failures_left: dict[str, int] = field(default_factory=dict)
+    """URL path -> how many more requests get a 503 before the file is served."""
     requests: Counter = field(default_factory=Counter)
 
 
@@ -40,6 +42,9 @@ def _handler(root: Path, behaviour: Behaviour) -> type[BaseHTTPRequestHandler]:
             path = self.path.split("?", 1)[0]
             behaviour.requests[path] += 1
             status = behaviour.status_for.get(path)
+            if behaviour.failures_left.get(path, 0) > 0:
+                behaviour.failures_left[path] -= 1
+                status = 503
             file = root / path.lstrip("/")
             if status is None and not file.is_file():
                 status = 404

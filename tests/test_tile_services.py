@@ -138,6 +138,33 @@ def test_missing_tiles_are_missing_reference_counted_and_equal_to_no_reference(p
     assert np.abs(gap - none).max() <= 1
 
 
+def test_server_errors_are_retried_then_treated_as_missing_and_reported(pyramid, tmp_path):
+    """GDAL does not retry tile requests; the reader does. A tile failing twice with
+    503 is fetched on the third try (the output equals the local mosaic's); a tile that
+    always answers 500 becomes missing reference, and the run counts it."""
+    folder, tiles, mosaic, scene = pyramid
+    _, local = run(scene, mosaic, tmp_path / "local.tif", tile=32, ref_zoom=ZOOM)
+    http = HttpOptions(retries=2, retry_delay=0.05)
+    flaky = f"/{ZOOM}/{tiles[0][0]}/{tiles[0][1]}.png"
+    with serve(folder) as (url, behaviour):
+        behaviour.failures_left[flaky] = 2
+        _, retried = run(
+            scene, url + XYZ, tmp_path / "retried.tif", tile=32, ref_zoom=ZOOM, http=http
+        )
+        assert behaviour.requests[flaky] >= 3  # 2 failures, then served (probe included)
+    assert retried.tile_server_errors == 0
+    assert retried.pixel_coverage == pytest.approx(local.pixel_coverage, abs=1e-3)
+    a, b = read(tmp_path / "retried.tif"), read(tmp_path / "local.tif")
+    assert close_where_valid(a, b, np.ones(a.shape[1:], bool))
+    with serve(folder) as (url, behaviour):
+        behaviour.status_for[flaky] = 500
+        _, broken = run(
+            scene, url + XYZ, tmp_path / "broken.tif", tile=32, ref_zoom=ZOOM, http=http
+        )
+    assert broken.tile_server_errors >= 1
+    assert broken.pixel_coverage < local.pixel_coverage - 0.05
+
+
 def test_a_stalled_tile_server_is_cut_off_by_the_timeout(pyramid, tmp_path):
     _, _, _, scene = pyramid
     with stalling_server() as url:
