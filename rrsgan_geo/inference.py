@@ -29,9 +29,8 @@ def model_inputs(strip: Strip, device: torch.device) -> tuple[torch.Tensor, ...]
         valid = _on_device(strip.ref_valid, device)
         ref = torch.where(valid, _on_device(strip.ref, device)[None], lr_ux4)
     ref_dux4 = down_up_4x(ref)
-    kept = [index for index in range(len(strip.tiles)) if not strip.is_empty(index)]
     return tuple(
-        _tiles(images, strip, kept, scale)
+        _tiles(images, strip, strip.kept, scale)
         for images, scale in ((lr, 1), (lr_ux4, SCALE), (ref, SCALE), (ref_dux4, SCALE))
     )
 

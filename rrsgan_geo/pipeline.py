@@ -384,10 +384,10 @@ def _super_resolve(
         prefetcher as strips,
     ):
         for row, strip, row_done in strips:
-            if not all(strip.is_empty(index) for index in range(len(strip.tiles))):
+            if strip.kept:
                 sr_tiles = iter(runner(model_inputs(strip, device)))
             for index, tile in enumerate(strip.tiles):
-                if strip.is_empty(index):
+                if index not in strip.kept:
                     blender.add(tile, _empty_tile(layout, bands))
                     continue
                 sr_tile = next(sr_tiles)
@@ -540,15 +540,16 @@ def _provenance_tags(
 StripJob = tuple[int, Strip, bool]
 
 
-def reader_threads() -> tuple[int, int]:
-    """(reader threads, GDAL warp threads per reader) for this machine.
+def reader_threads() -> int:
+    """Reader threads for this machine: half the cores (at most 8) read; the others run
+    degradation, blending and writing.
 
-    Warping is parallel across readers, one thread each: measured on a 2048 x 2048
-    EPSG:3857 -> UTM warp read in strips, GDAL's NUM_THREADS=2 inside a WarpedVRT was
-    slower (0.39 s) than one thread (0.31 s), its 512 x 128 blocks being too small to
-    share out. Half the cores read; the others run degradation, blending and writing."""
+    Warping is parallel across readers, each warping with GDAL's default single thread:
+    measured on a 2048 x 2048 EPSG:3857 -> UTM warp read in strips, NUM_THREADS=2
+    inside a WarpedVRT was slower (0.39 s) than one thread (0.31 s), its 512 x 128
+    blocks being too small to share out."""
     cores = os.cpu_count() or 1
-    return max(1, min(8, cores // 2)), 1
+    return max(1, min(8, cores // 2))
 
 
 class _Prefetcher:
@@ -563,7 +564,7 @@ class _Prefetcher:
     def __init__(self, plan: SRPlan, strip_tiles: int, http: HttpOptions) -> None:
         self.plan = plan
         self.http = http
-        readers, self.warp_threads = reader_threads()
+        readers = reader_threads()
         self.depth = readers + PREFETCH_BATCHES
         self.jobs = [
             (row, tiles[start : start + strip_tiles], start + strip_tiles >= len(tiles))
@@ -612,7 +613,6 @@ class _Prefetcher:
                 plan.layout,
                 plan.references,
                 plan.scene_window,
-                self.warp_threads,
                 self.http,
             )
             with self.lock:

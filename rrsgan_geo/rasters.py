@@ -124,13 +124,9 @@ def to_model_bands(unit: np.ndarray) -> np.ndarray:
 
 
 def warp_to_grid(
-    source: rasterio.io.DatasetReader,
-    grid: RasterGrid,
-    resampling: Resampling,
-    threads: int = 1,
+    source: rasterio.io.DatasetReader, grid: RasterGrid, resampling: Resampling
 ) -> WarpedVRT:
-    """`source` seen through `grid` (any CRS, resolution, rotation), read window by window,
-    each read warped by `threads` threads (GDAL's NUM_THREADS warp option).
+    """`source` seen through `grid` (any CRS, resolution, rotation), read window by window.
 
     Without a nodata value or an alpha band an alpha band is added, so that the areas
     outside the source read as invalid in `dataset_mask`.
@@ -144,5 +140,4 @@ def warp_to_grid(
         height=grid.height,
         resampling=resampling,
         add_alpha=source.nodata is None and not has_alpha,
-        num_threads=threads,
     )

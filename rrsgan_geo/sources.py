@@ -11,6 +11,7 @@ window of it, with a validity mask.
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import rasterio
@@ -90,6 +91,11 @@ class Strip:
         """Whether tile `index` has no valid LR pixel (it is not run through the model)."""
         return self.lr_valid is not None and not self.lr_valid[:, self.lr_columns(index)].any()
 
+    @cached_property
+    def kept(self) -> list[int]:
+        """The tiles that have valid LR pixels, which the model runs, in order."""
+        return [index for index in range(len(self.tiles)) if not self.is_empty(index)]
+
 
 class TileReader:
     """Reads strips of tiles. Holds its own dataset handles: use one per thread."""
@@ -102,12 +108,10 @@ class TileReader:
         layout: TileLayout,
         references: "tuple[ReferenceSpec, ...]" = (),
         window: Window | None = None,
-        warp_threads: int = 1,
         http: HttpOptions | None = None,
     ) -> None:
         """`window`: the part of the scene processed (tile offsets are relative to it;
-        context beyond it is read from the scene where the scene has it).
-        `warp_threads`: threads GDAL warps each reference read with."""
+        context beyond it is read from the scene where the scene has it)."""
         self.scene_path = scene_path
         self.scene = rasterio.open(gdal_path(scene_path))
         self.scene_bands = scene_bands
@@ -119,7 +123,7 @@ class TileReader:
             self.col0, self.row0, window.width, window.height
         )
         self.http = http or HttpOptions()
-        self.warp_args = (scene_grid, layout, warp_threads)
+        self.warp_args = (scene_grid, layout)
         self.references = [(spec, spec.view(spec.path, *self.warp_args)) for spec in references]
         # Tile services seen tolerating server errors, opened on a first failure.
         self.lenient: dict[int, WarpedView] = {}
@@ -217,11 +221,7 @@ class ReferenceSpec:
     resampling: Resampling
 
     def warped(
-        self,
-        source: rasterio.io.DatasetReader,
-        scene: RasterGrid,
-        layout: TileLayout,
-        threads: int = 1,
+        self, source: rasterio.io.DatasetReader, scene: RasterGrid, layout: TileLayout
     ) -> WarpedVRT:
         """The reference on the SR grid padded to every tile's extent."""
         margin_sr = layout.margin * SCALE
@@ -231,14 +231,12 @@ class ReferenceSpec:
             (layout.cols * layout.tile + 2 * layout.margin) * SCALE,
             (layout.rows * layout.tile + 2 * layout.margin) * SCALE,
         )
-        return warp_to_grid(source, padded, self.resampling, threads)
+        return warp_to_grid(source, padded, self.resampling)
 
-    def view(
-        self, location: str, scene: RasterGrid, layout: TileLayout, threads: int
-    ) -> "WarpedView":
+    def view(self, location: str, scene: RasterGrid, layout: TileLayout) -> "WarpedView":
         """Open `location` (this reference, or a variant of it) as a WarpedView."""
         source = rasterio.open(gdal_path(location))
-        vrt = self.warped(source, scene, layout, threads)
+        vrt = self.warped(source, scene, layout)
         return WarpedView(source, vrt, vrt.colorinterp[-1] == ColorInterp.alpha)
 
     def read(self, view: "WarpedView", window: Window) -> tuple[np.ndarray, np.ndarray]:

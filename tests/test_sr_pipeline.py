@@ -315,9 +315,9 @@ def test_several_reader_threads_give_the_same_output(tmp_path, monkeypatch):
 
     scene = lr_scene(tmp_path / "scene.tif")
     ref = mercator_reference(tmp_path / "ref.tif")
-    monkeypatch.setattr(pipeline, "reader_threads", lambda: (1, 1))
+    monkeypatch.setattr(pipeline, "reader_threads", lambda: 1)
     run(scene, ref, tmp_path / "one.tif", tile=16, batch_size=2)
-    monkeypatch.setattr(pipeline, "reader_threads", lambda: (3, 2))
+    monkeypatch.setattr(pipeline, "reader_threads", lambda: 3)
     run(scene, ref, tmp_path / "three.tif", tile=16, batch_size=2)
     with rasterio.open(tmp_path / "one.tif") as a, rasterio.open(tmp_path / "three.tif") as b:
         np.testing.assert_array_equal(a.read(), b.read())
