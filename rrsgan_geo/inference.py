@@ -25,6 +25,8 @@ def model_inputs(strip: Strip, device: torch.device) -> tuple[torch.Tensor, ...]
     lr_ux4 = upsample_4x(lr)
     if strip.ref is None:
         ref = lr_ux4
+    elif strip.ref_valid.all():
+        ref = _on_device(strip.ref, device)[None]
     else:
         valid = _on_device(strip.ref_valid, device)
         ref = torch.where(valid, _on_device(strip.ref, device)[None], lr_ux4)

@@ -13,6 +13,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -370,6 +371,9 @@ def _super_resolve(
     tiles_run = 0
     valid_ref_pixels, relevance_sum = 0, 0.0
     prefetcher = _Prefetcher(plan, options.batch_size, options.http)
+    degradation_threads = torch.get_num_threads()
+    if device.type == "cpu":  # the readers are busy warping while the inputs are made
+        degradation_threads = max(1, degradation_threads - prefetcher.readers_count)
     with (
         rasterio.open(gdal_path(plan.scene_path)) as scene,
         StreamingGeoTIFF(
@@ -385,7 +389,9 @@ def _super_resolve(
     ):
         for row, strip, row_done in strips:
             if strip.kept:
-                sr_tiles = iter(runner(model_inputs(strip, device)))
+                with _torch_threads(degradation_threads):
+                    inputs = model_inputs(strip, device)
+                sr_tiles = iter(runner(inputs))
             for index, tile in enumerate(strip.tiles):
                 if index not in strip.kept:
                     blender.add(tile, _empty_tile(layout, bands))
@@ -432,6 +438,21 @@ def _super_resolve(
         mean_relevance,
         sum(reader.server_errors for reader in prefetcher.readers),
     )
+
+
+@contextmanager
+def _torch_threads(count: int) -> Iterator[None]:
+    """Run torch's CPU operations with `count` threads, then go back to the count the
+    caller had (the model runs with all of them)."""
+    previous = torch.get_num_threads()
+    if count == previous:
+        yield
+        return
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def _empty_tile(layout: TileLayout, bands: int) -> np.ndarray:
@@ -564,15 +585,15 @@ class _Prefetcher:
     def __init__(self, plan: SRPlan, strip_tiles: int, http: HttpOptions) -> None:
         self.plan = plan
         self.http = http
-        readers = reader_threads()
-        self.depth = readers + PREFETCH_BATCHES
+        self.readers_count = reader_threads()
+        self.depth = self.readers_count + PREFETCH_BATCHES
         self.jobs = [
             (row, tiles[start : start + strip_tiles], start + strip_tiles >= len(tiles))
             for row in range(plan.layout.rows)
             for tiles in [plan.layout.tiles_in_row(row)]
             for start in range(0, len(tiles), strip_tiles)
         ]
-        self.pool = ThreadPoolExecutor(readers, thread_name_prefix="rrsgan-reader")
+        self.pool = ThreadPoolExecutor(self.readers_count, thread_name_prefix="rrsgan-reader")
         self.pending: deque[tuple[int, Future, bool]] = deque()
         self.local = threading.local()
         self.readers: list[TileReader] = []

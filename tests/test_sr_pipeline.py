@@ -328,3 +328,36 @@ def test_the_tile_defaults_to_the_devices_choice(tmp_path):
     plan = plan_sr(scene, None, tmp_path / "o.tif", SROptions(allow_missing_ref=True), 8)
     assert plan.layout.tile == pipeline_default_tile(torch.device("cpu")) == 64
     assert pipeline_default_tile(torch.device("cuda")) == 256
+
+
+def test_inputs_are_made_with_the_cores_the_readers_leave_and_the_model_gets_all(
+    tmp_path, monkeypatch
+):
+    """With readers warping beside it, the degradation runs with fewer torch threads
+    (all of them oversubscribed 2 cores: 1.6x slower); the model runs with the caller's
+    count, which is also what is left when the run ends."""
+    import rrsgan_geo.pipeline as pipeline
+
+    scene = lr_scene(tmp_path / "scene.tif")
+    ref = mercator_reference(tmp_path / "ref.tif")
+    seen = {"inputs": set(), "model": set()}
+    make_inputs = pipeline.model_inputs
+
+    def counting_inputs(strip, device):
+        seen["inputs"].add(torch.get_num_threads())
+        return make_inputs(strip, device)
+
+    generator = tiny_generator()
+    generator.model.register_forward_pre_hook(lambda *_: seen["model"].add(torch.get_num_threads()))
+    monkeypatch.setattr(pipeline, "model_inputs", counting_inputs)
+    monkeypatch.setattr(pipeline, "reader_threads", lambda: 2)
+    caller = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+        options = SROptions(tile=16, batch_size=2)
+        plan = plan_sr(scene, ref, tmp_path / "out.tif", options, 8)
+        super_resolve(plan, generator, options)
+        assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(caller)
+    assert seen == {"inputs": {1}, "model": {3}}
