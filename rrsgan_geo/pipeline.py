@@ -367,13 +367,14 @@ def _super_resolve(
         generator.model, device, options.precision, options.batch_size, maps.with_relevance
     )
     bands = 4 if maps.with_relevance else 3  # the relevance is blended as a 4th band
-    blender = RowBandBlender(layout, bands)
-    tiles_run = 0
-    valid_ref_pixels, relevance_sum = 0, 0.0
+    blender = RowBandBlender(layout, bands, device)
+    tally = _Tally(device)
     prefetcher = _Prefetcher(plan, options.batch_size, options.http)
-    degradation_threads = torch.get_num_threads()
-    if device.type == "cpu":  # the readers are busy warping while the inputs are made
-        degradation_threads = max(1, degradation_threads - prefetcher.readers_count)
+    # Reading, warping, degradation and blending share the cores the readers leave;
+    # the model alone gets all of them (it runs while the readers wait).
+    pipeline_threads = torch.get_num_threads()
+    if device.type == "cpu":
+        pipeline_threads = max(1, pipeline_threads - prefetcher.readers_count)
     with (
         rasterio.open(gdal_path(plan.scene_path)) as scene,
         StreamingGeoTIFF(
@@ -388,27 +389,19 @@ def _super_resolve(
         prefetcher as strips,
     ):
         for row, strip, row_done in strips:
+            sr_tiles = None
             if strip.kept:
-                with _torch_threads(degradation_threads):
+                with _torch_threads(pipeline_threads):
                     inputs = model_inputs(strip, device)
-                sr_tiles = iter(runner(inputs))
-            for index, tile in enumerate(strip.tiles):
-                if index not in strip.kept:
-                    blender.add(tile, _empty_tile(layout, bands))
-                    continue
-                sr_tile = next(sr_tiles)
-                blender.add(tile, sr_tile)
-                tiles_run += 1
-                rows, cols = _owned_core(strip, index, layout)
-                if strip.ref_valid is not None:
-                    valid = strip.ref_valid[rows, strip.sr_columns(index)][:, cols]
-                    valid_ref_pixels += int(valid.sum())
-                    if maps.with_relevance:
-                        relevance_sum += float(sr_tile[3, rows, cols][valid].sum())
+                sr_tiles = runner(inputs)
+            with _torch_threads(pipeline_threads):
+                _blend_strip(strip, sr_tiles, blender, tally)
+                if row_done:
+                    top, finished = blender.finish_row(row)
+                    finished = finished.cpu().numpy()
             if on_tiles is not None:
                 on_tiles(len(strip.tiles))
             if row_done:
-                top, finished = blender.finish_row(row)
                 lr_rows = _lr_rows(plan, scene, top, finished.shape[1])
                 lr_valid = band_validity(scene, plan.scene_bands, lr_rows)
                 output.write_rows(top, _to_output(finished[:3], plan, lr_valid))
@@ -420,16 +413,16 @@ def _super_resolve(
                     maps.write(top, relevance, sr_values, lr_values, any_valid)
     sr_pixels = plan.sr_grid.width * plan.sr_grid.height
     mean_relevance = None
-    if maps.with_relevance and valid_ref_pixels:
-        mean_relevance = relevance_sum / valid_ref_pixels
+    if maps.with_relevance and tally.valid_ref_pixels:
+        mean_relevance = float(tally.relevance_sum) / tally.valid_ref_pixels
     return SRReport(
         plan.output_path,
         (plan.lr_grid.width, plan.lr_grid.height),
         (plan.sr_grid.width, plan.sr_grid.height),
         layout.count,
-        tiles_run,
+        tally.tiles_run,
         plan.footprint_coverage,
-        valid_ref_pixels / sr_pixels,
+        tally.valid_ref_pixels / sr_pixels,
         str(device),
         runner.batch_size,
         runner.oom_halvings,
@@ -455,10 +448,38 @@ def _torch_threads(count: int) -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
-def _empty_tile(layout: TileLayout, bands: int) -> np.ndarray:
-    """The blend input for a tile with no valid LR pixel (masked in the output anyway)."""
-    size = layout.lr_tile_size * SCALE
-    return np.zeros((bands, size, size), dtype=np.float32)
+@dataclass
+class _Tally:
+    """What the report counts, over the tiles' owned cores (each SR pixel once)."""
+
+    device: torch.device
+    tiles_run: int = 0
+    valid_ref_pixels: int = 0
+    relevance_sum: torch.Tensor | float = 0.0
+    """Relevance summed where the reference is valid (--relevance-map), kept on the
+    device so that counting does not wait for the GPU."""
+
+
+def _blend_strip(
+    strip: Strip, sr_tiles: torch.Tensor | None, blender: RowBandBlender, tally: _Tally
+) -> None:
+    """Add the strip's SR tiles (those of `strip.kept`, in order) to the blender."""
+    sr_tiles = iter(() if sr_tiles is None else sr_tiles)
+    for index, tile in enumerate(strip.tiles):
+        if index not in strip.kept:
+            blender.add_empty(tile)
+            continue
+        sr_tile = next(sr_tiles)
+        blender.add(tile, sr_tile)
+        tally.tiles_run += 1
+        if strip.ref_valid is None:
+            continue
+        rows, cols = _owned_core(strip, index, blender.layout)
+        valid = strip.ref_valid[rows, strip.sr_columns(index)][:, cols]
+        tally.valid_ref_pixels += int(valid.sum())
+        if blender.bands == 4:
+            valid = torch.from_numpy(valid).to(tally.device, non_blocking=True)
+            tally.relevance_sum += (sr_tile[3, rows, cols] * valid).sum()
 
 
 def _owned_core(strip: Strip, index: int, layout: TileLayout) -> tuple[slice, slice]:

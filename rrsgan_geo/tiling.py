@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from rrsgan_geo.errors import ConfigError
 from rrsgan_geo.model import LR_SIZE_MULTIPLE, SCALE
@@ -86,9 +87,14 @@ def blend_window(kept: int, overlap: int) -> np.ndarray:
 
 
 class RowBandBlender:
-    """Blends SR tiles one tile row at a time and hands back finished SR rows."""
+    """Blends SR tiles one tile row at a time and hands back finished SR rows.
 
-    def __init__(self, layout: TileLayout, bands: int) -> None:
+    The accumulators live on the device the tiles come from, so on a GPU the tiles never
+    cross to the host: only finished rows do (a tile with its margins is 2.25x the
+    pixels it owns at tile 64 + 16, 1.27x at 256 + 16), and blending does not hold the
+    host up between batches."""
+
+    def __init__(self, layout: TileLayout, bands: int, device: torch.device) -> None:
         self.layout = layout
         self.bands = bands
         self.sr_width = layout.width * SCALE
@@ -96,24 +102,35 @@ class RowBandBlender:
         self.crop = (layout.margin // 2) * SCALE
         self.kept = (layout.tile + layout.margin) * SCALE
         self.overlap = layout.margin * SCALE
-        self.window = blend_window(self.kept, self.overlap)
+        self.window = torch.from_numpy(blend_window(self.kept, self.overlap)).to(device)
         # Accumulators span SR rows [band_top, band_top + kept) of the current tile row,
         # including rows that lie outside the scene (dropped when rows are handed back).
         self.band_top = -self.crop
-        self.sums = np.zeros((bands, self.kept, self.sr_width), dtype=np.float32)
-        self.weights = np.zeros((self.kept, self.sr_width), dtype=np.float32)
+        self.sums = torch.zeros((bands, self.kept, self.sr_width), device=device)
+        self.weights = torch.zeros((self.kept, self.sr_width), device=device)
 
-    def add(self, tile: Tile, sr_tile: np.ndarray) -> None:
-        """Add a tile's SR output (bands x 4*lr_tile_size x 4*lr_tile_size)."""
-        kept = sr_tile[:, self.crop : self.crop + self.kept, self.crop : self.crop + self.kept]
+    def _columns(self, tile: Tile) -> tuple[slice, slice, torch.Tensor]:
+        """(SR columns of the band, columns of the kept tile, their blend weights)."""
         left = (tile.lr_col_off + self.layout.margin) * SCALE - self.crop
         first, last = max(left, 0), min(left + self.kept, self.sr_width)
         columns = slice(first - left, last - left)
         weights = self.window[:, None] * self.window[None, columns]
-        self.sums[:, :, first:last] += kept[:, :, columns] * weights
-        self.weights[:, first:last] += weights
+        return slice(first, last), columns, weights
 
-    def finish_row(self, row: int) -> tuple[int, np.ndarray]:
+    def add(self, tile: Tile, sr_tile: torch.Tensor) -> None:
+        """Add a tile's SR output (bands x 4*lr_tile_size x 4*lr_tile_size)."""
+        band, columns, weights = self._columns(tile)
+        kept = sr_tile[:, self.crop : self.crop + self.kept, self.crop : self.crop + self.kept]
+        self.sums[:, :, band].addcmul_(kept[:, :, columns], weights)
+        self.weights[:, band] += weights
+
+    def add_empty(self, tile: Tile) -> None:
+        """Add a tile that was not run (no valid LR pixel): zeros, weighted as any tile,
+        so that every pixel has a weight (the output masks those pixels anyway)."""
+        band, _, weights = self._columns(tile)
+        self.weights[:, band] += weights
+
+    def finish_row(self, row: int) -> tuple[int, torch.Tensor]:
         """Close tile row `row`: return (first SR row, bands x n x W) of the rows that no
         later tile touches, and move the overlap to the top of the accumulators."""
         last_row = row == self.layout.rows - 1
@@ -121,10 +138,12 @@ class RowBandBlender:
         top, bottom = max(self.band_top, 0), min(self.band_top + done, self.sr_height)
         rows = slice(top - self.band_top, bottom - self.band_top)
         finished = self.sums[:, rows] / self.weights[rows]
-        # Carry the overlap rows to the top, clear the rest, advance one tile row.
-        self.sums[:, : self.kept - done] = self.sums[:, done:]
-        self.weights[: self.kept - done] = self.weights[done:]
-        self.sums[:, self.kept - done :] = 0.0
-        self.weights[self.kept - done :] = 0.0
+        # Carry the overlap rows to the top (a copy: with tiles smaller than the margin
+        # source and destination overlap), clear the rest, advance one tile row.
+        carried = self.kept - done
+        self.sums[:, :carried] = self.sums[:, done:].clone()
+        self.weights[:carried] = self.weights[done:].clone()
+        self.sums[:, carried:] = 0.0
+        self.weights[carried:] = 0.0
         self.band_top += done
         return top, finished
