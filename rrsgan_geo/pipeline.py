@@ -396,12 +396,9 @@ def _super_resolve(
                 sr_tiles = runner(inputs)
             with _torch_threads(pipeline_threads):
                 _blend_strip(strip, sr_tiles, blender, tally)
-                if row_done:
-                    top, finished = blender.finish_row(row)
-                    finished = finished.cpu().numpy()
-            if on_tiles is not None:
-                on_tiles(len(strip.tiles))
-            if row_done:
+                finished_row = blender.finish_row(row) if row_done else None
+            if finished_row is not None:
+                top, finished = finished_row[0], finished_row[1].cpu().numpy()
                 lr_rows = _lr_rows(plan, scene, top, finished.shape[1])
                 lr_valid = band_validity(scene, plan.scene_bands, lr_rows)
                 output.write_rows(top, _to_output(finished[:3], plan, lr_valid))
@@ -411,6 +408,8 @@ def _super_resolve(
                     relevance = finished[3] if maps.with_relevance else None
                     any_valid = None if lr_valid is None else lr_valid.any(axis=0)
                     maps.write(top, relevance, sr_values, lr_values, any_valid)
+            if on_tiles is not None:
+                on_tiles(len(strip.tiles))
     sr_pixels = plan.sr_grid.width * plan.sr_grid.height
     mean_relevance = None
     if maps.with_relevance and tally.valid_ref_pixels:
