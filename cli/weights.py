@@ -67,6 +67,11 @@ def info(file: Path, as_json: bool) -> None:
 @click.option("--margin", type=click.IntRange(min=0), help="Context in LR pixels per tile side.")
 @click.option("--value-scaling", help="How input values map to [0, 1] (free text).")
 @click.option("--notes", help="Anything else a user should know.")
+@click.option(
+    "--half",
+    is_flag=True,
+    help="Store the tensors as float16: half the file; check the scores it gives.",
+)
 @click.option("--overwrite", is_flag=True, help="Replace TARGET if it exists.")
 def convert(
     source: Path,
@@ -75,6 +80,7 @@ def convert(
     margin: int | None,
     value_scaling: str | None,
     notes: str | None,
+    half: bool,
     overwrite: bool,
 ) -> None:
     """Check SOURCE against the generator and write it to TARGET as safetensors.
@@ -87,6 +93,7 @@ def convert(
     Example:
       rrsgan-geo weights convert RRSGAN_G.pth rrsgan.safetensors \\
           --training-data "RRSSRD train" --margin 16
+      rrsgan-geo weights convert full.safetensors full_fp16.safetensors --half
     """
     if target.suffix != ".safetensors":
         raise click.BadParameter("must end in .safetensors", param_hint="TARGET")
@@ -100,7 +107,9 @@ def convert(
         "value_scaling": value_scaling,
         "notes": notes,
     }
-    written = convert_weights(source, target, **{k: v for k, v in fields.items() if v is not None})
+    written = convert_weights(
+        source, target, half, **{k: v for k, v in fields.items() if v is not None}
+    )
     click.echo(
         f"wrote {written.path} ({written.parameter_count:,} parameters, sha256 {written.sha256})"
     )

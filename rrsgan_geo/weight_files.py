@@ -242,16 +242,39 @@ def save_weights(state_dict: StateDict, path: str | os.PathLike, metadata: Weigh
 
 
 def convert_weights(
-    source: str | os.PathLike, target: str | os.PathLike, **metadata_fields: object
+    source: str | os.PathLike,
+    target: str | os.PathLike,
+    half: bool = False,
+    **metadata_fields: object,
 ) -> WeightFile:
     """Check a weight file against the generator and rewrite it as safetensors.
 
-    `metadata_fields` override what the source says (e.g. `training_data`, `margin`).
+    `half` stores the tensors as float16 (half the size; loading turns them back into
+    float32). `metadata_fields` override what the source says (e.g. `training_data`).
     """
     model, weights = load_generator(source)
     metadata = replace(weights.metadata, software=f"rrsgan-geo {__version__}", **metadata_fields)
-    save_weights(model.state_dict(), target, metadata)
+    state_dict = model.state_dict()
+    if half:
+        state_dict = _to_half(state_dict, Path(source))
+    save_weights(state_dict, target, metadata)
     return read_weight_file(target)
+
+
+_HALF_MAX = float(torch.finfo(torch.float16).max)
+
+
+def _to_half(state_dict: StateDict, path: Path) -> StateDict:
+    """Floating tensors as float16; refuses a value float16 cannot hold (it would
+    become infinite) rather than write weights that silently differ."""
+    halved = {}
+    for key, tensor in state_dict.items():
+        if tensor.is_floating_point():
+            if tensor.abs().max() > _HALF_MAX:
+                raise WeightsFormatError(f"{path}: {key} has values beyond float16's range")
+            tensor = tensor.half()
+        halved[key] = tensor
+    return halved
 
 
 # Shipped weights, in the order each device type prefers them: the full-size model where

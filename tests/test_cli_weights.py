@@ -10,7 +10,12 @@ import torch
 from click.testing import CliRunner
 
 from rrsgan_geo.cli.main import main
-from rrsgan_geo.weight_files import WeightsMetadata, read_weight_file, save_weights
+from rrsgan_geo.weight_files import (
+    WeightsMetadata,
+    load_generator,
+    read_weight_file,
+    save_weights,
+)
 from tests.conftest import COMPACT
 
 
@@ -51,6 +56,36 @@ def test_convert_pth_to_safetensors_with_metadata(tmp_path, compact_model):
     again = CliRunner().invoke(main, args)
     assert again.exit_code != 0 and "--overwrite" in again.output
     assert CliRunner().invoke(main, [*args, "--overwrite"]).exit_code == 0
+
+
+def test_convert_half_stores_float16_that_loads_as_the_same_model(tmp_path, weight_file):
+    target = tmp_path / "half.safetensors"
+    args = ["weights", "convert", str(weight_file), str(target), "--half"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    halved = read_weight_file(target)
+    assert {tensor.dtype for tensor in halved.state_dict.values()} == {torch.float16}
+    assert target.stat().st_size < 0.55 * weight_file.stat().st_size
+    full_model, _ = load_generator(weight_file)
+    half_model, _ = load_generator(target)
+    assert next(half_model.parameters()).dtype == torch.float32
+    torch.manual_seed(0)
+    inputs = (torch.rand(1, 3, 8, 8),) + tuple(torch.rand(1, 3, 32, 32) for _ in range(3))
+    with torch.no_grad():
+        difference = (full_model(*inputs) - half_model(*inputs)).abs().max()
+    assert 0 < difference < 2e-3  # rounded, and only rounded
+
+
+def test_convert_half_refuses_values_float16_cannot_hold(tmp_path, compact_model):
+    state_dict = compact_model.state_dict()
+    state_dict["Encoder.layer_f.0.weight"] = state_dict["Encoder.layer_f.0.weight"] * 0 + 1e6
+    source = tmp_path / "big.safetensors"
+    save_weights(state_dict, source, WeightsMetadata(config=COMPACT))
+    target = tmp_path / "half.safetensors"
+    result = CliRunner().invoke(main, ["weights", "convert", str(source), str(target), "--half"])
+    assert result.exit_code == 1
+    assert "beyond float16's range" in result.output and "Traceback" not in result.output
+    assert not target.exists()
 
 
 @pytest.mark.parametrize(
