@@ -66,7 +66,7 @@ def _write(path: Path, data: np.ndarray, transform: Affine, crs: str = SCENE_CRS
         out.write(data)
 
 
-def _make_inputs(folder: Path, width: int, height: int, ref_crs: str) -> tuple[Path, Path]:
+def make_inputs(folder: Path, width: int, height: int, ref_crs: str) -> tuple[Path, Path]:
     """A UTM scene of width x height LR pixels and its 4x reference in `ref_crs`."""
     hr = _pixels(4 * height, 4 * width, np.random.default_rng(0))
     lr = hr.reshape(3, height, 4, width, 4).mean(axis=(2, 4)).astype(np.uint8)
@@ -107,8 +107,10 @@ def run_one(args: argparse.Namespace) -> dict:
     generator = Generator(RRSNet(config), "random", "0" * 64, args.margin)
     with tempfile.TemporaryDirectory() as folder:
         folder = Path(folder)
-        scene, ref = _make_inputs(folder, args.width, args.height, args.ref_crs)
-        options = SROptions(tile=args.tile, batch_size=args.batch, device=args.device)
+        scene, ref = make_inputs(folder, args.width, args.height, args.ref_crs)
+        options = SROptions(
+            tile=args.tile, batch_size=args.batch, device=args.device, precision=args.precision
+        )
         started = time.perf_counter()
         first_tile: list[float] = []
 
@@ -121,7 +123,7 @@ def run_one(args: argparse.Namespace) -> dict:
     peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     # The model alone on the same batches (the pipeline batches within a tile row),
     # inputs made beforehand: no reading, no degradation, no blending, no writing.
-    runner = TileModel(generator.model, resolve_device(args.device), "fp32", args.batch)
+    runner = TileModel(generator.model, resolve_device(args.device), args.precision, args.batch)
     layout, size = plan.layout, plan.layout.lr_tile_size
     batches = []
     for row in range(layout.rows):
@@ -193,7 +195,7 @@ def run_pipeline_only(args: argparse.Namespace) -> dict:
     pipeline, floor, first_tile = [], [], []
     with tempfile.TemporaryDirectory() as folder:
         folder = Path(folder)
-        scene, ref = _make_inputs(folder, args.width, args.height, args.ref_crs)
+        scene, ref = make_inputs(folder, args.width, args.height, args.ref_crs)
         for repeat in range(args.repeats):
             out = folder / f"out{repeat}.tif"
             started = time.perf_counter()
@@ -255,6 +257,7 @@ def main() -> None:
     parser.add_argument("--nf", type=int, default=64)
     parser.add_argument("--blocks", type=int, default=16)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--precision", default="fp32", help="fp32, bf16 or fp16 (GPUs)")
     parser.add_argument(
         "--peak-tflops", type=float, help="the device's peak, to print model TFLOP/s as a %%"
     )
@@ -278,7 +281,8 @@ def main() -> None:
         rows.append(json.loads(output.strip().splitlines()[-1]))
     print(
         f"model nf={args.nf} blocks={args.blocks}, tile {rows[0]['tile']} LR px, "
-        f"batch {args.batch}, device {rows[0]['device']}, torch threads {torch.get_num_threads()}"
+        f"batch {args.batch}, device {rows[0]['device']}, {args.precision}, "
+        f"torch threads {torch.get_num_threads()}"
     )
     header = (
         "scene (LR)",
