@@ -199,19 +199,15 @@ def count_macs_per_lr_pixel(model: RRSNet) -> float:
 _TIMED_TILE = 48
 
 
-@torch.inference_mode()
 def measure_gmac_per_second(model: RRSNet, device: torch.device) -> float:
-    """The model's speed on `device`, from one warm-up and one timed forward of a
-    48 x 48 LR tile: estimates from a fixed constant were 3-6x off across machines."""
-    model = model.to(device).eval()
-    lr = torch.rand(1, 3, _TIMED_TILE, _TIMED_TILE, device=device)
-    grid = torch.rand(1, 3, 4 * _TIMED_TILE, 4 * _TIMED_TILE, device=device)
-    model(lr, grid, grid, grid)
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    started = time.perf_counter()
-    model(lr, grid, grid, grid)
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    seconds = time.perf_counter() - started
+    """The model's speed on `device` as `sr` runs it (`TileModel`: same memory layout),
+    from one warm-up and one timed forward of a 48 x 48 LR tile: estimates from a
+    fixed constant were 3-6x off across machines."""
+    runner = TileModel(model, device)
+    lr = torch.rand(1, 3, _TIMED_TILE, _TIMED_TILE)
+    grid = torch.rand(1, 3, 4 * _TIMED_TILE, 4 * _TIMED_TILE)
+    runner((lr, grid, grid, grid))
+    before = runner.model_seconds
+    runner((lr, grid, grid, grid))
+    seconds = runner.model_seconds - before
     return count_macs_per_lr_pixel(model) * _TIMED_TILE**2 / 1e9 / seconds
