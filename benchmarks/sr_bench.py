@@ -7,7 +7,7 @@ as web map references are); the model has random weights of the chosen size (spe
 does not depend on the weights).
 
     python benchmarks/sr_bench.py                      # full model, two heights
-    python benchmarks/sr_bench.py --nf 32 --blocks 4   # a compact model
+    python benchmarks/sr_bench.py --nf 16 --blocks 2 --groups 4   # the compact model
     python benchmarks/sr_bench.py --pipeline-only --heights 512 --width 512
 
 Columns: tiles/s and LR megapixels/s end to end; model-only = the same tiles through
@@ -103,7 +103,7 @@ class StandIn(torch.nn.Module):
 def run_one(args: argparse.Namespace) -> dict:
     """One scene size, in this process."""
     torch.manual_seed(0)
-    config = GeneratorConfig(nf=args.nf, n_blocks=args.blocks, groups=8)
+    config = GeneratorConfig(nf=args.nf, n_blocks=args.blocks, groups=args.groups)
     generator = Generator(RRSNet(config), "random", "0" * 64, args.margin)
     with tempfile.TemporaryDirectory() as folder:
         folder = Path(folder)
@@ -256,6 +256,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--nf", type=int, default=64)
     parser.add_argument("--blocks", type=int, default=16)
+    parser.add_argument("--groups", type=int, default=8, help="deformable groups (compact: 4)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--precision", default="fp32", help="fp32, bf16 or fp16 (GPUs)")
     parser.add_argument(
@@ -280,7 +281,8 @@ def main() -> None:
         output = subprocess.run(child, capture_output=True, text=True, check=True).stdout
         rows.append(json.loads(output.strip().splitlines()[-1]))
     print(
-        f"model nf={args.nf} blocks={args.blocks}, tile {rows[0]['tile']} LR px, "
+        f"model nf={args.nf} blocks={args.blocks} groups={args.groups}, "
+        f"tile {rows[0]['tile']} LR px, "
         f"batch {args.batch}, device {rows[0]['device']}, {args.precision}, "
         f"torch threads {torch.get_num_threads()}"
     )
