@@ -89,9 +89,9 @@ class TileModel:
                 "--precision fp16 is for GPUs (on the CPU it runs about 16x slower than "
                 "fp32): use fp32, or bf16 on CPUs that support it"
             )
-        # channels_last end to end: on the CPU the compact model ran 1.41x faster (7.9 s
-        # vs 11.1 s for 4 tiles of 96^2 LR, 2 cores; the full model the same), and
-        # cuDNN spends a fifth of its time converting NCHW tensors to it otherwise.
+        # channels_last end to end: on the 2-core CPU the compact model ran 1.3-1.4x
+        # faster on batches of 4 tiles of 96^2 LR (sr_bench; the full model the same
+        # within noise), and cuDNN spends a fifth of its time converting NCHW to it.
         # Inputs are converted only for a model with convolutions to gain from it.
         if any(parameter.ndim == 4 for parameter in self.model.parameters()):
             self.memory_format = torch.channels_last
