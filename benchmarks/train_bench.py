@@ -107,7 +107,7 @@ def main() -> None:
         )
         rows.append(
             (
-                "train step, DCN as grid_sample + matmul (now)",
+                "train step, DCN as grid_sample + batched product (now)",
                 _time_steps(trainer, args.steps, args.warmup),
             )
         )
