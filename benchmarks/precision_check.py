@@ -39,7 +39,7 @@ def main() -> None:
     parser.add_argument("--precision", default="bf16", help="bf16 or fp16, against fp32")
     parser.add_argument("--weights", type=Path, help="default: the shipped ones for the device")
     parser.add_argument("--tile", type=int, help="LR tile side (default: the device's)")
-    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--batch", type=int, help="tiles per model call (default: the device's)")
     args = parser.parse_args()
     device = resolve_device(args.device)
     model, weight_file = load_generator(args.weights or shipped_weights_path(device.type))

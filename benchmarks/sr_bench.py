@@ -43,7 +43,7 @@ from rrsgan_geo.devices import resolve_device
 from rrsgan_geo.grids import RasterGrid
 from rrsgan_geo.inference import TileModel, count_macs_per_lr_pixel
 from rrsgan_geo.model import GeneratorConfig, RRSNet
-from rrsgan_geo.pipeline import Generator, SROptions, plan_sr, super_resolve
+from rrsgan_geo.pipeline import Generator, SROptions, default_batch, plan_sr, super_resolve
 
 SCENE_CRS = "EPSG:32617"
 NEON = Path(__file__).resolve().parents[1] / "examples" / "data" / "osbs_029_0.1m_utm17n.tif"
@@ -123,13 +123,15 @@ def run_one(args: argparse.Namespace) -> dict:
     peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     # The model alone on the same batches (the pipeline batches within a tile row),
     # inputs made beforehand: no reading, no degradation, no blending, no writing.
-    runner = TileModel(generator.model, resolve_device(args.device), args.precision, args.batch)
+    device = resolve_device(args.device)
+    batch_size = args.batch or default_batch(device)
+    runner = TileModel(generator.model, device, args.precision, batch_size)
     layout, size = plan.layout, plan.layout.lr_tile_size
     batches = []
     for row in range(layout.rows):
         count = len(layout.tiles_in_row(row))
-        for start in range(0, count, args.batch):
-            n = min(args.batch, count - start)
+        for start in range(0, count, batch_size):
+            n = min(batch_size, count - start)
             batches.append(
                 (torch.rand(n, 3, size, size),)
                 + tuple(torch.rand(n, 3, 4 * size, 4 * size) for _ in range(3))
@@ -146,6 +148,7 @@ def run_one(args: argparse.Namespace) -> dict:
     return {
         "scene": f"{args.width}x{args.height}",
         "tile": f"{layout.tile}+{layout.margin}",
+        "batch": batch_size,
         "model_lr_mpix_per_s": args.width * args.height / model_only / 1e6,
         "model_tflops": tflops,
         "first_tile_s": first_tile[0],
@@ -253,7 +256,7 @@ def main() -> None:
     parser.add_argument("--height", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--tile", type=int, help="LR tile side (default: the device's)")
     parser.add_argument("--margin", type=int, default=16, help="the shipped weights' margin")
-    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--batch", type=int, help="tiles per model call (default: the device's)")
     parser.add_argument("--nf", type=int, default=64)
     parser.add_argument("--blocks", type=int, default=16)
     parser.add_argument("--groups", type=int, default=8, help="deformable groups (compact: 4)")
@@ -283,7 +286,7 @@ def main() -> None:
     print(
         f"model nf={args.nf} blocks={args.blocks} groups={args.groups}, "
         f"tile {rows[0]['tile']} LR px, "
-        f"batch {args.batch}, device {rows[0]['device']}, {args.precision}, "
+        f"batch {rows[0]['batch']}, device {rows[0]['device']}, {args.precision}, "
         f"torch threads {torch.get_num_threads()}"
     )
     header = (

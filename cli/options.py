@@ -29,7 +29,7 @@ def tiling_options(command: Callable) -> Callable:
                 "--tile",
                 type=int,
                 help="Tile size in LR pixels (multiple of 4). Default: 256 on a GPU, "
-                "64 on the CPU (larger tiles waste less on margins but need more memory).",
+                "128 on the CPU (larger tiles waste less on margins but need more memory).",
             ),
             click.option(
                 "--margin",
@@ -38,10 +38,9 @@ def tiling_options(command: Callable) -> Callable:
             ),
             click.option(
                 "--batch-size",
-                default=4,
-                show_default=True,
                 type=click.IntRange(min=1),
-                help="Tiles per model call (halves on CUDA out-of-memory).",
+                help="Tiles per model call (halves on CUDA out-of-memory). Default: 4 on "
+                "a GPU, 1 on the CPU (more only costs memory there).",
             ),
         ]
     ):

@@ -1,5 +1,7 @@
 """`sr` through the library on real GeoTIFFs: grids, reprojection, seams, coverage."""
 
+import json
+
 import numpy as np
 import pytest
 import rasterio
@@ -11,6 +13,7 @@ from rrsgan_geo.degradation import down_up_4x
 from rrsgan_geo.inference import model_inputs
 from rrsgan_geo.model import GeneratorConfig, RRSNet
 from rrsgan_geo.pipeline import Generator, SROptions, plan_sr, super_resolve
+from rrsgan_geo.pipeline import default_batch as pipeline_default_batch
 from rrsgan_geo.pipeline import default_tile as pipeline_default_tile
 from rrsgan_geo.sources import TileReader
 from tests.conftest import SHARED
@@ -323,11 +326,19 @@ def test_several_reader_threads_give_the_same_output(tmp_path, monkeypatch):
         np.testing.assert_array_equal(a.read(), b.read())
 
 
-def test_the_tile_defaults_to_the_devices_choice(tmp_path):
+def test_tile_and_batch_default_to_the_devices_choice(tmp_path):
+    """CPU: one tile of 128 at a time; GPU: batches of 4 tiles of 256. A run records
+    what it used."""
     scene = lr_scene(tmp_path / "scene.tif")
-    plan = plan_sr(scene, None, tmp_path / "o.tif", SROptions(allow_missing_ref=True), 8)
-    assert plan.layout.tile == pipeline_default_tile(torch.device("cpu")) == 64
+    ref = mercator_reference(tmp_path / "ref.tif")
+    plan, report = run(scene, ref, tmp_path / "o.tif", device="cpu")
+    assert plan.layout.tile == pipeline_default_tile(torch.device("cpu")) == 128
+    assert report.batch_size == pipeline_default_batch(torch.device("cpu")) == 1
+    with rasterio.open(tmp_path / "o.tif") as out:
+        assert out.tags()["RRSGAN_TILE"] == "128"
+        assert json.loads(out.tags()["RRSGAN_OPTIONS"])["batch_size"] == 1
     assert pipeline_default_tile(torch.device("cuda")) == 256
+    assert pipeline_default_batch(torch.device("cuda")) == 4
 
 
 def test_inputs_are_made_with_the_cores_the_readers_leave_and_the_model_gets_all(
