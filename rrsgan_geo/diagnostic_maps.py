@@ -23,26 +23,7 @@ import numpy as np
 
 from rrsgan_geo.grids import RasterGrid
 from rrsgan_geo.model import SCALE
-from rrsgan_geo.output import StreamingGeoTIFF
-
-
-def map_profile(grid: RasterGrid) -> dict:
-    return {
-        "driver": "GTiff",
-        "width": grid.width,
-        "height": grid.height,
-        "count": 1,
-        "dtype": "float32",
-        "crs": grid.crs,
-        "transform": grid.transform,
-        "nodata": float("nan"),
-        "tiled": True,
-        "blockxsize": 256,
-        "blockysize": 256,
-        "compress": "deflate",
-        "predictor": 3,
-        "num_threads": "ALL_CPUS",
-    }
+from rrsgan_geo.output import StreamingGeoTIFF, tiled_profile
 
 
 def block_mean(values: np.ndarray) -> np.ndarray:
@@ -72,7 +53,11 @@ class DiagnosticMaps:
         ):
             if path is not None:
                 self.writers[name] = StreamingGeoTIFF(
-                    path, map_profile(grid), overwrite=overwrite, tags=tags, descriptions=(name,)
+                    path,
+                    tiled_profile(grid, 1, "float32", float("nan")),
+                    overwrite=overwrite,
+                    tags=tags,
+                    descriptions=(name,),
                 )
         self.stack = ExitStack()
 

@@ -18,8 +18,33 @@ import rasterio.shutil
 
 from rrsgan_geo.errors import OutputError
 from rrsgan_geo.files import publish
+from rrsgan_geo.grids import RasterGrid
 
 BLOCK = 256
+
+
+def tiled_profile(grid: RasterGrid, count: int, dtype: str, nodata: float | None) -> dict:
+    """What `StreamingGeoTIFF` writes on `grid`: tiled in BLOCK x BLOCK blocks,
+    deflate with the predictor for the dtype, compressed on all cores, BigTIFF where the
+    file could pass 4 GB (an SR output, or a float32 map on the SR grid, easily does)."""
+    floating = np.issubdtype(np.dtype(dtype), np.floating)
+    return {
+        "driver": "GTiff",
+        "width": grid.width,
+        "height": grid.height,
+        "count": count,
+        "dtype": dtype,
+        "crs": grid.crs,
+        "transform": grid.transform,
+        "nodata": nodata,
+        "tiled": True,
+        "blockxsize": BLOCK,
+        "blockysize": BLOCK,
+        "compress": "deflate",
+        "predictor": 3 if floating else 2,
+        "bigtiff": "IF_SAFER",
+        "num_threads": "ALL_CPUS",  # GDAL compresses blocks on all cores
+    }
 
 
 class _GDALWarnings(logging.Handler):

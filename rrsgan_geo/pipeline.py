@@ -31,7 +31,12 @@ from rrsgan_geo.grids import RasterGrid
 from rrsgan_geo.inference import TileModel, model_inputs
 from rrsgan_geo.locations import HttpOptions, display_name, gdal_path, is_virtual
 from rrsgan_geo.model import SCALE, RRSNet
-from rrsgan_geo.output import StreamingGeoTIFF, check_destination, validate_creation_options
+from rrsgan_geo.output import (
+    StreamingGeoTIFF,
+    check_destination,
+    tiled_profile,
+    validate_creation_options,
+)
 from rrsgan_geo.rasters import (
     band_validity,
     decimated_shape,
@@ -543,25 +548,7 @@ def nudged_off(nodata: np.ndarray) -> np.ndarray:
 
 
 def _output_profile(plan: SRPlan, creation_options: dict[str, str]) -> dict:
-    grid = plan.sr_grid
-    floating = np.issubdtype(np.dtype(plan.dtype), np.floating)
-    profile = {
-        "driver": "GTiff",
-        "width": grid.width,
-        "height": grid.height,
-        "count": len(plan.scene_bands),
-        "dtype": plan.dtype,
-        "crs": grid.crs,
-        "transform": grid.transform,
-        "nodata": plan.nodata,
-        "tiled": True,
-        "blockxsize": 256,
-        "blockysize": 256,
-        "compress": "deflate",
-        "predictor": 3 if floating else 2,
-        "bigtiff": "IF_SAFER",
-        "num_threads": "ALL_CPUS",  # GDAL compresses blocks on all cores
-    }
+    profile = tiled_profile(plan.sr_grid, len(plan.scene_bands), plan.dtype, plan.nodata)
     profile.update({key.lower(): value for key, value in creation_options.items()})
     return profile
 
