@@ -47,6 +47,14 @@ def is_wmts(location: str | Path) -> bool:
     )
 
 
+def _wmts_service_url(text: str) -> str:
+    """A GDAL `WMTS:URL,layer=...` connection string -> the service's URL (without
+    GDAL's options); any other location as it is."""
+    if text.upper().startswith(WMTS_PREFIX):
+        return text[len(WMTS_PREFIX) :].split(",", 1)[0]
+    return text
+
+
 def is_virtual(location: str | Path) -> bool:
     """Whether `location` is a URL, a GDAL /vsi path, a WMTS service or a GDAL WMS
     description (a tile service) rather than a local file name."""
@@ -71,8 +79,7 @@ def display_name(location: str | Path) -> str:
     """What outputs and messages record: a local file's name (never a local path), a
     URL without its query string (which may hold an access token)."""
     text = str(location)
-    if text.upper().startswith(WMTS_PREFIX):  # the service's URL, without GDAL's options
-        text = text[len(WMTS_PREFIX) :].split(",", 1)[0]
+    text = _wmts_service_url(text)
     service = _SERVER_URL.search(text) if text.startswith("<GDAL_WMS>") else None
     if service is not None:  # a tile service: its URL template, as the user wrote it
         text = unescape(service[1]).replace("${", "{")
@@ -113,8 +120,7 @@ def http_failure(location: str | Path, timeout: float) -> str | None:
     GDAL's own message only says the file 'does not exist'. None for other locations
     or when the server answers a small ranged request normally."""
     text = str(location)
-    if text.upper().startswith(WMTS_PREFIX):
-        text = text[len(WMTS_PREFIX) :].split(",", 1)[0]
+    text = _wmts_service_url(text)
     if scheme(text) not in ("http", "https"):
         return None
     request = urllib.request.Request(text, headers={"Range": "bytes=0-0"})
