@@ -93,7 +93,8 @@ class SROptions:
     margin: int | None = None
     """LR pixels of context per tile side; None: the weights' own margin."""
     batch_size: int | None = None
-    """Tiles per model call (and per strip read); None: `default_batch` for the device."""
+    """Tiles per model call; None: `default_batch` for the device. Strips are read
+    `STRIP_TILES` tiles at a time at least."""
     device: str = "auto"
     precision: str = "fp32"
     scene_bands: tuple[int, ...] | None = None
@@ -384,7 +385,7 @@ def _super_resolve(
     runner = TileModel(generator.model, device, options.precision, batch_size, maps.with_relevance)
     bands = 4 if maps.with_relevance else 3  # the relevance is blended as a 4th band
     blender = RowBandBlender(layout, bands, device)
-    tally = _Tally(device)
+    tally = _Tally(device, maps.with_relevance)
     prefetcher = _Prefetcher(plan, max(batch_size, STRIP_TILES), options.http)
     # Reading, warping, degradation and blending share the cores the readers leave;
     # the model alone gets all of them (it runs while the readers wait).
@@ -417,10 +418,11 @@ def _super_resolve(
                 top, finished = finished_row[0], finished_row[1].cpu().numpy()
                 lr_rows = _lr_rows(plan, scene, top, finished.shape[1])
                 lr_valid = band_validity(scene, plan.scene_bands, lr_rows)
-                output.write_rows(top, _to_output(finished[:3], plan, lr_valid))
+                unit = _scene_bands(finished[:3], plan)
+                output.write_rows(top, _to_output(unit, plan, lr_valid))
                 if maps.writers:
                     lr_values = scene.read(plan.scene_bands, window=lr_rows).astype(np.float32)
-                    sr_values = plan.scaling.to_values(_scene_bands(finished[:3], plan))
+                    sr_values = plan.scaling.to_values(unit)
                     relevance = finished[3] if maps.with_relevance else None
                     any_valid = None if lr_valid is None else lr_valid.any(axis=0)
                     maps.write(top, relevance, sr_values, lr_values, any_valid)
@@ -468,6 +470,7 @@ class _Tally:
     """What the report counts, over the tiles' owned cores (each SR pixel once)."""
 
     device: torch.device
+    with_relevance: bool
     tiles_run: int = 0
     valid_ref_pixels: int = 0
     relevance_sum: torch.Tensor | float = 0.0
@@ -492,7 +495,7 @@ def _blend_strip(
         rows, cols = _owned_core(strip, index, blender.layout)
         valid = strip.ref_valid[rows, strip.sr_columns(index)][:, cols]
         tally.valid_ref_pixels += int(valid.sum())
-        if blender.bands == 4:
+        if tally.with_relevance:
             valid = torch.from_numpy(valid).to(tally.device, non_blocking=True)
             tally.relevance_sum += (sr_tile[3, rows, cols] * valid).sum()
 
@@ -520,13 +523,13 @@ def _scene_bands(unit: np.ndarray, plan: SRPlan) -> np.ndarray:
 
 
 def _to_output(unit: np.ndarray, plan: SRPlan, lr_valid: np.ndarray | None) -> np.ndarray:
-    """Blended [0, 1] rows -> the scene's bands, dtype and nodata.
+    """Blended [0, 1] rows in the scene's bands (`_scene_bands`) -> its dtype and nodata.
 
     A band's output pixel is nodata exactly where that band of the scene is (`lr_valid`:
     the scene's per-band validity under these rows); a valid value that happens to
     equal nodata is nudged off it (as GDAL's warper does), so no real pixel reads back
     as a hole."""
-    values = plan.scaling.from_unit(_scene_bands(unit, plan), np.dtype(plan.dtype))
+    values = plan.scaling.from_unit(unit, np.dtype(plan.dtype))
     if plan.nodata is None or np.isnan(plan.nodata):
         return values
     nodata = np.asarray(plan.nodata).astype(values.dtype)
