@@ -27,12 +27,19 @@ from rrsgan_geo.weight_files import load_generator, shipped_weights_path
 )
 @click.option("--limit", type=click.IntRange(min=1), help="At most this many samples.")
 @click.option(
+    "--co-register/--no-co-register",
+    default=True,
+    show_default=True,
+    help="Move each reference (and the truth as reference) onto the LR by the translation "
+    "phase correlation finds, as sr does.",
+)
+@click.option(
     "--json",
     "json_path",
     type=click.Path(dir_okay=False, path_type=Path),
     help="Also write the full results here.",
 )
-def evaluate_command(data_dirs, weights, held_out, limit, device, json_path) -> None:
+def evaluate_command(data_dirs, weights, held_out, limit, co_register, device, json_path) -> None:
     """Score a generator on RRSSRD-style folders (HR/, LR/, Ref/ or google_Ref/).
 
     Reports PSNR and SSIM on RGB (the authors' released protocol) and on Y (as later
@@ -40,7 +47,8 @@ def evaluate_command(data_dirs, weights, held_out, limit, device, json_path) -> 
     model with its reference replaced by LR_UX4 (model_no_ref: what the reference
     adds); the model with the truth itself, shifted 3 px and recoloured, as reference
     (model_truth_ref: does the reference path work at all); and bicubic. Also how well
-    the SR image, downsampled 4x, matches the LR.
+    the SR image, downsampled 4x, matches the LR. References are co-registered to the
+    LR first, as sr does, unless --no-co-register.
 
     \b
     Example:
@@ -57,11 +65,13 @@ def evaluate_command(data_dirs, weights, held_out, limit, device, json_path) -> 
     device = resolve_device(device)
     model, weight_file = load_generator(weights or shipped_weights_path(device.type))
     with tqdm(total=len(samples), unit="image", desc="evaluating", dynamic_ncols=True) as bar:
-        data = RefSRDataset(samples)
+        data = RefSRDataset(samples, co_register)
         scores = evaluate(model, data, device, on_sample=lambda _: bar.update())
     summary = summarise(scores)
     summary["weights"] = {"file": weight_file.path.name, "sha256": weight_file.sha256}
-    click.echo(f"{len(samples)} samples, {summary['protocol']}")
+    summary["co_register"] = co_register
+    registered = "references co-registered" if co_register else "references as given"
+    click.echo(f"{len(samples)} samples, {registered}, {summary['protocol']}")
     click.echo(f"{'method':<16} {'RGB PSNR':>9} {'RGB SSIM':>9} {'Y PSNR':>8} {'Y SSIM':>7}")
     for method in METHODS:
         row = [summary[f"mean_{m}"][method] for m in ("psnr_rgb", "ssim_rgb", "psnr_y", "ssim_y")]

@@ -34,6 +34,7 @@ from rrsgan_geo.reference_synthesis import (
     draw_distortion,
     synthesize,
 )
+from rrsgan_geo.registration import co_registered
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff"}
 SOURCES = ("real", "other_date", "synthetic", "none")
@@ -60,6 +61,11 @@ def _read_rgb(path: Path) -> np.ndarray:
 
 def _to_tensor(array: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1))).float() / 255.0
+
+
+def _to_uint8(image: torch.Tensor) -> np.ndarray:
+    """3 x H x W in [0, 1] -> H x W x 3 uint8, the form images are kept in."""
+    return (image * 255).round().clamp(0, 255).byte().numpy().transpose(1, 2, 0)
 
 
 @dataclass(frozen=True)
@@ -124,6 +130,8 @@ class ReferenceConfig:
     sources_end: dict[str, float] | None = None
     curriculum_steps: int = 0
     synthetic_start_strength: float = 1.0
+    co_register: bool = True
+    """Move references onto the sample as `sr` does (see `RefSRDataset`)."""
     synthetic: SyntheticReferenceConfig = field(default_factory=SyntheticReferenceConfig)
 
     def __post_init__(self) -> None:
@@ -187,6 +195,17 @@ class CropPlan:
     donor: tuple[int, int, int] | None = None  # (index, top, left) lending texture
 
 
+def _crop(
+    image: torch.Tensor, at: tuple[int, int], scale: int, lr_crop: int, device: torch.device
+) -> torch.Tensor:
+    """A crop with its context, in [0, 1] on `device`, from a padded image `scale` times
+    the LR's size, at LR position at = (top, left)."""
+    top, left = at
+    size = scale * (lr_crop + 2 * CONTEXT_LR)
+    crop = image[:, scale * top : scale * top + size, scale * left : scale * left + size]
+    return crop.to(device, non_blocking=True).float() / 255
+
+
 def _pad(image: np.ndarray, pad: int) -> torch.Tensor:
     """H x W x 3 uint8 -> 3 x (H + 2 pad) x (W + 2 pad) uint8, edges replicated."""
     chw = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
@@ -196,7 +215,10 @@ def _pad(image: np.ndarray, pad: int) -> torch.Tensor:
 class RefSRDataset(torch.utils.data.Dataset):
     """Five-tuples (LR, LR_UX4, Ref, Ref_DUX4, HR) in [0, 1], decoded once and kept."""
 
-    def __init__(self, samples: list[Sample]) -> None:
+    def __init__(self, samples: list[Sample], co_register: bool = True) -> None:
+        """`co_register`: move each real reference and each other date's HR onto the
+        sample by the translation phase correlation finds (`registration`), as `sr`
+        does with a reference; synthetic references are moved the same way per crop."""
         self.samples = samples
         self.images = [(_read_rgb(s.lr), _read_rgb(s.ref), _read_rgb(s.hr)) for s in samples]
         for sample, (lr, ref, hr) in zip(samples, self.images, strict=True):
@@ -217,6 +239,19 @@ class RefSRDataset(torch.utils.data.Dataset):
             ]
             for index, sample in enumerate(samples)
         ]
+        self.co_register = co_register
+        # Each sample's real reference and other dates' HRs, moved onto its LR when
+        # co-registering, as `sr` moves a reference onto the scene (`registration`).
+        self.other_date_images: dict[tuple[int, int], np.ndarray] = {}
+        for index, (lr, ref, hr) in enumerate(self.images):
+            lr_ux4 = upsample_4x(_to_tensor(lr)[None])[0] if co_register else None
+            if lr_ux4 is not None:
+                self.images[index] = (lr, _to_uint8(co_registered(lr_ux4, _to_tensor(ref))[0]), hr)
+            for other in self.other_dates[index]:
+                hr_other = self.images[other][2]
+                if lr_ux4 is not None:
+                    hr_other = _to_uint8(co_registered(lr_ux4, _to_tensor(hr_other))[0])
+                self.other_date_images[index, other] = hr_other
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -230,6 +265,12 @@ class RefSRDataset(torch.utils.data.Dataset):
             (_pad(lr, CONTEXT_LR), _pad(ref, context_hr), _pad(hr, context_hr))
             for lr, ref, hr in self.images
         ]
+
+    @functools.cached_property
+    def _padded_other_dates(self) -> dict[tuple[int, int], torch.Tensor]:
+        """`other_date_images` with the HR's context, for training crops."""
+        context_hr = SCALE * CONTEXT_LR
+        return {pair: _pad(image, context_hr) for pair, image in self.other_date_images.items()}
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         """The whole sample, unaugmented (validation, evaluation)."""
@@ -270,36 +311,34 @@ class RefSRDataset(torch.utils.data.Dataset):
             donor = self._draw_crop(lr_crop, generator)
         return CropPlan(index, top, left, flip_h, flip_v, rotate, source, distortion, donor)
 
-    def _cut(
-        self, which: int, at: tuple[int, int, int], lr_crop: int, device: torch.device
-    ) -> torch.Tensor:
-        """A crop with its context, in [0, 1] on `device`, from the padded image `which`
-        (0 LR, 1 Ref, 2 HR) of sample at[0], at LR position (at[1], at[2])."""
-        index, top, left = at
-        scale = 1 if which == 0 else SCALE
-        size = scale * (lr_crop + 2 * CONTEXT_LR)
-        image = self._padded[index][which]
-        crop = image[:, scale * top : scale * top + size, scale * left : scale * left + size]
-        return crop.to(device, non_blocking=True).float() / 255
-
     def build(
         self, plans: list[CropPlan], lr_crop: int, device: torch.device | str = "cpu"
     ) -> dict[str, torch.Tensor]:
         """The batch for `plans`: context crops cut on the CPU, degraded on `device`."""
         device = torch.device(device)
-        own = [(p.index, p.top, p.left) for p in plans]
-        lr = torch.stack([self._cut(0, at, lr_crop, device) for at in own])
-        hr = torch.stack([self._cut(2, at, lr_crop, device) for at in own])
+        padded = self._padded
+        lr = torch.stack(
+            [_crop(padded[p.index][0], (p.top, p.left), 1, lr_crop, device) for p in plans]
+        )
+        hr = torch.stack(
+            [_crop(padded[p.index][2], (p.top, p.left), SCALE, lr_crop, device) for p in plans]
+        )
         lr_ux4 = upsample_4x(lr)
         refs = []
         for k, plan in enumerate(plans):
             if plan.source == "real":
-                refs.append(self._cut(1, own[k], lr_crop, device))
+                image = padded[plan.index][1]
+                refs.append(_crop(image, (plan.top, plan.left), SCALE, lr_crop, device))
             elif plan.source == "other_date":
-                refs.append(self._cut(2, plan.donor, lr_crop, device))
+                image = self._padded_other_dates[plan.index, plan.donor[0]]
+                refs.append(_crop(image, (plan.top, plan.left), SCALE, lr_crop, device))
             elif plan.source == "synthetic":
-                donor = self._cut(2, plan.donor, lr_crop, device)
-                refs.append(synthesize(hr[k], plan.distortion, donor))
+                index, top, left = plan.donor
+                donor = _crop(padded[index][2], (top, left), SCALE, lr_crop, device)
+                ref = synthesize(hr[k], plan.distortion, donor)
+                if self.co_register:
+                    ref = co_registered(lr_ux4[k], ref)[0]
+                refs.append(ref)
             else:
                 refs.append(lr_ux4[k])
         ref = torch.stack(refs)

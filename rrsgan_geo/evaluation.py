@@ -19,6 +19,7 @@ from rrsgan_geo.degradation import down_up_4x, downsample_4x
 from rrsgan_geo.metrics import psnr, ssim
 from rrsgan_geo.model import RRSNet
 from rrsgan_geo.reference_synthesis import TRUTH_AS_REFERENCE, synthesize
+from rrsgan_geo.registration import co_registered
 
 METHODS = ("model", "model_no_ref", "model_truth_ref", "bicubic")
 PROTOCOL = (
@@ -50,7 +51,10 @@ def evaluate(
     for index, sample in enumerate(data.samples):
         item = {k: v[None].to(device) for k, v in data[index].items()}
         lr, lr_ux4, hr = item["LR"], item["LR_UX4"], item["HR"]
-        truth_ref = synthesize(hr[0], TRUTH_AS_REFERENCE)[None]
+        truth_ref = synthesize(hr[0], TRUTH_AS_REFERENCE)
+        if data.co_register:
+            truth_ref = co_registered(lr_ux4[0], truth_ref)[0]
+        truth_ref = truth_ref[None]
         outputs = {
             "model": model(lr, lr_ux4, item["Ref"], item["Ref_DUX4"]),
             "model_no_ref": model(lr, lr_ux4, lr_ux4, down_up_4x(lr_ux4)),

@@ -158,13 +158,15 @@ class Trainer:
         train, val = spatial_split(samples, config.val_fraction, config.split_block, config.seed)
         if not train:
             raise ConfigError("the spatial split left no training sample: lower val_fraction")
-        self.train_data = RefSRDataset(train)
+        self.train_data = RefSRDataset(train, config.reference.co_register)
         smallest = min(min(lr.shape[:2]) for lr, _, _ in self.train_data.images)
         if config.lr_crop > smallest:
             raise ConfigError(
                 f"lr_crop {config.lr_crop} is larger than the smallest LR image ({smallest} px)"
             )
-        self.val_data = RefSRDataset(val[: config.val_images]) if val else None
+        self.val_data = (
+            RefSRDataset(val[: config.val_images], config.reference.co_register) if val else None
+        )
         self.val_places = sorted({s.name for s in val})
         torch.manual_seed(config.seed)
         self.init_note = ""
