@@ -128,6 +128,14 @@ def processing_options(command: Callable) -> Callable:
                 help="How the reference is warped onto the output grid.",
             ),
             click.option(
+                "--co-register/--no-co-register",
+                default=True,
+                show_default=True,
+                help="Measure how far each reference sits from the scene (phase correlation "
+                "on a few tiles, up to 32 output px) and move it onto the scene first. "
+                "A reference with no clear match stays where its coordinates put it.",
+            ),
+            click.option(
                 "--allow-missing-ref",
                 is_flag=True,
                 help="Run even where no reference exists (LR_UX4 stands in).",

@@ -225,6 +225,9 @@ def sr(
         f"{report.seconds:.1f} s (model {report.model_seconds:.1f} s) on {report.device}"
         + (f", batch halved {report.oom_halvings}x on out-of-memory" if report.oom_halvings else "")
     )
+    pixel_size = (plan.sr_grid.transform.a, -plan.sr_grid.transform.e)
+    for offset in report.reference_offsets:
+        click.echo(f"co-registered {offset.describe(pixel_size)}")
     if report.tile_server_errors:
         click.echo(
             f"warning: the tile service still failed after {options.http.retries} retries in "

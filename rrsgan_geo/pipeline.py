@@ -5,6 +5,7 @@
 progress is reported through a callback, never printed.
 """
 
+import dataclasses
 import json
 import math
 import os
@@ -24,6 +25,7 @@ from rasterio.enums import Resampling
 from rasterio.windows import Window, from_bounds
 
 from rrsgan_geo import __version__
+from rrsgan_geo.co_registration import ReferenceOffset, co_register
 from rrsgan_geo.devices import resolve_device
 from rrsgan_geo.diagnostic_maps import DiagnosticMaps
 from rrsgan_geo.errors import CoverageError, InputError, OutputError
@@ -122,6 +124,9 @@ class SROptions:
     """Also write the relevance attention's weight per output pixel here."""
     consistency_map: Path | None = None
     """Also write |downsample4x(SR) - LR| per scene pixel here."""
+    co_register: bool = True
+    """Move each reference onto the scene by the translation phase correlation measures
+    on a few tiles (`co_registration`) before the run."""
 
 
 @dataclass(frozen=True)
@@ -347,6 +352,8 @@ class SRReport:
     tile_server_errors: int = 0
     """Strips whose tile-service reference still had failing tiles after the retries
     (those tiles were treated as missing reference)."""
+    reference_offsets: tuple[ReferenceOffset, ...] = ()
+    """What co-registration moved each reference by (empty without it)."""
 
 
 TileCallback = Callable[[int], None]
@@ -358,9 +365,43 @@ def super_resolve(
     options: SROptions,
     on_tiles: TileCallback | None = None,
 ) -> SRReport:
-    """Run the plan: tiles row by row, blended, streamed to the output file."""
+    """Run the plan: references co-registered (unless turned off), then tiles row by
+    row, blended, streamed to the output file."""
     with rasterio.Env(**options.http.gdal_config()):
-        return _super_resolve(plan, generator, options, on_tiles)
+        offsets: tuple[ReferenceOffset, ...] = ()
+        if options.co_register and plan.references:
+            plan, offsets = co_registered(plan, options.http)
+        report = _super_resolve(plan, generator, options, on_tiles)
+    return dataclasses.replace(report, reference_offsets=offsets)
+
+
+def co_registered(plan: SRPlan, http: HttpOptions) -> tuple[SRPlan, tuple[ReferenceOffset, ...]]:
+    """The plan with each reference moved onto the scene, and what each was moved by."""
+
+    def reader_for(spec: ReferenceSpec, layout: TileLayout) -> TileReader:
+        return _tile_reader(plan, (spec,), http, layout)
+
+    size = (plan.layout.width, plan.layout.height)
+    moved, offsets = co_register(plan.references, size, reader_for)
+    return dataclasses.replace(plan, references=moved), offsets
+
+
+def _tile_reader(
+    plan: SRPlan,
+    references: tuple[ReferenceSpec, ...],
+    http: HttpOptions,
+    layout: TileLayout | None = None,
+) -> TileReader:
+    """A reader of the plan's scene with `references`, in `layout` (default: the plan's)."""
+    return TileReader(
+        plan.scene_path,
+        plan.scene_bands,
+        plan.scaling,
+        layout or plan.layout,
+        references,
+        plan.scene_window,
+        http,
+    )
 
 
 def _super_resolve(
@@ -573,6 +614,9 @@ def _provenance_tags(
         "RRSGAN_REF_SCALING": ";".join(spec.scaling.describe() for spec in plan.references)
         or "none",
         "RRSGAN_REF_RESAMPLING": options.ref_resampling,
+        # (rows, cols) of the SR grid each reference was moved by to lie on the scene.
+        "RRSGAN_REF_OFFSETS": ";".join(f"{r},{c}" for r, c in (s.offset for s in plan.references))
+        or "none",
         "RRSGAN_DEVICE": device,
         "RRSGAN_PRECISION": options.precision,
         "RRSGAN_OPTIONS": json.dumps({"bands": plan.scene_bands, "batch_size": batch_size}),
@@ -647,16 +691,7 @@ class _Prefetcher:
     def _read(self, tiles: list[Tile]) -> Strip:
         reader = getattr(self.local, "reader", None)
         if reader is None:
-            plan = self.plan
-            reader = TileReader(
-                plan.scene_path,
-                plan.scene_bands,
-                plan.scaling,
-                plan.layout,
-                plan.references,
-                plan.scene_window,
-                self.http,
-            )
+            reader = _tile_reader(self.plan, self.plan.references, self.http)
             with self.lock:
                 self.readers.append(reader)
             self.local.reader = reader

@@ -219,15 +219,20 @@ class ReferenceSpec:
     bands: tuple[int, ...]
     scaling: ValueScaling
     resampling: Resampling
+    offset: tuple[int, int] = (0, 0)
+    """(rows, cols) of the SR grid to move the reference by (down, right) so that it lies
+    on the scene (`co_registration`)."""
 
     def warped(
         self, source: rasterio.io.DatasetReader, scene: RasterGrid, layout: TileLayout
     ) -> WarpedVRT:
-        """The reference on the SR grid padded to every tile's extent."""
+        """The reference on the SR grid padded to every tile's extent, moved by `offset`:
+        pixel (r, c) of the view shows what the reference has at (r - rows, c - cols)."""
         margin_sr = layout.margin * SCALE
+        rows, cols = self.offset
         padded = scene.scaled_up().shifted(
-            -margin_sr,
-            -margin_sr,
+            -margin_sr - cols,
+            -margin_sr - rows,
             (layout.cols * layout.tile + 2 * layout.margin) * SCALE,
             (layout.rows * layout.tile + 2 * layout.margin) * SCALE,
         )

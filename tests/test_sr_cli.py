@@ -228,3 +228,14 @@ def test_bounds_process_a_part_of_the_scene_as_the_whole_run_does(files, tmp_pat
     assert differs.max() <= 1 and (differs > 0).mean() < 0.1
     outside = sr(files, tmp_path, "--bounds", "0", "0", "1", "1", "--overwrite")
     assert outside.exit_code == 1 and "do not meet the scene" in outside.output
+
+
+def test_sr_says_how_far_it_moved_the_reference(files, tmp_path):
+    """The reference lies where the scene has it: measured and left (0 px); with
+    --no-co-register nothing is measured."""
+    moved = sr(files, tmp_path, "--overwrite")
+    assert moved.exit_code == 0, moved.output
+    assert "co-registered ref.tif: moved +0 px east, +0 px south" in moved.output
+    as_is = sr(files, tmp_path, "--overwrite", "--no-co-register")
+    assert as_is.exit_code == 0, as_is.output
+    assert "co-registered" not in as_is.output

@@ -11,8 +11,9 @@ from rasterio.enums import Resampling
 
 from rrsgan_geo.degradation import down_up_4x
 from rrsgan_geo.inference import model_inputs
+from rrsgan_geo.locations import HttpOptions
 from rrsgan_geo.model import GeneratorConfig, RRSNet
-from rrsgan_geo.pipeline import Generator, SROptions, plan_sr, super_resolve
+from rrsgan_geo.pipeline import Generator, SROptions, co_registered, plan_sr, super_resolve
 from rrsgan_geo.pipeline import default_batch as pipeline_default_batch
 from rrsgan_geo.pipeline import default_tile as pipeline_default_tile
 from rrsgan_geo.sources import TileReader
@@ -372,3 +373,45 @@ def test_inputs_are_made_with_the_cores_the_readers_leave_and_the_model_gets_all
     finally:
         torch.set_num_threads(caller)
     assert seen == {"inputs": {1}, "model": {3}}
+
+
+def test_a_reference_metres_off_is_moved_onto_the_scene(tmp_path):
+    """The Web Mercator reference lies 1 m (10 output px) east of where the UTM scene
+    has it: co-registration moves it 10 px west, the same for any tiling, and the output
+    records it; without co-registration it stays."""
+    scene = lr_scene(tmp_path / "scene.tif")
+    ref = mercator_reference(tmp_path / "ref.tif", shift_east_m=1.0)
+    offsets = {}
+    for tile in (32, 64):
+        _, report = run(scene, ref, tmp_path / f"out{tile}.tif", tile=tile)
+        (offsets[tile],) = report.reference_offsets
+        with rasterio.open(tmp_path / f"out{tile}.tif") as sr:
+            assert sr.tags()["RRSGAN_REF_OFFSETS"] == "0,-10"
+    assert offsets[32] == offsets[64]
+    assert (offsets[32].rows, offsets[32].cols) == (0, -10)
+    assert offsets[32].agreeing == offsets[32].tiles >= 1
+    assert "moved -10 px east" in offsets[32].describe((0.1, 0.1))
+    _, report = run(scene, ref, tmp_path / "as_is.tif", tile=32, co_register=False)
+    assert report.reference_offsets == ()
+    with rasterio.open(tmp_path / "as_is.tif") as sr:
+        assert sr.tags()["RRSGAN_REF_OFFSETS"] == "0,0"
+
+
+def test_the_moved_reference_is_what_the_tiles_read(tmp_path):
+    """After co-registration the first tile's reference is the truth at no shift."""
+    scene = lr_scene(tmp_path / "scene.tif")
+    ref = mercator_reference(tmp_path / "ref.tif", shift_east_m=1.0)
+    plan = plan_sr(scene, ref, tmp_path / "o.tif", SROptions(tile=96), 4)
+    plan, _ = co_registered(plan, HttpOptions())
+    reader = TileReader(scene, plan.scene_bands, plan.scaling, plan.layout, plan.references)
+    try:
+        warped = reader.read(plan.layout.tiles_in_row(0)[:1]).ref[0][16:-16, 16:-16]
+    finally:
+        reader.close()
+    with rasterio.open(neon_path()) as src:
+        truth = src.read(1).astype(np.float32) / 255
+    errors = {
+        dx: np.abs(warped[40:360, 40:340] - truth[40:360, 40 - dx : 340 - dx]).mean()
+        for dx in range(-5, 6)
+    }
+    assert min(errors, key=errors.get) == 0

@@ -1,0 +1,137 @@
+"""Measuring how far each reference sits from the scene, before `sr` runs.
+
+References are placed by coordinates, and their coordinates are often metres off. Each
+reference's translation is measured on a few tiles spread over the scene (phase
+correlation, `registration.estimate_shift`) and applied to its warp, so every tile reads
+the reference already moved: one translation per reference, the same for every tile,
+so the output still does not depend on the tiling. A reference whose tiles disagree, or
+show no clear correlation peak (changed land cover, another season), stays where its
+coordinates put it.
+"""
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from rrsgan_geo.degradation import upsample_4x
+from rrsgan_geo.locations import display_name
+from rrsgan_geo.model import SCALE
+from rrsgan_geo.registration import MAX_SHIFT, degraded_for_matching, estimate_shift
+from rrsgan_geo.sources import ReferenceSpec, TileReader
+from rrsgan_geo.tiling import Tile, TileLayout
+
+SAMPLE_TILES = 4
+"""Windows each reference is measured on (fewer where it covers fewer)."""
+MEASURE_TILE = 128
+"""LR pixels per side of a measured window (512 on the SR grid). The windows are laid
+out on the scene alone, not on `sr`'s tiles, so the offset found does not depend on
+--tile or --margin."""
+_CANDIDATES = 3
+"""Tile positions tried per axis (3 x 3, the centre first)."""
+_MIN_VALID = 0.9
+"""Share of a tile the reference must cover: where it is missing, LR_UX4 stands in, which
+matches the scene at no shift and would pull the estimate to zero."""
+
+
+@dataclass(frozen=True)
+class ReferenceOffset:
+    """The translation applied to one reference, in pixels of the SR grid."""
+
+    reference: str
+    """The reference's file name (no local path)."""
+    rows: int
+    cols: int
+    tiles: int
+    """Tiles it was measured on."""
+    agreeing: int
+    """Of those, tiles with a reliable peak within a pixel of the applied translation."""
+    strength: float
+    """Median peak-to-sidelobe ratio of the agreeing tiles (0 when none agree)."""
+
+    def describe(self, pixel_size: tuple[float, float]) -> str:
+        if not self.agreeing:
+            return f"{self.reference}: no reliable match on {self.tiles} tile(s), not moved"
+        east, south = self.cols * pixel_size[0], self.rows * pixel_size[1]
+        return (
+            f"{self.reference}: moved {self.cols:+d} px east, {self.rows:+d} px south "
+            f"({east:+.2f}, {south:+.2f} CRS units; {self.agreeing} of {self.tiles} tiles "
+            f"agree, peak strength {self.strength:.0f})"
+        )
+
+
+def _candidate_tiles(layout: TileLayout) -> list[Tile]:
+    """Tiles on a 3 x 3 grid of positions over the scene, the centre first."""
+    fractions = [(i + 0.5) / _CANDIDATES for i in range(_CANDIDATES)]
+    positions = {
+        (min(int(fr * layout.rows), layout.rows - 1), min(int(fc * layout.cols), layout.cols - 1))
+        for fr in fractions
+        for fc in fractions
+    }
+    centre = ((layout.rows - 1) / 2, (layout.cols - 1) / 2)
+    ordered = sorted(
+        positions, key=lambda p: ((p[0] - centre[0]) ** 2 + (p[1] - centre[1]) ** 2, p)
+    )
+    return [layout.tiles_in_row(row)[col] for row, col in ordered]
+
+
+def _inside_scene(tile: Tile, layout: TileLayout) -> tuple[slice, slice]:
+    """The LR rows and columns of a tile's read that lie in the scene: beyond it the
+    scene is mirrored, which would correlate with the reference as a scene never does."""
+    size = layout.lr_tile_size
+    return tuple(
+        slice(max(0, -offset), min(size, extent - offset))
+        for offset, extent in ((tile.lr_row_off, layout.height), (tile.lr_col_off, layout.width))
+    )
+
+
+def measure_offset(reader: TileReader, name: str, max_shift: int = MAX_SHIFT) -> ReferenceOffset:
+    """The translation of the reader's one reference, from up to `SAMPLE_TILES` tiles it
+    covers: the median of the reliable tiles' shifts when most of them agree on it."""
+    shifts = []
+    for tile in _candidate_tiles(reader.layout):
+        if len(shifts) == SAMPLE_TILES:
+            break
+        strip = reader.read([tile])
+        if strip.ref is None or strip.is_empty(0):
+            continue
+        rows, cols = _inside_scene(tile, reader.layout)
+        sr_rows, sr_cols = (slice(SCALE * s.start, SCALE * s.stop) for s in (rows, cols))
+        valid = torch.from_numpy(strip.ref_valid[sr_rows, sr_cols])
+        if valid.double().mean() < _MIN_VALID:
+            continue
+        with torch.inference_mode():
+            lr_ux4 = upsample_4x(torch.from_numpy(strip.lr[:, rows, cols])[None])[0]
+            ref = torch.where(valid, torch.from_numpy(strip.ref[:, sr_rows, sr_cols]), lr_ux4)
+            shifts.append(estimate_shift(lr_ux4, degraded_for_matching(ref), max_shift))
+    reliable = [s for s in shifts if s.reliable]
+    rows = int(np.median([s.rows for s in reliable])) if reliable else 0
+    cols = int(np.median([s.cols for s in reliable])) if reliable else 0
+    agreeing = [s for s in reliable if abs(s.rows - rows) <= 1 and abs(s.cols - cols) <= 1]
+    if 2 * len(agreeing) <= len(reliable):  # none, or no majority
+        return ReferenceOffset(name, 0, 0, len(shifts), 0, 0.0)
+    strength = float(np.median([s.strength for s in agreeing]))
+    return ReferenceOffset(name, rows, cols, len(shifts), len(agreeing), strength)
+
+
+def co_register(
+    references: tuple[ReferenceSpec, ...],
+    scene_size: tuple[int, int],
+    reader_for: Callable[[ReferenceSpec, TileLayout], TileReader],
+) -> tuple[tuple[ReferenceSpec, ...], tuple[ReferenceOffset, ...]]:
+    """Each reference measured on its own and moved by its translation. `scene_size`:
+    the LR (width, height) processed; `reader_for` opens the scene with one reference,
+    read in windows of the given layout."""
+    layout = TileLayout(*scene_size, MEASURE_TILE, 0)
+    moved, offsets = [], []
+    for spec in references:
+        reader = reader_for(spec, layout)
+        try:
+            offset = measure_offset(reader, display_name(spec.path))
+        finally:
+            reader.close()
+        moved.append(dataclasses.replace(spec, offset=(offset.rows, offset.cols)))
+        offsets.append(offset)
+    return tuple(moved), tuple(offsets)
