@@ -109,7 +109,11 @@ def run_one(args: argparse.Namespace) -> dict:
         folder = Path(folder)
         scene, ref = make_inputs(folder, args.width, args.height, args.ref_crs)
         options = SROptions(
-            tile=args.tile, batch_size=args.batch, device=args.device, precision=args.precision
+            tile=args.tile,
+            batch_size=args.batch,
+            device=args.device,
+            precision=args.precision,
+            co_register=args.co_register,
         )
         started = time.perf_counter()
         first_tile: list[float] = []
@@ -194,7 +198,9 @@ def run_pipeline_only(args: argparse.Namespace) -> dict:
     """The real pipeline with a zero-cost model vs the I/O floor, best of --repeats each,
     interleaved so that both see the same machine."""
     generator = Generator(StandIn(), "stand-in", "0" * 64, args.margin)
-    options = SROptions(tile=args.tile, batch_size=args.batch, device=args.device)
+    options = SROptions(
+        tile=args.tile, batch_size=args.batch, device=args.device, co_register=args.co_register
+    )
     pipeline, floor, first_tile = [], [], []
     with tempfile.TemporaryDirectory() as folder:
         folder = Path(folder)
@@ -223,6 +229,7 @@ def run_pipeline_only(args: argparse.Namespace) -> dict:
         "lr_mpix_per_s": args.width * args.height / best / 1e6,
         "first_tile_s": min(first_tile),
         "ratio": best / best_floor,
+        "co_register": args.co_register,
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
 
@@ -238,7 +245,10 @@ def print_pipeline_only(row: dict) -> None:
         "I/O floor s",
         "peak RSS MiB",
     )
-    print(f"pipeline only (zero-cost model), {os.cpu_count()} CPUs, best of the repeats")
+    registered = "co-registration on" if row["co_register"] else "no co-registration"
+    print(
+        f"pipeline only (zero-cost model), {os.cpu_count()} CPUs, {registered}, best of the repeats"
+    )
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     print(
@@ -270,6 +280,12 @@ def main() -> None:
         "--pipeline-only", action="store_true", help="zero-cost model; compare with the I/O floor"
     )
     parser.add_argument("--repeats", type=int, default=2, help="--pipeline-only runs, best kept")
+    parser.add_argument(
+        "--no-co-register",
+        dest="co_register",
+        action="store_false",
+        help="skip measuring the reference's offset before the run (sr --no-co-register)",
+    )
     args = parser.parse_args()
     if args.pipeline_only:
         args.height = args.height or int(args.heights.split(",")[-1])
