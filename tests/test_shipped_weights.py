@@ -54,3 +54,44 @@ def test_each_device_gets_its_default_model():
     for path in (cuda, cpu):  # exports carry no local paths
         for value in read_weight_file(path).metadata.to_strings().values():
             assert not value.startswith("/") and "/tmp/" not in value and "/home/" not in value
+
+
+def test_the_default_model_takes_texture_from_a_matching_reference(tmp_path):
+    """The NEON scene with the 0.1 m truth, reprojected to Web Mercator and placed 1 m
+    off, as reference: through `sr` (co-registration, the shipped CPU model) the output
+    is far closer to the truth than without a reference, and than bicubic (measured, RGB:
+    21.78 dB with it, 19.33 without, 19.26 bicubic; the previous weights, which did not
+    use their reference, gained under 0.1 dB from it)."""
+    import numpy as np
+
+    from rrsgan_geo.degradation import upsample_4x
+    from rrsgan_geo.metrics import psnr
+    from tests.rasters import neon_path
+
+    scene = lr_scene(tmp_path / "scene.tif")
+    ref = mercator_reference(tmp_path / "ref.tif", shift_east_m=1.0)
+    base = ["sr", str(scene), "--device", "cpu", "--quiet"]
+    for name, extra in (("with", ["--ref", str(ref)]), ("without", ["--allow-missing-ref"])):
+        result = CliRunner().invoke(main, [*base, "-o", str(tmp_path / f"{name}.tif"), *extra])
+        assert result.exit_code == 0, result.output
+
+    def unit(path):
+        with rasterio.open(path) as src:
+            return torch.from_numpy(src.read().astype(np.float32) / 255)
+
+    truth = unit(neon_path())
+    valid = (truth < 1).all(dim=0)  # the NEON image's nodata (255) border
+    rows, cols = np.nonzero(valid.numpy())
+    box = (slice(rows.min() + 8, rows.max() - 8), slice(cols.min() + 8, cols.max() - 8))
+    scores = {
+        name: psnr(
+            unit(tmp_path / f"{name}.tif")[:, box[0], box[1]],
+            truth[:, box[0], box[1]],
+            y_channel=False,
+        )
+        for name in ("with", "without")
+    }
+    bicubic = upsample_4x(unit(scene)[None])[0]
+    scores["bicubic"] = psnr(bicubic[:, box[0], box[1]], truth[:, box[0], box[1]], y_channel=False)
+    assert scores["with"] > scores["without"] + 1.5, scores
+    assert scores["with"] > scores["bicubic"] + 1.5, scores
