@@ -1,10 +1,10 @@
 """Measuring how far each reference sits from the scene, before `sr` runs.
 
 References are placed by coordinates, and their coordinates are often metres off. Each
-reference's translation is measured on a few tiles spread over the scene (phase
+reference's translation is measured on a few windows spread over the scene (phase
 correlation, `registration.estimate_shift`) and applied to its warp, so every tile reads
 the reference already moved: one translation per reference, the same for every tile,
-so the output still does not depend on the tiling. A reference whose tiles disagree, or
+so the output still does not depend on the tiling. A reference whose windows disagree, or
 show no clear correlation peak (changed land cover, another season), stays where its
 coordinates put it.
 """
@@ -18,7 +18,7 @@ import torch
 
 from rrsgan_geo.degradation import upsample_4x
 from rrsgan_geo.locations import display_name
-from rrsgan_geo.model import SCALE
+from rrsgan_geo.model import LR_SIZE_MULTIPLE
 from rrsgan_geo.registration import MAX_SHIFT, Shift, degraded_for_matching, estimate_shift
 from rrsgan_geo.sources import ReferenceSpec, TileReader
 from rrsgan_geo.tiling import Tile, TileLayout
@@ -26,15 +26,15 @@ from rrsgan_geo.tiling import Tile, TileLayout
 SAMPLE_TILES = 4
 """Windows each reference is measured on (fewer where it covers fewer)."""
 MEASURE_TILE = 128
-"""LR pixels per side of a measured window (512 on the SR grid). The windows are laid
-out on the scene alone, not on `sr`'s tiles, so the offset found does not depend on
---tile or --margin."""
+"""LR pixels per side of a measured window (512 on the SR grid; less in a smaller
+scene). The windows are laid out on the scene alone, not on `sr`'s tiles, so the offset
+found does not depend on --tile or --margin."""
 _CANDIDATES = 3
 """Tile positions tried per axis (3 x 3, the centre first)."""
 _ENOUGH = 2
 """Reliable windows that, agreeing, end the measurement."""
 _MIN_VALID = 0.9
-"""Share of a tile the reference must cover: where it is missing, LR_UX4 stands in, which
+"""Share of a window the reference must cover: where it is missing, LR_UX4 stands in, which
 matches the scene at no shift and would pull the estimate to zero."""
 
 
@@ -46,53 +46,45 @@ class ReferenceOffset:
     """The reference's file name (no local path)."""
     rows: int
     cols: int
-    tiles: int
-    """Tiles it was measured on."""
+    windows: int
+    """Windows it was measured on."""
     agreeing: int
-    """Of those, tiles with a reliable peak within a pixel of the applied translation."""
+    """Of those, windows with a reliable peak within a pixel of the applied translation."""
     strength: float
-    """Median peak-to-sidelobe ratio of the agreeing tiles (0 when none agree)."""
+    """Median peak-to-sidelobe ratio of the agreeing windows (0 when none agree)."""
 
     def describe(self, pixel_size: tuple[float, float]) -> str:
         if not self.agreeing:
-            return f"{self.reference}: no reliable match on {self.tiles} tile(s), not moved"
+            return f"{self.reference}: no reliable match on {self.windows} window(s), not moved"
         east, south = self.cols * pixel_size[0], self.rows * pixel_size[1]
         return (
             f"{self.reference}: moved {self.cols:+d} px east, {self.rows:+d} px south "
-            f"({east:+.2f}, {south:+.2f} CRS units; {self.agreeing} of {self.tiles} tiles "
+            f"({east:+.2f}, {south:+.2f} CRS units; {self.agreeing} of {self.windows} windows "
             f"agree, peak strength {self.strength:.0f})"
         )
 
 
 def _candidate_tiles(layout: TileLayout) -> list[Tile]:
-    """Tiles on a 3 x 3 grid of positions over the scene, the centre first."""
+    """Tiles wholly inside the scene, on a 3 x 3 grid of positions over it, the centre
+    first. Past the scene's edges the scene is mirrored, which would correlate with the
+    reference as no scene does, and a tile service would be asked for tiles the run
+    never needs."""
+    inside_rows, inside_cols = layout.height // layout.tile, layout.width // layout.tile
     fractions = [(i + 0.5) / _CANDIDATES for i in range(_CANDIDATES)]
     positions = {
-        (min(int(fr * layout.rows), layout.rows - 1), min(int(fc * layout.cols), layout.cols - 1))
-        for fr in fractions
-        for fc in fractions
+        (int(fr * inside_rows), int(fc * inside_cols)) for fr in fractions for fc in fractions
     }
-    centre = ((layout.rows - 1) / 2, (layout.cols - 1) / 2)
+    centre = ((inside_rows - 1) / 2, (inside_cols - 1) / 2)
     ordered = sorted(
         positions, key=lambda p: ((p[0] - centre[0]) ** 2 + (p[1] - centre[1]) ** 2, p)
     )
     return [layout.tiles_in_row(row)[col] for row, col in ordered]
 
 
-def _inside_scene(tile: Tile, layout: TileLayout) -> tuple[slice, slice]:
-    """The LR rows and columns of a tile's read that lie in the scene: beyond it the
-    scene is mirrored, which would correlate with the reference as a scene never does."""
-    size = layout.lr_tile_size
-    return tuple(
-        slice(max(0, -offset), min(size, extent - offset))
-        for offset, extent in ((tile.lr_row_off, layout.height), (tile.lr_col_off, layout.width))
-    )
-
-
 def measure_offset(reader: TileReader, name: str, max_shift: int = MAX_SHIFT) -> ReferenceOffset:
-    """The translation of the reader's one reference, from up to `SAMPLE_TILES` tiles it
-    covers: the median of the reliable tiles' shifts when most of them agree on it.
-    Measuring stops early once `_ENOUGH` reliable tiles agree (most references: two
+    """The translation of the reader's one reference, from up to `SAMPLE_TILES` windows it
+    covers: the median of the reliable windows' shifts when most of them agree on it.
+    Measuring stops early once `_ENOUGH` reliable windows agree (most references: two
     windows instead of four, 0.1 s less on a 512^2 scene on 2 cores)."""
     shifts: list[Shift] = []
     for tile in _candidate_tiles(reader.layout):
@@ -101,14 +93,12 @@ def measure_offset(reader: TileReader, name: str, max_shift: int = MAX_SHIFT) ->
         strip = reader.read([tile])
         if strip.ref is None or strip.is_empty(0):
             continue
-        rows, cols = _inside_scene(tile, reader.layout)
-        sr_rows, sr_cols = (slice(SCALE * s.start, SCALE * s.stop) for s in (rows, cols))
-        valid = torch.from_numpy(strip.ref_valid[sr_rows, sr_cols])
+        valid = torch.from_numpy(strip.ref_valid)
         if valid.double().mean() < _MIN_VALID:
             continue
         with torch.inference_mode():
-            lr_ux4 = upsample_4x(torch.from_numpy(strip.lr[:, rows, cols])[None])[0]
-            ref = torch.where(valid, torch.from_numpy(strip.ref[:, sr_rows, sr_cols]), lr_ux4)
+            lr_ux4 = upsample_4x(torch.from_numpy(strip.lr)[None])[0]
+            ref = torch.where(valid, torch.from_numpy(strip.ref), lr_ux4)
             shifts.append(estimate_shift(lr_ux4, degraded_for_matching(ref), max_shift))
     rows, cols, agreeing = _agreeing(shifts)
     if 2 * len(agreeing) <= sum(s.reliable for s in shifts):  # none, or no majority
@@ -135,7 +125,12 @@ def co_register(
     """Each reference measured on its own and moved by its translation. `scene_size`:
     the LR (width, height) processed; `reader_for` opens the scene with one reference,
     read in windows of the given layout."""
-    layout = TileLayout(*scene_size, MEASURE_TILE, 0)
+    side = min(MEASURE_TILE, *scene_size) // LR_SIZE_MULTIPLE * LR_SIZE_MULTIPLE
+    if side == 0:  # a scene too small to measure on
+        return references, tuple(
+            ReferenceOffset(display_name(s.path), 0, 0, 0, 0, 0.0) for s in references
+        )
+    layout = TileLayout(*scene_size, side, 0)
     moved, offsets = [], []
     for spec in references:
         reader = reader_for(spec, layout)
