@@ -32,15 +32,17 @@ def train(config: Path, resume: bool, device: str, max_minutes: float | None) ->
     training places.
 
     Each sample's reference is drawn from the config's `reference` sources (real,
-    other date, synthetic from the HR, none); every validation prints the reference's
-    effect (PSNR with the reference minus without it), so a run shows whether the
-    reference path is learning. Under torchrun, each process trains on its share of
-    the batch with DistributedDataParallel (gloo on CPU, NCCL on GPUs).
+    other date, synthetic from the HR, none) and moved onto the sample by phase
+    correlation, as sr co-registers a reference (`reference.co_register`); every
+    validation prints the reference's effect (PSNR with the reference minus without
+    it), so a run shows whether the reference path is learning. Under torchrun, each
+    process trains on its share of the batch with DistributedDataParallel (gloo on
+    CPU, NCCL on GPUs).
 
     \b
     Example:
-      rrsgan-geo train examples/train/rrsnet_compact_cpu.yaml
-      rrsgan-geo train examples/train/rrsnet_compact_cpu.yaml --resume
+      rrsgan-geo train examples/train/rrsnet_compact_coreg_cpu.yaml
+      rrsgan-geo train examples/train/rrsnet_compact_coreg_cpu.yaml --resume
       rrsgan-geo train full.yaml --device cuda --max-minutes 9
       torchrun --nproc-per-node 8 -m rrsgan_geo.cli.main train full.yaml --device cuda
     """
