@@ -240,18 +240,12 @@ class RefSRDataset(torch.utils.data.Dataset):
             for index, sample in enumerate(samples)
         ]
         self.co_register = co_register
-        # Each sample's real reference and other dates' HRs, moved onto its LR when
-        # co-registering, as `sr` moves a reference onto the scene (`registration`).
-        self.other_date_images: dict[tuple[int, int], np.ndarray] = {}
-        for index, (lr, ref, hr) in enumerate(self.images):
-            lr_ux4 = upsample_4x(_to_tensor(lr)[None])[0] if co_register else None
-            if lr_ux4 is not None:
-                self.images[index] = (lr, _to_uint8(co_registered(lr_ux4, _to_tensor(ref))[0]), hr)
-            for other in self.other_dates[index]:
-                hr_other = self.images[other][2]
-                if lr_ux4 is not None:
-                    hr_other = _to_uint8(co_registered(lr_ux4, _to_tensor(hr_other))[0])
-                self.other_date_images[index, other] = hr_other
+        # Each sample's real reference moved onto its LR, as `sr` moves a reference onto
+        # the scene (`registration`); other dates' HRs are moved when training needs them.
+        if co_register:
+            for index, (lr, ref, hr) in enumerate(self.images):
+                aligned = co_registered(self._lr_ux4(index), _to_tensor(ref))[0]
+                self.images[index] = (lr, _to_uint8(aligned), hr)
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -266,11 +260,24 @@ class RefSRDataset(torch.utils.data.Dataset):
             for lr, ref, hr in self.images
         ]
 
+    def _lr_ux4(self, index: int) -> torch.Tensor:
+        return upsample_4x(_to_tensor(self.images[index][0])[None])[0]
+
     @functools.cached_property
     def _padded_other_dates(self) -> dict[tuple[int, int], torch.Tensor]:
-        """`other_date_images` with the HR's context, for training crops."""
+        """(sample, other date) -> the other date's HR, moved onto the sample when
+        co-registering, with the HR's context: for training crops only (validation and
+        evaluation never use other dates, so they never pay for the registration)."""
         context_hr = SCALE * CONTEXT_LR
-        return {pair: _pad(image, context_hr) for pair, image in self.other_date_images.items()}
+        padded = {}
+        for index, others in enumerate(self.other_dates):
+            lr_ux4 = self._lr_ux4(index) if others and self.co_register else None
+            for other in others:
+                hr_other = self.images[other][2]
+                if lr_ux4 is not None:
+                    hr_other = _to_uint8(co_registered(lr_ux4, _to_tensor(hr_other))[0])
+                padded[index, other] = _pad(hr_other, context_hr)
+        return padded
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         """The whole sample, unaugmented (validation, evaluation)."""
