@@ -16,10 +16,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from rrsgan_geo.degradation import upsample_4x
+from rrsgan_geo.inference import model_inputs
 from rrsgan_geo.locations import display_name
 from rrsgan_geo.model import LR_SIZE_MULTIPLE
-from rrsgan_geo.registration import MAX_SHIFT, Shift, degraded_for_matching, estimate_shift
+from rrsgan_geo.registration import MAX_SHIFT, Shift, estimate_shift
 from rrsgan_geo.sources import ReferenceSpec, TileReader
 from rrsgan_geo.tiling import Tile, TileLayout
 
@@ -93,13 +93,11 @@ def measure_offset(reader: TileReader, name: str, max_shift: int = MAX_SHIFT) ->
         strip = reader.read([tile])
         if strip.ref is None or strip.is_empty(0):
             continue
-        valid = torch.from_numpy(strip.ref_valid)
-        if valid.double().mean() < _MIN_VALID:
+        if strip.ref_valid.mean() < _MIN_VALID:
             continue
-        with torch.inference_mode():
-            lr_ux4 = upsample_4x(torch.from_numpy(strip.lr)[None])[0]
-            ref = torch.where(valid, torch.from_numpy(strip.ref), lr_ux4)
-            shifts.append(estimate_shift(lr_ux4, degraded_for_matching(ref), max_shift))
+        with torch.inference_mode():  # LR_UX4 and Ref_DUX4 exactly as the model gets them
+            _, lr_ux4, _, ref_dux4 = model_inputs(strip, torch.device("cpu"))
+            shifts.append(estimate_shift(lr_ux4[0], ref_dux4[0], max_shift))
     rows, cols, agreeing = _agreeing(shifts)
     if 2 * len(agreeing) <= sum(s.reliable for s in shifts):  # none, or no majority
         return ReferenceOffset(name, 0, 0, len(shifts), 0, 0.0)
