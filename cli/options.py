@@ -132,8 +132,9 @@ def processing_options(command: Callable) -> Callable:
                 default=True,
                 show_default=True,
                 help="Measure how far each reference sits from the scene (phase correlation "
-                "on a few tiles, up to 32 output px) and move it onto the scene first. "
-                "A reference with no clear match stays where its coordinates put it.",
+                "on a few windows of the scene, up to 32 output px) and move it onto the "
+                "scene first. A reference with no clear match stays where its coordinates "
+                "put it.",
             ),
             click.option(
                 "--allow-missing-ref",

@@ -126,7 +126,7 @@ class SROptions:
     """Also write |downsample4x(SR) - LR| per scene pixel here."""
     co_register: bool = True
     """Move each reference onto the scene by the translation phase correlation measures
-    on a few tiles (`co_registration`) before the run."""
+    on a few windows of the scene (`co_registration`) before the run."""
 
 
 @dataclass(frozen=True)
