@@ -370,12 +370,14 @@ def super_resolve(
     with rasterio.Env(**options.http.gdal_config()):
         offsets: tuple[ReferenceOffset, ...] = ()
         if options.co_register and plan.references:
-            plan, offsets = co_registered(plan, options.http)
+            plan, offsets = co_registered_plan(plan, options.http)
         report = _super_resolve(plan, generator, options, on_tiles)
     return dataclasses.replace(report, reference_offsets=offsets)
 
 
-def co_registered(plan: SRPlan, http: HttpOptions) -> tuple[SRPlan, tuple[ReferenceOffset, ...]]:
+def co_registered_plan(
+    plan: SRPlan, http: HttpOptions
+) -> tuple[SRPlan, tuple[ReferenceOffset, ...]]:
     """The plan with each reference moved onto the scene, and what each was moved by."""
 
     def reader_for(spec: ReferenceSpec, layout: TileLayout) -> TileReader:

@@ -13,7 +13,7 @@ from rrsgan_geo.degradation import down_up_4x
 from rrsgan_geo.inference import model_inputs
 from rrsgan_geo.locations import HttpOptions
 from rrsgan_geo.model import GeneratorConfig, RRSNet
-from rrsgan_geo.pipeline import Generator, SROptions, co_registered, plan_sr, super_resolve
+from rrsgan_geo.pipeline import Generator, SROptions, co_registered_plan, plan_sr, super_resolve
 from rrsgan_geo.pipeline import default_batch as pipeline_default_batch
 from rrsgan_geo.pipeline import default_tile as pipeline_default_tile
 from rrsgan_geo.sources import TileReader
@@ -402,7 +402,7 @@ def test_the_moved_reference_is_what_the_tiles_read(tmp_path):
     scene = lr_scene(tmp_path / "scene.tif")
     ref = mercator_reference(tmp_path / "ref.tif", shift_east_m=1.0)
     plan = plan_sr(scene, ref, tmp_path / "o.tif", SROptions(tile=96), 4)
-    plan, _ = co_registered(plan, HttpOptions())
+    plan, _ = co_registered_plan(plan, HttpOptions())
     reader = TileReader(scene, plan.scene_bands, plan.scaling, plan.layout, plan.references)
     try:
         warped = reader.read(plan.layout.tiles_in_row(0)[:1]).ref[0][16:-16, 16:-16]
