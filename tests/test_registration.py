@@ -5,10 +5,12 @@ import numpy as np
 import pytest
 import rasterio
 import torch
+from PIL import Image
 
 from rrsgan_geo.data import RefSRDataset, find_samples
 from rrsgan_geo.degradation import down_up_4x, upsample_4x
 from rrsgan_geo.registration import MIN_PEAK_STRENGTH, co_registered, estimate_shift, shifted
+from tests.conftest import SHARED
 from tests.folders import make_refsr_folder
 from tests.rasters import neon_path
 
@@ -87,3 +89,30 @@ def test_the_training_data_moves_references_onto_their_samples(tmp_path):
         error_as_is = (as_is[index]["Ref"][:, 8:-8, 8:-8] * 255 - (hr * 255 * 0.9 + 10)).abs()
         assert error_moved.max() <= 1.0  # the reference's own rounding
         assert error_as_is.mean() > 5 * error_moved.mean()
+
+
+def test_the_trusted_strength_separates_real_references_from_other_places():
+    """On RRSSRD area A (first date), no LR reaches MIN_PEAK_STRENGTH against another
+    place's Google Earth reference, while most LRs do against their own (at 10, the
+    earlier threshold, only 12 of 40 did; 7 admits 24 and no other place)."""
+    folder = SHARED / "data" / "rrssrd_val" / "val_1st"
+    if not folder.is_dir():
+        pytest.skip(f"shared RRSSRD pairs absent ({folder})")
+
+    def read(path) -> torch.Tensor:
+        with Image.open(path) as image:
+            return torch.from_numpy(np.asarray(image.convert("RGB"), np.float32) / 255).permute(
+                2, 0, 1
+            )
+
+    samples = find_samples(folder)
+    lr_ux4 = [upsample_4x(read(s.lr)[None])[0] for s in samples]
+    refs = [down_up_4x(read(s.ref)[None])[0] for s in samples]
+    own = [estimate_shift(lr_ux4[i], refs[i]).strength for i in range(len(samples))]
+    others = [
+        estimate_shift(lr_ux4[i], refs[(i + k) % len(samples)]).strength
+        for i in range(len(samples))
+        for k in (1, 13, 29)
+    ]
+    assert max(others) < MIN_PEAK_STRENGTH - 1, max(others)
+    assert sum(s >= MIN_PEAK_STRENGTH for s in own) >= len(samples) // 2, sorted(own)
