@@ -53,7 +53,7 @@ def evaluate_command(data_dirs, weights, held_out, limit, co_register, device, j
     \b
     Example:
       rrsgan-geo evaluate rrssrd/val_1st rrssrd/val_2nd \\
-          --held-out examples/train/rrsnet_compact_refaware_cpu_2.yaml --json eval.json
+          --held-out examples/train/rrsnet_compact_coreg_cpu_5.yaml --json eval.json
     """
     samples = [s for folder in data_dirs for s in find_samples(folder)]
     if held_out is not None:

@@ -60,8 +60,8 @@ def test_the_default_model_takes_texture_from_a_matching_reference(tmp_path):
     """The NEON scene with the 0.1 m truth, reprojected to Web Mercator and placed 1 m
     off, as reference: through `sr` (co-registration, the shipped CPU model) the output
     is far closer to the truth than without a reference, and than bicubic (measured, RGB:
-    21.78 dB with it, 19.33 without, 19.26 bicubic; the previous weights, which did not
-    use their reference, gained under 0.1 dB from it)."""
+    21.53 dB with it, 19.33 without, 19.26 bicubic; weights that did not
+    use their reference gained under 0.1 dB from it)."""
     import numpy as np
 
     from rrsgan_geo.degradation import upsample_4x
