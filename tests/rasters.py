@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
+import torch
 from affine import Affine
 from rasterio.crs import CRS
 from rasterio.enums import Resampling
@@ -18,6 +19,12 @@ NEON = REPO / "examples" / "data" / "osbs_029_0.1m_utm17n.tif"
 
 def neon_path() -> Path:
     return NEON
+
+
+def read_unit(path: Path) -> torch.Tensor:
+    """An 8-bit raster as a bands x H x W float tensor in [0, 1]."""
+    with rasterio.open(path) as src:
+        return torch.from_numpy(src.read().astype(np.float32) / 255)
 
 
 def write_raster(path: Path, data: np.ndarray, crs, transform: Affine | None, **extra) -> Path:

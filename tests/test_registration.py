@@ -1,25 +1,21 @@
 """Co-registration: phase correlation finds a reference's translation on real imagery,
 refuses to move one that does not match, and moves pixels without resampling them."""
 
-import numpy as np
 import pytest
-import rasterio
 import torch
-from PIL import Image
 
 from rrsgan_geo.data import RefSRDataset, find_samples
 from rrsgan_geo.degradation import down_up_4x, upsample_4x
 from rrsgan_geo.registration import MIN_PEAK_STRENGTH, co_registered, estimate_shift, shifted
 from tests.conftest import SHARED
 from tests.folders import make_refsr_folder
-from tests.rasters import neon_path
+from tests.rasters import neon_path, read_unit
 
 
 @pytest.fixture(scope="module")
 def neon() -> torch.Tensor:
     """The CC0 NEON image, 3 x 400 x 400 in [0, 1]."""
-    with rasterio.open(neon_path()) as src:
-        return torch.from_numpy(src.read().astype(np.float32) / 255)
+    return read_unit(neon_path())
 
 
 def scene_and_reference(neon: torch.Tensor, rows: int, cols: int) -> tuple[torch.Tensor, ...]:
@@ -99,15 +95,11 @@ def test_the_trusted_strength_separates_real_references_from_other_places():
     if not folder.is_dir():
         pytest.skip(f"shared RRSSRD pairs absent ({folder})")
 
-    def read(path) -> torch.Tensor:
-        with Image.open(path) as image:
-            return torch.from_numpy(np.asarray(image.convert("RGB"), np.float32) / 255).permute(
-                2, 0, 1
-            )
-
-    samples = find_samples(folder)
-    lr_ux4 = [upsample_4x(read(s.lr)[None])[0] for s in samples]
-    refs = [down_up_4x(read(s.ref)[None])[0] for s in samples]
+    # LR_UX4 and Ref_DUX4 as the data set makes them for the model, references as given.
+    data = RefSRDataset(find_samples(folder), co_register=False)
+    samples = [data[index] for index in range(len(data))]
+    lr_ux4 = [sample["LR_UX4"] for sample in samples]
+    refs = [sample["Ref_DUX4"] for sample in samples]
     own = [estimate_shift(lr_ux4[i], refs[i]).strength for i in range(len(samples))]
     others = [
         estimate_shift(lr_ux4[i], refs[(i + k) % len(samples)]).strength

@@ -66,7 +66,7 @@ def test_the_default_model_takes_texture_from_a_matching_reference(tmp_path):
 
     from rrsgan_geo.degradation import upsample_4x
     from rrsgan_geo.metrics import psnr
-    from tests.rasters import neon_path
+    from tests.rasters import neon_path, read_unit
 
     scene = lr_scene(tmp_path / "scene.tif")
     ref = mercator_reference(tmp_path / "ref.tif", shift_east_m=1.0)
@@ -75,23 +75,19 @@ def test_the_default_model_takes_texture_from_a_matching_reference(tmp_path):
         result = CliRunner().invoke(main, [*base, "-o", str(tmp_path / f"{name}.tif"), *extra])
         assert result.exit_code == 0, result.output
 
-    def unit(path):
-        with rasterio.open(path) as src:
-            return torch.from_numpy(src.read().astype(np.float32) / 255)
-
-    truth = unit(neon_path())
+    truth = read_unit(neon_path())
     valid = (truth < 1).all(dim=0)  # the NEON image's nodata (255) border
     rows, cols = np.nonzero(valid.numpy())
     box = (slice(rows.min() + 8, rows.max() - 8), slice(cols.min() + 8, cols.max() - 8))
     scores = {
         name: psnr(
-            unit(tmp_path / f"{name}.tif")[:, box[0], box[1]],
+            read_unit(tmp_path / f"{name}.tif")[:, box[0], box[1]],
             truth[:, box[0], box[1]],
             y_channel=False,
         )
         for name in ("with", "without")
     }
-    bicubic = upsample_4x(unit(scene)[None])[0]
+    bicubic = upsample_4x(read_unit(scene)[None])[0]
     scores["bicubic"] = psnr(bicubic[:, box[0], box[1]], truth[:, box[0], box[1]], y_channel=False)
     assert scores["with"] > scores["without"] + 1.5, scores
     assert scores["with"] > scores["bicubic"] + 1.5, scores
