@@ -11,16 +11,13 @@ up to the total; their sum, less the waiting, is the CPU work the cores must sha
 """
 
 import argparse
-import tempfile
 import threading
 import time
 from collections import defaultdict
-from pathlib import Path
 
-from sr_bench import StandIn, io_floor, make_inputs
+from sr_bench import run_pipeline_only
 
 from rrsgan_geo import output, pipeline, sources
-from rrsgan_geo.pipeline import Generator, SROptions, plan_sr, super_resolve
 
 # (owner, attribute, label, thread): the parts timed. Reader parts run on the reader
 # pool; the others on the main thread (the writer compresses on its own thread, inside
@@ -60,22 +57,13 @@ class PartTimer:
         setattr(owner, name, timed)
 
 
-def profile(args: argparse.Namespace, timer: PartTimer) -> list[tuple[float, float]]:
-    """(pipeline s, floor s) per repeat; `timer.seconds` holds the last repeat's parts."""
-    generator = Generator(StandIn(), "stand-in", "0" * 64, args.margin)
-    options = SROptions(tile=args.tile, device="cpu", co_register=args.co_register)
+def profile(args: argparse.Namespace, timer: PartTimer) -> list[dict]:
+    """`sr_bench.run_pipeline_only`'s results, one run per repeat; `timer.seconds` holds
+    the last run's parts."""
     runs = []
-    with tempfile.TemporaryDirectory() as folder:
-        folder = Path(folder)
-        scene, ref = make_inputs(folder, args.width, args.height, args.ref_crs)
-        for repeat in range(args.repeats):
-            timer.seconds.clear()
-            started = time.perf_counter()
-            plan = plan_sr(scene, ref, folder / f"out{repeat}.tif", options, args.margin)
-            super_resolve(plan, generator, options)
-            took = time.perf_counter() - started
-            floor = io_floor(scene, ref, folder / f"floor{repeat}.tif", plan.sr_grid)
-            runs.append((took, floor))
+    for _ in range(args.repeats):
+        timer.seconds.clear()
+        runs.append(run_pipeline_only(argparse.Namespace(**{**vars(args), "repeats": 1})))
     return runs
 
 
@@ -84,17 +72,20 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=512, help="LR width")
     parser.add_argument("--height", type=int, default=512, help="LR height")
     parser.add_argument("--tile", type=int, help="LR tile side (default: the CPU's)")
+    parser.add_argument("--batch", type=int, help="tiles per model call (default: the CPU's)")
     parser.add_argument("--margin", type=int, default=16, help="the shipped weights' margin")
     parser.add_argument("--ref-crs", default="EPSG:3857", help="CRS of the reference")
     parser.add_argument("--repeats", type=int, default=2, help="runs; parts of the last")
     parser.add_argument("--no-co-register", dest="co_register", action="store_false")
     args = parser.parse_args()
+    args.device = "cpu"
     timer = PartTimer()
     for owner, name, label, _ in PARTS:
         timer.wrap(owner, name, label)
     runs = profile(args, timer)
-    for took, floor in runs:
-        print(f"pipeline {took:.3f} s, I/O floor {floor:.3f} s, ratio {took / floor:.2f}")
+    for run in runs:
+        pipeline_s, floor_s = run["pipeline_s"], run["floor_s"]
+        print(f"pipeline {pipeline_s:.3f} s, I/O floor {floor_s:.3f} s, ratio {run['ratio']:.2f}")
     print("| part | thread | s (last run) |")
     print("|---|---|---|")
     for _, _, label, thread in PARTS:
