@@ -184,10 +184,11 @@ def count_macs_per_lr_pixel(model: RRSNet) -> float:
     # Both layer kinds carry an (out, in, k, k) weight and cost out_pixels * in * k * k.
     layers = (torch.nn.Conv2d, SeparateOffsetDeformConv)
     hooks = [m.register_forward_hook(count) for m in model.modules() if isinstance(m, layers)]
-    grid = torch.zeros(1, 3, 4 * size, 4 * size)
+    device = next(model.parameters()).device
+    grid = torch.zeros(1, 3, 4 * size, 4 * size, device=device)
     try:
         with torch.inference_mode():
-            model(torch.zeros(1, 3, size, size), grid, grid, grid)
+            model(torch.zeros(1, 3, size, size, device=device), grid, grid, grid)
     finally:
         for hook in hooks:
             hook.remove()
