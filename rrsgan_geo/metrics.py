@@ -10,7 +10,6 @@ channel of MATLAB's rgb2ycbcr (BT.601, Y in [16, 235]); `y_channel=True` gives t
 import math
 
 import torch
-from torch.nn import functional as F
 
 _Y_WEIGHTS = torch.tensor([65.481, 128.553, 24.966], dtype=torch.float64)
 
@@ -43,11 +42,25 @@ def psnr(sr: torch.Tensor, hr: torch.Tensor, crop_border: int = 4, y_channel: bo
     return math.inf if mse == 0 else 20 * math.log10(255.0 / math.sqrt(mse))
 
 
-def _gaussian_window(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
+def _gaussian_taps(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
+    """The 1-D Gaussian whose outer product is the authors' 11 x 11 SSIM window."""
     coords = torch.arange(size, dtype=torch.float64) - size // 2
-    kernel = torch.exp(-(coords**2) / (2 * sigma**2))
-    kernel /= kernel.sum()
-    return (kernel[:, None] * kernel[None, :])[None, None]
+    taps = torch.exp(-(coords**2) / (2 * sigma**2))
+    return taps / taps.sum()
+
+
+def _gaussian_filter(planes: torch.Tensor) -> torch.Tensor:
+    """... x H x W -> the 'valid' Gaussian-weighted means, as two 1-D passes: the
+    window is separable, so 22 taps per pixel do what the 11 x 11 window's 121 do (the
+    same values to float64 rounding). Each pass is a product with the taps over
+    sliding windows, which torch runs in float64 far faster than conv2d: SSIM of a
+    480 x 480 RGB image fell from 2.1 to 0.2 s on a 2-core CPU (Y: 0.7 to 0.04 s)."""
+    taps = _gaussian_taps().to(planes.device)
+    size = len(taps)
+    rows = planes.unfold(-1, size, 1) @ taps
+    # The column pass on the transpose, made contiguous: 5x faster than strided windows.
+    columns = rows.transpose(-1, -2).contiguous().unfold(-1, size, 1) @ taps
+    return columns.transpose(-1, -2)
 
 
 def ssim(sr: torch.Tensor, hr: torch.Tensor, crop_border: int = 4, y_channel: bool = True) -> float:
@@ -55,12 +68,12 @@ def ssim(sr: torch.Tensor, hr: torch.Tensor, crop_border: int = 4, y_channel: bo
     on RGB (the authors' `calculate_ssim`), or on Y."""
     a = _crop(_planes(sr, y_channel)[:, None], crop_border)
     b = _crop(_planes(hr, y_channel)[:, None], crop_border)
-    window = _gaussian_window().to(a.device)
     c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
-    mu_a, mu_b = F.conv2d(a, window), F.conv2d(b, window)
-    var_a = F.conv2d(a * a, window) - mu_a**2
-    var_b = F.conv2d(b * b, window) - mu_b**2
-    cov = F.conv2d(a * b, window) - mu_a * mu_b
+    # The five local means in one filtering pass over the stacked planes.
+    mu_a, mu_b, mean_aa, mean_bb, mean_ab = _gaussian_filter(
+        torch.cat((a, b, a * a, b * b, a * b))
+    ).chunk(5)
+    var_a, var_b, cov = mean_aa - mu_a**2, mean_bb - mu_b**2, mean_ab - mu_a * mu_b
     ssim_map = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / (
         (mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2)
     )

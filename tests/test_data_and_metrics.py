@@ -76,6 +76,45 @@ def test_psnr_on_a_hand_built_case():
     assert ssim(hr, hr) == pytest.approx(1.0)
 
 
+def _authors_ssim(a: np.ndarray, b: np.ndarray) -> float:
+    """The authors' `calculate_ssim` for H x W x 3 uint8 images, written out with an
+    explicit 11 x 11 Gaussian window (their cv2.filter2D over the valid region), per
+    channel, averaged."""
+    coords = np.arange(11) - 5
+    kernel = np.exp(-(coords**2) / (2 * 1.5**2))
+    window = np.outer(kernel, kernel) / kernel.sum() ** 2
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+
+    def local_mean(image):
+        patches = np.lib.stride_tricks.sliding_window_view(image, (11, 11))
+        return np.einsum("ijkl,kl->ij", patches, window)
+
+    scores = []
+    for channel in range(3):
+        x, y = a[..., channel].astype(np.float64), b[..., channel].astype(np.float64)
+        mu_x, mu_y = local_mean(x), local_mean(y)
+        var_x = local_mean(x * x) - mu_x**2
+        var_y = local_mean(y * y) - mu_y**2
+        cov = local_mean(x * y) - mu_x * mu_y
+        ssim_map = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / (
+            (mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2)
+        )
+        scores.append(ssim_map.mean())
+    return float(np.mean(scores))
+
+
+def test_rgb_ssim_equals_the_authors_formula():
+    """Our separable, batched SSIM against the authors' 2-D window on noisy images
+    (4-pixel border cropped first, as their val.py does)."""
+    rng = np.random.default_rng(3)
+    hr = rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)
+    sr = np.clip(hr.astype(int) + rng.integers(-80, 81, hr.shape), 0, 255).astype(np.uint8)
+    to_tensor = lambda image: torch.from_numpy(image).permute(2, 0, 1).double() / 255  # noqa: E731
+    expected = _authors_ssim(sr[4:-4, 4:-4], hr[4:-4, 4:-4])
+    assert 0.3 < expected < 0.95
+    assert ssim(to_tensor(sr), to_tensor(hr), y_channel=False) == pytest.approx(expected, abs=1e-12)
+
+
 def _independent_psnr_y(a: np.ndarray, b: np.ndarray, border: int) -> float:
     """Straight from the formulas, in numpy (H x W x 3, uint8)."""
 
