@@ -1,11 +1,16 @@
-"""`rrsgan-geo batch`: super-resolve many scenes, locally or on a Dask cluster."""
+"""`rrsgan-geo batch`: super-resolve many scenes, locally or on a Dask cluster.
+
+The library (torch, GDAL) is imported inside the functions, so that `batch --help`
+and shell completion answer at once."""
+
+from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from tqdm import tqdm
 
-from rrsgan_geo.batch import SceneResult, plan_jobs, run_dask, run_local, split_references
 from rrsgan_geo.cli.options import (
     device_option,
     processing_options,
@@ -15,10 +20,10 @@ from rrsgan_geo.cli.options import (
     tiling_options,
     weights_option,
 )
-from rrsgan_geo.devices import resolve_device
 from rrsgan_geo.locations import display_name
-from rrsgan_geo.references import ReferenceIndex
-from rrsgan_geo.weight_files import shipped_weights_path
+
+if TYPE_CHECKING:
+    from rrsgan_geo.batch import SceneResult
 
 
 @click.command()
@@ -82,6 +87,11 @@ def batch(
       rrsgan-geo batch 'scenes/*.tif' --ref google/ -o out/
       rrsgan-geo batch scenes/ --ref refs.vrt -o out/ --scheduler dask --dask-address tcp://10.0.0.5:8786
     """
+    from rrsgan_geo.batch import plan_jobs, run_dask, run_local, split_references
+    from rrsgan_geo.devices import resolve_device
+    from rrsgan_geo.references import ReferenceIndex
+    from rrsgan_geo.weight_files import shipped_weights_path
+
     if not out_dir.is_dir() and not out_dir.parent.is_dir():
         raise click.ClickException(f"output folder's parent does not exist: {out_dir.parent}")
     weights = weights or shipped_weights_path(resolve_device(fields["device"]).type)

@@ -1,11 +1,12 @@
-"""`rrsgan-geo build-dataset`: RRSSRD-style training pairs from georeferenced imagery."""
+"""`rrsgan-geo build-dataset`: RRSSRD-style training pairs from georeferenced imagery.
+
+The library (torch, GDAL) is imported inside the command, so that its `--help` and
+shell completion answer at once."""
 
 from pathlib import Path
 
 import click
 from tqdm import tqdm
-
-from rrsgan_geo.dataset_builder import BuildOptions, build_dataset, index_images
 
 
 @click.command(name="build-dataset")
@@ -72,6 +73,8 @@ def build_dataset_command(
       rrsgan-geo build-dataset aerial_2019/ --ref google_2021.tif -o pairs/
       rrsgan-geo build-dataset ../RRSSRD/val_1st --from-images -o rrssrd_index/
     """
+    from rrsgan_geo.dataset_builder import BuildOptions, build_dataset, index_images
+
     options = BuildOptions(overwrite=overwrite, **fields)
     if from_images:
         if len(hr_sources) != 1:

@@ -1,4 +1,7 @@
-"""`rrsgan-geo evaluate`: PSNR/SSIM of a generator against bicubic."""
+"""`rrsgan-geo evaluate`: PSNR/SSIM of a generator against bicubic.
+
+The library (torch) is imported inside the command, so that its `--help` and shell
+completion answer at once."""
 
 import json
 from pathlib import Path
@@ -7,12 +10,7 @@ import click
 from tqdm import tqdm
 
 from rrsgan_geo.cli.options import device_option, weights_option
-from rrsgan_geo.data import RefSRDataset, find_samples, spatial_split
-from rrsgan_geo.devices import resolve_device
 from rrsgan_geo.errors import InputError
-from rrsgan_geo.evaluation import METHODS, evaluate, summarise
-from rrsgan_geo.training import load_config
-from rrsgan_geo.weight_files import load_generator, shipped_weights_path
 
 
 @click.command(name="evaluate")
@@ -55,6 +53,12 @@ def evaluate_command(data_dirs, weights, held_out, limit, co_register, device, j
       rrsgan-geo evaluate rrssrd/val_1st rrssrd/val_2nd \\
           --held-out examples/train/rrsnet_compact_coreg_cpu_5.yaml --json eval.json
     """
+    from rrsgan_geo.data import RefSRDataset, find_samples, spatial_split
+    from rrsgan_geo.devices import resolve_device
+    from rrsgan_geo.evaluation import METHODS, evaluate, summarise
+    from rrsgan_geo.training import load_config
+    from rrsgan_geo.weight_files import load_generator, shipped_weights_path
+
     samples = [s for folder in data_dirs for s in find_samples(folder)]
     if held_out is not None:
         config = load_config(held_out)

@@ -1,7 +1,8 @@
 """Entry point of `rrsgan-geo`: a thin Click layer over the library.
 
-Commands are imported only when run: `--help`, `--version` and shell completion never
-load torch or GDAL (seconds), and `train`/`evaluate` load nothing geospatial.
+Commands are imported only when named, and each imports the library (torch, GDAL:
+seconds) inside its functions: `--help`, `--version`, `COMMAND --help` and shell
+completion load neither, and `train`/`evaluate` load nothing geospatial.
 """
 
 import importlib

@@ -1,12 +1,17 @@
-"""`rrsgan-geo sr`: super-resolve one scene with a co-located reference."""
+"""`rrsgan-geo sr`: super-resolve one scene with a co-located reference.
+
+The library (torch, GDAL) is imported inside the functions, so that `sr --help` and
+shell completion answer at once."""
+
+from __future__ import annotations
 
 import dataclasses
 import json
 import signal
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-import torch
 from tqdm import tqdm
 
 from rrsgan_geo.cli.options import (
@@ -18,17 +23,11 @@ from rrsgan_geo.cli.options import (
     tiling_options,
     weights_option,
 )
-from rrsgan_geo.devices import resolve_device
-from rrsgan_geo.errors import WeightsNotFoundError
-from rrsgan_geo.inference import count_macs_per_lr_pixel, measure_gmac_per_second
-from rrsgan_geo.model import SCALE, RRSNet
-from rrsgan_geo.pipeline import (
-    Generator,
-    SRPlan,
-    plan_sr,
-    super_resolve,
-)
-from rrsgan_geo.weight_files import DEFAULT_MARGIN_LR, load_generator, shipped_weights_path
+
+if TYPE_CHECKING:
+    import torch
+
+    from rrsgan_geo.pipeline import Generator, SRPlan
 
 
 def _raise_keyboard_interrupt(_signum: int, _frame: object) -> None:
@@ -38,6 +37,10 @@ def _raise_keyboard_interrupt(_signum: int, _frame: object) -> None:
 def _load(weights: Path | None, dry_run: bool, device: torch.device) -> Generator | None:
     """The generator to run (by default the shipped weights for the device: full-size
     on CUDA, compact on the CPU); for a dry run without installed weights, None."""
+    from rrsgan_geo.errors import WeightsNotFoundError
+    from rrsgan_geo.pipeline import Generator
+    from rrsgan_geo.weight_files import load_generator, shipped_weights_path
+
     try:
         path = weights or shipped_weights_path(device.type)
     except WeightsNotFoundError:
@@ -52,6 +55,9 @@ def _estimate(plan: SRPlan, generator: Generator | None, device: torch.device) -
     """Model time for the plan, from a short timed forward on the device (dry run only).
     Without weights, for the authors' default architecture (random weights: speed does
     not depend on them)."""
+    from rrsgan_geo.inference import count_macs_per_lr_pixel, measure_gmac_per_second
+    from rrsgan_geo.model import RRSNet
+
     model = generator.model if generator else RRSNet()
     tile_pixels = plan.layout.count * plan.layout.lr_tile_size**2
     gmac = count_macs_per_lr_pixel(model) * tile_pixels / 1e9
@@ -63,6 +69,8 @@ def _estimate(plan: SRPlan, generator: Generator | None, device: torch.device) -
 
 
 def _describe_plan(plan: SRPlan, generator: Generator | None) -> list[str]:
+    from rrsgan_geo.model import SCALE
+
     layout, lr, sr = plan.layout, plan.lr_grid, plan.sr_grid
     weights = (
         f"{generator.name} (sha256 {generator.sha256[:12]}…)"
@@ -174,6 +182,12 @@ def sr(
       rrsgan-geo sr s2.tif --ref aerial.vrt --bands 4,3,2 --scale p2,p98 -o s2_x4.tif --cog
       rrsgan-geo sr scene.tif --ref google.tif -o out.tif --dry-run
     """
+    import torch
+
+    from rrsgan_geo.devices import resolve_device
+    from rrsgan_geo.pipeline import plan_sr, super_resolve
+    from rrsgan_geo.weight_files import DEFAULT_MARGIN_LR
+
     if threads is not None:
         torch.set_num_threads(threads)
     device = resolve_device(fields["device"])

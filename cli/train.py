@@ -1,13 +1,20 @@
-"""`rrsgan-geo train`: train the generator from a YAML config."""
+"""`rrsgan-geo train`: train the generator from a YAML config.
+
+The library (torch) is imported inside the functions, so that `train --help` and
+shell completion answer at once."""
+
+from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from tqdm import tqdm
 
 from rrsgan_geo.cli.options import device_option
-from rrsgan_geo.distributed import distributed_process_group
-from rrsgan_geo.training import StepLog, Trainer, load_config
+
+if TYPE_CHECKING:
+    from rrsgan_geo.training import StepLog
 
 
 @click.command()
@@ -46,12 +53,17 @@ def train(config: Path, resume: bool, device: str, max_minutes: float | None) ->
       rrsgan-geo train full.yaml --device cuda --max-minutes 9
       torchrun --nproc-per-node 8 -m rrsgan_geo.cli.main train full.yaml --device cuda
     """
+    from rrsgan_geo.distributed import distributed_process_group
+    from rrsgan_geo.training import load_config
+
     settings = load_config(config)
     with distributed_process_group(device) as process_device:
         _train(settings, process_device, resume, max_minutes)
 
 
 def _train(settings, device, resume: bool, max_minutes: float | None) -> None:
+    from rrsgan_geo.training import Trainer
+
     trainer = Trainer(settings, device, resume=resume)
     quiet = trainer.rank != 0
     click.echo(

@@ -1,11 +1,18 @@
-"""`rrsgan-geo weights`: inspect and convert generator weight files."""
+"""`rrsgan-geo weights`: inspect and convert generator weight files.
+
+The library (torch) is imported inside the commands, so that their `--help` and
+shell completion answer at once."""
+
+from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from rrsgan_geo.weight_files import WeightFile, convert_weights, read_weight_file
+if TYPE_CHECKING:
+    from rrsgan_geo.weight_files import WeightFile
 
 
 @click.group()
@@ -45,6 +52,8 @@ def info(file: Path, as_json: bool) -> None:
     Example:
       rrsgan-geo weights info weights/rrsgan_l1_compact.safetensors
     """
+    from rrsgan_geo.weight_files import read_weight_file
+
     description = _describe(read_weight_file(file))
     if as_json:
         click.echo(json.dumps(description, indent=2))
@@ -95,6 +104,8 @@ def convert(
           --training-data "RRSSRD train" --margin 16
       rrsgan-geo weights convert full.safetensors full_fp16.safetensors --half
     """
+    from rrsgan_geo.weight_files import convert_weights
+
     if target.suffix != ".safetensors":
         raise click.BadParameter("must end in .safetensors", param_hint="TARGET")
     if target.exists() and not overwrite:

@@ -186,7 +186,7 @@ def _no_shipped_weights(_device_type: str = "cpu"):
 
 
 def test_without_weights_a_run_refuses_and_a_dry_run_still_plans(files, tmp_path, monkeypatch):
-    monkeypatch.setattr("rrsgan_geo.cli.sr.shipped_weights_path", _no_shipped_weights)
+    monkeypatch.setattr("rrsgan_geo.weight_files.shipped_weights_path", _no_shipped_weights)
     base = ["sr", str(files["scene"]), "--ref", str(files["ref"]), "-o", str(tmp_path / "o.tif")]
     refused = CliRunner().invoke(main, base)
     assert refused.exit_code == 1 and "no trained weights are installed" in refused.output
