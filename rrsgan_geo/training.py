@@ -266,8 +266,8 @@ class Trainer:
     def train_step(self) -> dict[str, float]:
         """One optimiser step. The next step's batch is built on the CPU once this
         step's work is queued and before its losses are read, so that on a GPU the
-        batch is made while the device computes (built at the start of the step, it
-        left the H100 idle for 40 % of each step)."""
+        batch is made while the device computes (built on the H100 at the start of the
+        step, it took 40 % of each step)."""
         config = self.config
         batch = self._batch(self.step)
         hr = batch["HR"]
