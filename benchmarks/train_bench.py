@@ -71,7 +71,9 @@ def _time_old_data_recipe(data: RefSRDataset, batch_size: int, repeats: int) -> 
     return (time.perf_counter() - started) / repeats
 
 
-def _time_batches(build: Callable[[int], dict[str, torch.Tensor]], device, repeats: int) -> float:
+def _time_batches(
+    build: Callable[[int], dict[str, torch.Tensor]], device: torch.device, repeats: int
+) -> float:
     """Seconds per batch of `build`, after one untimed batch (the data set pads and
     co-registers its images on first use)."""
     build(repeats)
