@@ -25,3 +25,11 @@ def resolve_device(spec: str) -> torch.device:
     elif device.type != "cpu":
         raise ConfigError(f"--device {spec!r}: use auto, cpu, cuda or cuda:N")
     return device
+
+
+def to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A host tensor on `device`; through pinned memory on CUDA, so the copy is
+    asynchronous and the host goes on while it runs."""
+    if device.type == "cuda":
+        tensor = tensor.pin_memory()
+    return tensor.to(device, non_blocking=True)

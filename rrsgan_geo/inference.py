@@ -7,6 +7,7 @@ import numpy as np
 import torch
 
 from rrsgan_geo.degradation import down_up_4x, upsample_4x
+from rrsgan_geo.devices import to_device
 from rrsgan_geo.errors import ConfigError
 from rrsgan_geo.model import SCALE, RRSNet
 from rrsgan_geo.model.deform import SeparateOffsetDeformConv
@@ -52,11 +53,8 @@ def _tiles(images: torch.Tensor, strip: Strip, kept: list[int], scale: int) -> t
 
 
 def _on_device(array: np.ndarray, device: torch.device) -> torch.Tensor:
-    """A host array on `device`; through pinned memory on CUDA, so the copy is async."""
-    tensor = torch.from_numpy(array)
-    if device.type == "cuda":
-        tensor = tensor.pin_memory()
-    return tensor.to(device, non_blocking=True)
+    """A host array on `device` (`devices.to_device`: an asynchronous copy on CUDA)."""
+    return to_device(torch.from_numpy(array), device)
 
 
 @dataclass

@@ -27,6 +27,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from rrsgan_geo.adversarial import AdversarialStage, LossWeights
 from rrsgan_geo.data import ReferenceConfig, RefSRDataset, find_samples, spatial_split
+from rrsgan_geo.devices import to_device
 from rrsgan_geo.errors import ConfigError
 from rrsgan_geo.evaluation import evaluate, summarise
 from rrsgan_geo.model import GeneratorConfig, RRSNet
@@ -247,9 +248,7 @@ class Trainer:
             rank=self.rank,
             world_size=self.world_size,
         )
-        if self.device.type != "cuda":
-            return batch
-        return {k: v.pin_memory().to(self.device, non_blocking=True) for k, v in batch.items()}
+        return {key: to_device(images, self.device) for key, images in batch.items()}
 
     def _batch(self, step: int) -> dict[str, torch.Tensor]:
         """The batch of `step`: the one built ahead during the previous step, if any."""
