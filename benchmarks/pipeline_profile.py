@@ -18,6 +18,7 @@ from collections import defaultdict
 from sr_bench import run_pipeline_only
 
 from rrsgan_geo import output, pipeline, sources
+from rrsgan_geo.host_memory import keep_freed_memory
 
 # (owner, attribute, label, thread): the parts timed. Reader parts run on the reader
 # pool; the others on the main thread (the writer compresses on its own thread, inside
@@ -78,6 +79,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2, help="runs; parts of the last")
     parser.add_argument("--no-co-register", dest="co_register", action="store_false")
     args = parser.parse_args()
+    keep_freed_memory()  # as the rrsgan-geo command does
     args.device = "cpu"
     timer = PartTimer()
     for owner, name, label, _ in PARTS:

@@ -20,6 +20,7 @@ import rasterio
 from sr_bench import make_inputs
 
 from rrsgan_geo.devices import resolve_device
+from rrsgan_geo.host_memory import keep_freed_memory
 from rrsgan_geo.pipeline import Generator, SROptions, plan_sr, super_resolve
 from rrsgan_geo.weight_files import load_generator, shipped_weights_path
 
@@ -41,6 +42,7 @@ def main() -> None:
     parser.add_argument("--tile", type=int, help="LR tile side (default: the device's)")
     parser.add_argument("--batch", type=int, help="tiles per model call (default: the device's)")
     args = parser.parse_args()
+    keep_freed_memory()  # as the rrsgan-geo command does
     device = resolve_device(args.device)
     model, weight_file = load_generator(args.weights or shipped_weights_path(device.type))
     generator = Generator(

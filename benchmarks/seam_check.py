@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import rasterio
 
+from rrsgan_geo.host_memory import keep_freed_memory
 from rrsgan_geo.pipeline import Generator, SROptions, plan_sr, super_resolve
 from rrsgan_geo.weight_files import load_generator
 
@@ -36,6 +37,7 @@ def main() -> None:
     parser.add_argument("--tile", type=int, default=32)
     parser.add_argument("--margins", default="8,16,24,32")
     args = parser.parse_args()
+    keep_freed_memory()  # as the rrsgan-geo command does
     model, weight_file = load_generator(args.weights)
     generator = Generator(model, weight_file.path.name, weight_file.sha256, 0)
     with rasterio.open(args.scene) as dataset:

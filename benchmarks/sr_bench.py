@@ -41,6 +41,7 @@ from rasterio.warp import calculate_default_transform, reproject
 
 from rrsgan_geo.devices import resolve_device
 from rrsgan_geo.grids import RasterGrid
+from rrsgan_geo.host_memory import keep_freed_memory
 from rrsgan_geo.inference import TileModel, count_macs_per_lr_pixel
 from rrsgan_geo.model import GeneratorConfig, RRSNet
 from rrsgan_geo.pipeline import Generator, SROptions, default_batch, plan_sr, super_resolve
@@ -286,7 +287,15 @@ def main() -> None:
         action="store_false",
         help="skip measuring the reference's offset before the run (sr --no-co-register)",
     )
+    parser.add_argument(
+        "--return-freed-memory",
+        action="store_true",
+        help="leave glibc's default, which gives freed memory back to the kernel at once "
+        "(rrsgan-geo keeps it for reuse: host_memory.py); to measure what that changes",
+    )
     args = parser.parse_args()
+    if not args.return_freed_memory:
+        keep_freed_memory()  # as the rrsgan-geo command does
     if args.pipeline_only:
         args.height = args.height or int(args.heights.split(",")[-1])
         print_pipeline_only(run_pipeline_only(args))

@@ -27,6 +27,7 @@ from torchvision.ops import deform_conv2d
 
 from rrsgan_geo.data import RefSRDataset
 from rrsgan_geo.devices import resolve_device
+from rrsgan_geo.host_memory import keep_freed_memory
 from rrsgan_geo.model import deform
 from rrsgan_geo.training import Trainer, load_config
 
@@ -92,6 +93,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10, help="timed steps per row")
     parser.add_argument("--warmup", type=int, default=2)
     args = parser.parse_args()
+    keep_freed_memory()  # as the rrsgan-geo command does
     device = resolve_device(args.device)
     with tempfile.TemporaryDirectory() as folder:
         config = dataclasses.replace(

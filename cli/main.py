@@ -11,6 +11,7 @@ import click
 
 from rrsgan_geo import __version__
 from rrsgan_geo.errors import RRSGANGeoError
+from rrsgan_geo.host_memory import keep_freed_memory
 
 # name -> (module, attribute, the one-line summary `rrsgan-geo --help` lists)
 COMMANDS = {
@@ -64,6 +65,9 @@ def main() -> None:
     returns a georeferenced image at 4x the resolution that borrows real texture
     from the reference. Run `rrsgan-geo COMMAND --help` for each command.
     """
+    # Before any command allocates: the model runs about twice as fast on the CPU when
+    # freed memory is reused rather than faulted in afresh (see `host_memory`).
+    keep_freed_memory()
 
 
 if __name__ == "__main__":

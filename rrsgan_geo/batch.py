@@ -17,6 +17,7 @@ import rasterio
 import torch
 
 from rrsgan_geo.errors import InputError, RRSGANGeoError
+from rrsgan_geo.host_memory import keep_freed_memory
 from rrsgan_geo.locations import display_name
 from rrsgan_geo.pipeline import Generator, SROptions, plan_sr, super_resolve
 from rrsgan_geo.rasters import georeferenced_grid, open_raster
@@ -128,7 +129,9 @@ def run_local(
 def _dask_task(
     job: SceneJob, weights: Path, options: SROptions, threads: int | None
 ) -> SceneResult:
-    """On a worker: with several GPUs, worker i takes GPU i modulo the count."""
+    """On a worker: with several GPUs, worker i takes GPU i modulo the count. The
+    worker's process keeps freed memory for reuse, as the command's does."""
+    keep_freed_memory()
     if options.device == "auto" and torch.cuda.is_available():
         from distributed import get_worker
 
