@@ -54,14 +54,27 @@ class ReferenceOffset:
     """Median peak-to-sidelobe ratio of the agreeing windows (0 when none agree)."""
 
     def describe(self, pixel_size: tuple[float, float]) -> str:
+        """One line for people: 'moved 5 px west and 7 px north (0.50 and 17.50 CRS
+        units; ...)', 'already in place (...)' or 'no reliable match (...)'."""
         if not self.agreeing:
             return f"{self.reference}: no reliable match on {self.windows} window(s), not moved"
-        east, south = self.cols * pixel_size[0], self.rows * pixel_size[1]
-        return (
-            f"{self.reference}: moved {self.cols:+d} px east, {self.rows:+d} px south "
-            f"({east:+.2f}, {south:+.2f} CRS units; {self.agreeing} of {self.windows} windows "
-            f"agree, peak strength {self.strength:.0f})"
+        evidence = (
+            f"{self.agreeing} of {self.windows} windows agree, peak strength {self.strength:.0f}"
         )
+        # (pixels, direction, CRS units) per axis that moved; rows grow southwards.
+        moves = [
+            (abs(count), direction, abs(count) * size)
+            for count, direction, size in (
+                (self.cols, "east" if self.cols > 0 else "west", pixel_size[0]),
+                (self.rows, "south" if self.rows > 0 else "north", pixel_size[1]),
+            )
+            if count
+        ]
+        if not moves:
+            return f"{self.reference}: already in place (0 px; {evidence})"
+        pixels = " and ".join(f"{count} px {direction}" for count, direction, _ in moves)
+        units = " and ".join(f"{distance:.2f}" for _, _, distance in moves)
+        return f"{self.reference}: moved {pixels} ({units} CRS units; {evidence})"
 
 
 def _candidate_tiles(layout: TileLayout) -> list[Tile]:
