@@ -66,7 +66,21 @@ class ValueRange(click.ParamType):
 
 
 def scale_options(command: Callable) -> Callable:
-    """--scale and --ref-scale for non-uint8 scenes and references."""
+    """--scale and --ref-scale for non-uint8 scenes and references; --nodata and
+    --ref-nodata for fill values the files do not tag."""
+    command = click.option(
+        "--ref-nodata",
+        type=float,
+        help="Reference value that marks missing pixels, where the files tag none (e.g. "
+        "the black border of a mosaic): there LR_UX4 stands in for the reference.",
+    )(command)
+    command = click.option(
+        "--nodata",
+        type=float,
+        help="Scene value that marks missing pixels, where the file tags none (e.g. 0 "
+        "around a Landsat scene): left out of --scale percentiles and nodata in the "
+        "output. Replaces a value the file tags.",
+    )(command)
     command = click.option(
         "--ref-scale",
         type=ValueRange(),

@@ -23,11 +23,17 @@ from rrsgan_geo.cli.options import (
     tiling_options,
     weights_option,
 )
+from rrsgan_geo.locations import undeclared
 
 if TYPE_CHECKING:
     import torch
 
     from rrsgan_geo.pipeline import Generator, SRPlan
+
+
+UNTAGGED_ZEROS_NOTE = 0.01
+"""Share of all-zero pixels in a scene that tags no nodata from which the run suggests
+--nodata 0 (real imagery is rarely 0 in every band; fill often is)."""
 
 
 def _raise_keyboard_interrupt(_signum: int, _frame: object) -> None:
@@ -77,18 +83,29 @@ def _describe_plan(plan: SRPlan, generator: Generator | None) -> list[str]:
         if generator
         else ("none installed: a real run needs --weights FILE")
     )
+    nodata = "" if plan.nodata is None else f", nodata {plan.nodata:g}"
     return [
-        f"scene       {plan.scene_path}: {lr.width} x {lr.height} px, {lr.crs}, "
-        f"bands {','.join(map(str, plan.scene_bands))}, {plan.dtype}",
+        f"scene       {undeclared(plan.scene_path)}: {lr.width} x {lr.height} px, {lr.crs}, "
+        f"bands {','.join(map(str, plan.scene_bands))}, {plan.dtype}{nodata}",
         f"output      {plan.output_path}: {sr.width} x {sr.height} px, pixel "
         f"{abs(sr.transform.a):g} x {abs(sr.transform.e):g} (1/{SCALE} of the scene's)",
-        f"reference   {', '.join(map(str, plan.ref_paths)) or 'none'}: covers "
+        f"reference   {', '.join(map(undeclared, plan.ref_paths)) or 'none'}: covers "
         f"{plan.footprint_coverage:.1%} of the scene",
         f"tiles       {layout.count} ({layout.cols} x {layout.rows}) of {layout.tile} LR px "
         f"+ {layout.margin} margin",
         f"memory      ~{plan.accumulator_bytes / 2**20:.0f} MiB of accumulators "
         "(grows with width, not height) plus the model",
         f"weights     {weights}",
+    ]
+
+
+def _notes(plan: SRPlan) -> list[str]:
+    """What the user may want to change before trusting the output."""
+    if plan.untagged_zeros < UNTAGGED_ZEROS_NOTE:
+        return []
+    return [
+        f"note        {plan.untagged_zeros:.0%} of the scene's pixels are 0 in every band "
+        "and it tags no nodata value: if they are fill, pass --nodata 0"
     ]
 
 
@@ -180,6 +197,7 @@ def sr(
       rrsgan-geo sr scene.tif --ref search.json --ref-prefer newest -o scene_x4.tif
       rrsgan-geo sr scene.tif --ref google.tif -o out.tif --relevance-map rel.tif
       rrsgan-geo sr s2.tif --ref aerial.vrt --bands 4,3,2 --scale p2,p98 -o s2_x4.tif --cog
+      rrsgan-geo sr landsat.tif --ref aerial.tif --scale p2,p98 --nodata 0 -o x4.tif
       rrsgan-geo sr scene.tif --ref google.tif -o out.tif --dry-run
     """
     import torch
@@ -204,12 +222,14 @@ def sr(
     plan = plan_sr(scene, ref, output, options, margin)
     lines = _describe_plan(plan, generator)
     if dry_run:
-        click.echo("\n".join([*lines, _estimate(plan, generator, device)]))
+        click.echo("\n".join([*lines, *_notes(plan), _estimate(plan, generator, device)]))
         return
     if not quiet:
         click.echo(lines[2], err=True)
         default = "" if weights else f" (default for {device.type})"
         click.echo(f"weights     {generator.name}{default}", err=True)
+        for note in _notes(plan):
+            click.echo(note, err=True)
     previous = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     try:
         with tqdm(

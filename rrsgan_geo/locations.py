@@ -15,6 +15,8 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 from xml.sax.saxutils import unescape
 
+from rrsgan_geo.errors import InputError
+
 WMTS_PREFIX = "WMTS:"
 _SERVER_URL = re.compile(r"<ServerUrl>(.*?)</ServerUrl>", re.S)
 # URL scheme -> the GDAL virtual file system that reads it.
@@ -55,10 +57,36 @@ def _wmts_service_url(text: str) -> str:
     return text
 
 
+# GDAL's vrt:// connection string with a nodata value and nothing else (`with_nodata`).
+_NODATA_DECLARED = re.compile(r"^vrt://(?P<inner>[^?]*)\?a_nodata=[^&?]*$")
+
+
+def with_nodata(location: str | Path, value: float) -> str:
+    """`location` read as if every band declared `value` as nodata: for rasters whose
+    fill (0 around a Landsat scene, black around a mosaic) is not tagged. Through GDAL's
+    own vrt:// connection string (`a_nodata`), so masks, percentiles, warping and the
+    output's nodata all see it as if the file said so."""
+    inner = gdal_path(location)
+    if "?" in inner or inner.startswith("<") or inner.upper().startswith(WMTS_PREFIX):
+        raise InputError(
+            f"cannot declare a nodata value for {display_name(location)} (a tile service or "
+            "a URL with a query string): declare it in a VRT instead, e.g. gdal_translate "
+            "-of VRT -a_nodata 0 IN OUT.vrt"
+        )
+    return f"vrt://{inner}?a_nodata={float(value)!r}"
+
+
+def undeclared(location: str | Path) -> str:
+    """The raster `with_nodata` wrapped (its GDAL name), or `location` itself."""
+    text = str(location)
+    match = _NODATA_DECLARED.match(text)
+    return match["inner"] if match else text
+
+
 def is_virtual(location: str | Path) -> bool:
     """Whether `location` is a URL, a GDAL /vsi path, a WMTS service or a GDAL WMS
     description (a tile service) rather than a local file name."""
-    text = str(location)
+    text = undeclared(location)
     return scheme(text) is not None or text.startswith(("/vsi", "<GDAL_WMS>")) or is_wmts(text)
 
 
@@ -78,7 +106,7 @@ def gdal_path(location: str | Path) -> str:
 def display_name(location: str | Path) -> str:
     """What outputs and messages record: a local file's name (never a local path), a
     URL without its query string (which may hold an access token)."""
-    text = str(location)
+    text = undeclared(location)
     text = _wmts_service_url(text)
     service = _SERVER_URL.search(text) if text.startswith("<GDAL_WMS>") else None
     if service is not None:  # a tile service: its URL template, as the user wrote it

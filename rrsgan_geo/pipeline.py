@@ -31,7 +31,14 @@ from rrsgan_geo.diagnostic_maps import DiagnosticMaps
 from rrsgan_geo.errors import CoverageError, InputError, OutputError
 from rrsgan_geo.grids import RasterGrid
 from rrsgan_geo.inference import TileModel, model_inputs
-from rrsgan_geo.locations import HttpOptions, display_name, gdal_path, is_virtual
+from rrsgan_geo.locations import (
+    HttpOptions,
+    display_name,
+    gdal_path,
+    is_virtual,
+    undeclared,
+    with_nodata,
+)
 from rrsgan_geo.model import SCALE, RRSNet
 from rrsgan_geo.output import (
     StreamingGeoTIFF,
@@ -103,6 +110,11 @@ class SROptions:
     ref_bands: tuple[int, ...] | None = None
     scale: str | None = None
     ref_scale: str | None = None
+    nodata: float | None = None
+    """The scene's fill value where the file does not tag one (`locations.with_nodata`):
+    left out of percentiles, nodata in the output. Replaces a value the file tags."""
+    ref_nodata: float | None = None
+    """The same for every reference: where it is missing, LR_UX4 stands in."""
     ref_resampling: str = "bilinear"
     allow_missing_ref: bool = False
     cog: bool = False
@@ -148,6 +160,9 @@ class SRPlan:
     descriptions: tuple[str | None, ...]
     scene_window: Window | None = None
     """The part of the scene processed (`--bounds`); None: all of it."""
+    untagged_zeros: float = 0.0
+    """Share of the scene's pixels that are 0 in every band when it tags no nodata: a
+    large one is usually fill that `SROptions.nodata` should declare."""
 
     @property
     def accumulator_bytes(self) -> int:
@@ -198,6 +213,9 @@ def _plan_sr(
     validate_creation_options(options.creation_options, options.cog)
     tile = options.tile or default_tile(resolve_device(options.device))
     layout = TileLayout(0, 0, tile, margin)  # validates tile and margin early
+    if options.nodata is not None:
+        open_raster(scene_path, "scene", options.http).close()  # names a missing file
+        scene_path = with_nodata(scene_path, options.nodata)
     with open_raster(scene_path, "scene", options.http) as scene:
         lr_grid = georeferenced_grid(scene, "scene")
         window = None
@@ -209,6 +227,7 @@ def _plan_sr(
         dtype, nodata = scene.dtypes[bands[0] - 1], scene.nodata
         descriptions = tuple(scene.descriptions[band - 1] for band in bands)
         _refuse_empty_scene(scene, bands)
+        untagged_zeros = _untagged_zeros(scene, bands)
     layout = TileLayout(lr_grid.width, lr_grid.height, layout.tile, layout.margin)
     if isinstance(references, str | Path):
         references = [references]
@@ -233,7 +252,7 @@ def _plan_sr(
         given = ", ".join(map(display_name, references))
         reason = f"{given} does not overlap" if given else "no reference given for"
         raise CoverageError(
-            f"{reason} the scene {scene_path}; pass --allow-missing-ref to run with "
+            f"{reason} the scene {undeclared(scene_path)}; pass --allow-missing-ref to run with "
             "LR_UX4 standing in for the reference"
         )
     return SRPlan(
@@ -251,6 +270,7 @@ def _plan_sr(
         nodata,
         descriptions,
         window,
+        untagged_zeros,
     )
 
 
@@ -282,11 +302,21 @@ def _refuse_empty_scene(scene: rasterio.io.DatasetReader, bands: tuple[int, ...]
         raise InputError(f"scene {scene.name} has no valid pixel in bands {bands}: nothing to do")
 
 
+def _untagged_zeros(scene: rasterio.io.DatasetReader, bands: tuple[int, ...]) -> float:
+    """Share of pixels that are 0 in every band, for a scene that declares no mask (read
+    decimated, as `_refuse_empty_scene`); 0.0 for one that does."""
+    if declares_mask(scene, bands):
+        return 0.0
+    shape = decimated_shape(scene, _EMPTY_CHECK_PIXELS)
+    values = scene.read(bands, out_shape=(len(bands), *shape))
+    return float((values == 0).all(axis=0).mean())
+
+
 def _refuse_overwriting_inputs(output_path: Path, inputs: list[str]) -> None:
     """--overwrite replaces an old output, never the data it is made from."""
     target = output_path.resolve()
     for path in inputs:
-        if not is_virtual(path) and Path(path).resolve() == target:
+        if not is_virtual(path) and Path(undeclared(path)).resolve() == target:
             raise OutputError(f"-o {output_path} is an input of this run ({path}): choose another")
 
 
@@ -325,6 +355,8 @@ def _plan_references(
     index = ReferenceIndex.build(items, options.http)
     specs = []
     for path, _ in index.covering(lr_grid, ranks):
+        if options.ref_nodata is not None:
+            path = with_nodata(path, options.ref_nodata)
         with open_raster(path, "reference", options.http) as ref:
             bands = select_bands(ref, options.ref_bands, "reference")
             scaling = choose_scaling(ref, bands, options.ref_scale, "reference")
@@ -602,6 +634,10 @@ def _output_profile(plan: SRPlan, creation_options: dict[str, str]) -> dict:
 def _provenance_tags(
     plan: SRPlan, generator: Generator, options: SROptions, device: str, batch_size: int
 ) -> dict[str, str]:
+    recorded: dict[str, object] = {"bands": plan.scene_bands, "batch_size": batch_size}
+    for name in ("nodata", "ref_nodata"):  # nodata values the user declared
+        if getattr(options, name) is not None:
+            recorded[name] = getattr(options, name)
     return {
         "RRSGAN_GEO_VERSION": __version__,
         "RRSGAN_MODEL": generator.name,
@@ -621,7 +657,7 @@ def _provenance_tags(
         or "none",
         "RRSGAN_DEVICE": device,
         "RRSGAN_PRECISION": options.precision,
-        "RRSGAN_OPTIONS": json.dumps({"bands": plan.scene_bands, "batch_size": batch_size}),
+        "RRSGAN_OPTIONS": json.dumps(recorded),
     }
 
 

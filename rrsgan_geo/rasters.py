@@ -15,7 +15,14 @@ from rasterio.windows import Window
 
 from rrsgan_geo.errors import InputError
 from rrsgan_geo.grids import RasterGrid
-from rrsgan_geo.locations import HttpOptions, display_name, gdal_path, http_failure, is_virtual
+from rrsgan_geo.locations import (
+    HttpOptions,
+    display_name,
+    gdal_path,
+    http_failure,
+    is_virtual,
+    undeclared,
+)
 
 MODEL_BANDS = 3
 # What a failed GDAL call raises through rasterio: its own errors, or GDAL's error
@@ -31,8 +38,8 @@ def open_raster(
     turning GDAL's errors into a one-line InputError. Existence is checked by opening:
     for a URL, a failure is explained by asking the server once (HTTP status, refused,
     timed out), as GDAL only says 'does not exist'."""
-    if not is_virtual(location) and not Path(location).exists():
-        raise InputError(f"{what} not found: {location}")
+    if not is_virtual(location) and not Path(undeclared(location)).exists():
+        raise InputError(f"{what} not found: {undeclared(location)}")
     try:
         with warnings.catch_warnings():
             # Missing georeference is reported by georeferenced_grid, in one line.
