@@ -51,6 +51,18 @@ from tqdm import tqdm
 @click.option("--scale", help="HR value range for non-uint8 data: MIN,MAX or pLOW,pHIGH.")
 @click.option("--ref-scale", help="Reference value range for non-uint8 data.")
 @click.option(
+    "--nodata",
+    type=float,
+    help="HR value that marks missing pixels, where the files tag none (e.g. 0 around a "
+    "scene): counted by --max-nodata and left out of --scale percentiles.",
+)
+@click.option(
+    "--ref-nodata",
+    type=float,
+    help="Reference value that marks missing pixels, where the files tag none (e.g. the "
+    "black border of a mosaic): counted by --min-ref-coverage.",
+)
+@click.option(
     "--from-images",
     "from_images",
     is_flag=True,

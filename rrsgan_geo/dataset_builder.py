@@ -30,6 +30,7 @@ from rrsgan_geo.grids import RasterGrid
 from rrsgan_geo.model import SCALE
 from rrsgan_geo.rasters import (
     band_validity,
+    declaring_nodata,
     georeferenced_grid,
     open_raster,
     select_bands,
@@ -56,6 +57,10 @@ class BuildOptions:
     ref_bands: tuple[int, ...] | None = None
     scale: str | None = None
     ref_scale: str | None = None
+    nodata: float | None = None
+    """The HR sources' fill value where the files tag none (`locations.with_nodata`)."""
+    ref_nodata: float | None = None
+    """The references' fill value where the files tag none."""
     overwrite: bool = False
 
     def __post_init__(self) -> None:
@@ -123,8 +128,10 @@ def build_dataset(
     hr_paths = expand_rasters(hr_sources, "HR source")
     references = ReferenceIndex.build(ref_sources)
     prepare_output(out_dir, options.overwrite)
-    hr_rasters = _OpenRasters(options.hr_bands, options.scale, "HR source")
-    ref_rasters = _OpenRasters(options.ref_bands, options.ref_scale, "reference")
+    hr_rasters = _OpenRasters(options.hr_bands, options.scale, options.nodata, "HR source")
+    ref_rasters = _OpenRasters(
+        options.ref_bands, options.ref_scale, options.ref_nodata, "reference"
+    )
     jobs = []  # (hr path, row, col, block id)
     for source_index, path in enumerate(hr_paths):
         with open_raster(path, "HR source") as dataset:
@@ -165,13 +172,20 @@ class _OpenRasters:
     """Each raster opened once, its bands and value scaling fixed once for the whole
     file: a percentile stretch per sample would normalise every sample differently."""
 
-    def __init__(self, bands: tuple[int, ...] | None, scale: str | None, what: str) -> None:
-        self.bands, self.scale, self.what = bands, scale, what
+    def __init__(
+        self,
+        bands: tuple[int, ...] | None,
+        scale: str | None,
+        nodata: float | None,
+        what: str,
+    ) -> None:
+        self.bands, self.scale, self.nodata, self.what = bands, scale, nodata, what
         self.open: dict[Path, _Raster] = {}
 
     def __getitem__(self, path: Path) -> "_Raster":
         if path not in self.open:
-            dataset = open_raster(path, self.what)
+            location = declaring_nodata(path, self.nodata, self.what)
+            dataset = open_raster(location, self.what)
             bands = select_bands(dataset, self.bands, self.what)
             scaling = choose_scaling(dataset, bands, self.scale, self.what)
             self.open[path] = _Raster(path, dataset, bands, scaling)

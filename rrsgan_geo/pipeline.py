@@ -37,7 +37,6 @@ from rrsgan_geo.locations import (
     gdal_path,
     is_virtual,
     undeclared,
-    with_nodata,
 )
 from rrsgan_geo.model import SCALE, RRSNet
 from rrsgan_geo.output import (
@@ -50,6 +49,7 @@ from rrsgan_geo.rasters import (
     band_validity,
     decimated_shape,
     declares_mask,
+    declaring_nodata,
     georeferenced_grid,
     open_raster,
     select_bands,
@@ -213,9 +213,7 @@ def _plan_sr(
     validate_creation_options(options.creation_options, options.cog)
     tile = options.tile or default_tile(resolve_device(options.device))
     layout = TileLayout(0, 0, tile, margin)  # validates tile and margin early
-    if options.nodata is not None:
-        open_raster(scene_path, "scene", options.http).close()  # names a missing file
-        scene_path = with_nodata(scene_path, options.nodata)
+    scene_path = declaring_nodata(scene_path, options.nodata, "scene")
     with open_raster(scene_path, "scene", options.http) as scene:
         lr_grid = georeferenced_grid(scene, "scene")
         window = None
@@ -355,8 +353,7 @@ def _plan_references(
     index = ReferenceIndex.build(items, options.http)
     specs = []
     for path, _ in index.covering(lr_grid, ranks):
-        if options.ref_nodata is not None:
-            path = with_nodata(path, options.ref_nodata)
+        path = declaring_nodata(path, options.ref_nodata, "reference")
         with open_raster(path, "reference", options.http) as ref:
             bands = select_bands(ref, options.ref_bands, "reference")
             scaling = choose_scaling(ref, bands, options.ref_scale, "reference")

@@ -22,6 +22,7 @@ from rrsgan_geo.locations import (
     http_failure,
     is_virtual,
     undeclared,
+    with_nodata,
 )
 
 MODEL_BANDS = 3
@@ -38,8 +39,7 @@ def open_raster(
     turning GDAL's errors into a one-line InputError. Existence is checked by opening:
     for a URL, a failure is explained by asking the server once (HTTP status, refused,
     timed out), as GDAL only says 'does not exist'."""
-    if not is_virtual(location) and not Path(undeclared(location)).exists():
-        raise InputError(f"{what} not found: {undeclared(location)}")
+    _require_local_file(location, what)
     try:
         with warnings.catch_warnings():
             # Missing georeference is reported by georeferenced_grid, in one line.
@@ -49,6 +49,22 @@ def open_raster(
         shown = display_name(location) if is_virtual(location) else location
         reason = http_failure(location, (http or HttpOptions()).timeout)
         raise InputError(f"cannot read {what} {shown}: {reason or gdal_message(error)}") from None
+
+
+def declaring_nodata(location: str | Path, nodata: float | None, what: str) -> str:
+    """`location` as GDAL should open it: with `nodata` declared where given
+    (`locations.with_nodata`: for fill the file does not tag), a missing file named as
+    such first."""
+    if nodata is None:
+        return str(location)
+    _require_local_file(location, what)
+    return with_nodata(location, nodata)
+
+
+def _require_local_file(location: str | Path, what: str) -> None:
+    """A local file must exist (virtual locations are checked by opening them)."""
+    if not is_virtual(location) and not Path(undeclared(location)).exists():
+        raise InputError(f"{what} not found: {undeclared(location)}")
 
 
 def gdal_message(error: Exception) -> str:

@@ -152,3 +152,33 @@ def test_percentile_stretch_is_computed_once_per_source(tmp_path):
             means[record["bounds"][0]] = sample.read().mean()
     left, right = (means[x] for x in sorted(means)[:: len(means) - 1])
     assert left < 60 and right > 190
+
+
+def test_declared_fill_of_hr_and_reference_is_counted_as_missing(tmp_path):
+    """--nodata / --ref-nodata: fill the files do not tag (a black right quarter of the
+    reference, a 0 top band of the HR) skips the samples it covers."""
+    with rasterio.open(neon_path()) as src:
+        data, crs, transform = src.read(), src.crs, src.transform
+    hr, ref = data.copy(), data.copy()
+    hr[:, :96] = 0  # the first row of samples
+    ref[:, :, 300:] = 0  # the last column of samples
+    hr_path = write_raster(tmp_path / "hr.tif", hr, crs, transform)
+    ref_path = write_raster(tmp_path / "ref.tif", ref, crs, transform)
+    as_tagged = build(tmp_path, "--max-nodata", "0.5", hr=hr_path, refs=[ref_path])
+    assert as_tagged.exit_code == 0, as_tagged.output
+    assert "skipped" not in as_tagged.output  # all 16 samples, fill and all
+    declared = build(
+        tmp_path,
+        "--overwrite",
+        "--max-nodata",
+        "0.5",
+        "--nodata",
+        "0",
+        "--ref-nodata",
+        "0",
+        hr=hr_path,
+        refs=[ref_path],
+    )
+    assert declared.exit_code == 0, declared.output
+    assert "skipped 4: HR nodata above 50%" in declared.output
+    assert "skipped 3: reference coverage below 90%" in declared.output
