@@ -16,7 +16,7 @@ import torch
 
 from rrsgan_geo.data import RefSRDataset
 from rrsgan_geo.degradation import down_up_4x, downsample_4x
-from rrsgan_geo.metrics import psnr, ssim
+from rrsgan_geo.metrics import Scorer, psnr
 from rrsgan_geo.model import RRSNet
 from rrsgan_geo.reference_synthesis import TRUTH_AS_REFERENCE, synthesize
 from rrsgan_geo.registration import co_registered
@@ -66,13 +66,14 @@ def evaluate(
         consistency = psnr(
             downsample_4x(outputs["model"][None])[0], lr[0].cpu(), crop_border=1, y_channel=False
         )
+        scorer = Scorer(hr)  # the HR's planes and SSIM statistics, once per image
         result = SampleScores(
             sample.name,
             sample.folder.name,
-            {k: psnr(v, hr, y_channel=False) for k, v in outputs.items()},
-            {k: ssim(v, hr, y_channel=False) for k, v in outputs.items()},
-            {k: psnr(v, hr) for k, v in outputs.items()},
-            {k: ssim(v, hr) for k, v in outputs.items()},
+            {k: scorer.psnr(v, y_channel=False) for k, v in outputs.items()},
+            {k: scorer.ssim(v, y_channel=False) for k, v in outputs.items()},
+            {k: scorer.psnr(v) for k, v in outputs.items()},
+            {k: scorer.ssim(v) for k, v in outputs.items()},
             consistency,
         )
         scores.append(result)

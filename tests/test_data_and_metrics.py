@@ -8,7 +8,7 @@ import torch
 
 from rrsgan_geo.data import RefSRDataset, find_samples, place_key, spatial_split
 from rrsgan_geo.degradation import bicubic_resize, downsample_4x, upsample_4x
-from rrsgan_geo.metrics import psnr, rgb_to_y, ssim
+from rrsgan_geo.metrics import Scorer, psnr, rgb_to_y, ssim
 from tests.conftest import SHARED
 from tests.folders import make_refsr_folder
 
@@ -136,3 +136,17 @@ def test_bicubic_psnr_on_rrssrd_matches_an_independent_computation():
         assert psnr(item["LR_UX4"], item["HR"]) == pytest.approx(expected, abs=1e-9)
         assert 20 < expected < 45
     assert rgb_to_y(torch.ones(3, 1, 1)).item() == pytest.approx(235.0)
+
+
+def test_a_scorer_reuses_its_hr_and_scores_as_a_fresh_one():
+    """`evaluate` scores four methods against one HR with one Scorer: what it caches
+    (the HR's planes and SSIM statistics) must not leak from one image into the next."""
+    torch.manual_seed(0)
+    hr = torch.rand(3, 48, 48)
+    first, second = ((hr + 0.1 * torch.randn(3, 48, 48)).clamp(0, 1) for _ in range(2))
+    scorer = Scorer(hr)
+    for y_channel in (False, True):
+        scorer.psnr(first, y_channel), scorer.ssim(first, y_channel)
+        assert scorer.psnr(second, y_channel) == psnr(second, hr, y_channel=y_channel)
+        assert scorer.ssim(second, y_channel) == ssim(second, hr, y_channel=y_channel)
+    assert scorer.ssim(hr) == 1.0 and scorer.psnr(hr) == float("inf")
