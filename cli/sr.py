@@ -104,8 +104,8 @@ def _notes(plan: SRPlan) -> list[str]:
     if plan.untagged_zeros < UNTAGGED_ZEROS_NOTE:
         return []
     return [
-        f"note        {plan.untagged_zeros:.0%} of the scene's pixels are 0 in every band "
-        "and it tags no nodata value: if they are fill, pass --nodata 0"
+        f"note        about {plan.untagged_zeros:.0%} of the scene's pixels are 0 in every "
+        "band and it tags no nodata value: if they are fill, pass --nodata 0"
     ]
 
 

@@ -67,6 +67,7 @@ STRIP_TILES = 4
 repeat the overlaps neighbours share (pipeline-only, 512^2 LR, tiles of 128: 2.25-2.6x
 the I/O floor one tile at a time, 1.9-2.1x four at a time)."""
 _EMPTY_CHECK_PIXELS = 1 << 20  # decimated read that looks for any valid pixel
+_ZERO_SAMPLES, _ZERO_SAMPLE_SIDE = 8, 16  # windows per side, pixels per window side
 
 
 @dataclass(frozen=True)
@@ -301,13 +302,21 @@ def _refuse_empty_scene(scene: rasterio.io.DatasetReader, bands: tuple[int, ...]
 
 
 def _untagged_zeros(scene: rasterio.io.DatasetReader, bands: tuple[int, ...]) -> float:
-    """Share of pixels that are 0 in every band, for a scene that declares no mask (read
-    decimated, as `_refuse_empty_scene`); 0.0 for one that does."""
+    """Share of pixels that are 0 in every band, for a scene that declares no mask; 0.0
+    for one that does. Estimated on `_ZERO_SAMPLES`^2 small windows from corner to
+    corner, so that it costs the same few block reads however large the scene (a
+    decimated read of a scene without overviews decodes all of it: 0.19 s for the
+    2041 x 1860 Landsat test scene, about 30 times that for a Sentinel-2 tile)."""
     if declares_mask(scene, bands):
         return 0.0
-    shape = decimated_shape(scene, _EMPTY_CHECK_PIXELS)
-    values = scene.read(bands, out_shape=(len(bands), *shape))
-    return float((values == 0).all(axis=0).mean())
+    side = min(_ZERO_SAMPLE_SIDE, scene.width, scene.height)
+    zeros = pixels = 0
+    for row in np.linspace(0, scene.height - side, _ZERO_SAMPLES).astype(int):
+        for col in np.linspace(0, scene.width - side, _ZERO_SAMPLES).astype(int):
+            values = scene.read(bands, window=Window(int(col), int(row), side, side))
+            zeros += int((values == 0).all(axis=0).sum())
+            pixels += side * side
+    return zeros / pixels
 
 
 def _refuse_overwriting_inputs(output_path: Path, inputs: list[str]) -> None:

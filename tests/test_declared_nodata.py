@@ -49,7 +49,7 @@ def test_declared_fill_is_left_out_of_the_stretch_and_is_nodata_in_the_output(in
     scene, ref = inputs["scene"], inputs["ref"]
     fill_share = 1 - (1 - FILL_ROWS / 100) * (1 - FILL_COLS / 100)  # the LR is 100 x 100
     untagged = plan_sr(scene, ref, tmp_path / "a.tif", SROptions(scale="p2,p98"), 8)
-    assert untagged.untagged_zeros == pytest.approx(fill_share, abs=1e-9)
+    assert untagged.untagged_zeros == pytest.approx(fill_share, abs=0.1)  # sampled
     assert untagged.scaling.low == (0.0, 0.0, 0.0)  # the fill drags the stretch down
 
     plan, _ = run(scene, ref, tmp_path / "out.tif", tile=32, scale="p2,p98", nodata=0)
@@ -106,9 +106,8 @@ def test_sr_suggests_and_reports_a_declared_nodata(inputs, tmp_path):
     runner = CliRunner()
     plain = runner.invoke(main, args)
     assert plain.exit_code == 0, plain.output
-    assert "are 0 in every band and it tags no nodata value: if they are fill, pass --nodata 0" in (
-        plain.output
-    )
+    note = "are 0 in every band and it tags no nodata value: if they are fill, pass --nodata 0"
+    assert note in plain.output
     declared = runner.invoke(main, [*args, "--nodata", "0"])
     assert declared.exit_code == 0, declared.output
     assert f"scene       {inputs['scene']}: 100 x 100 px" in declared.output
