@@ -101,11 +101,15 @@ def _describe_plan(plan: SRPlan, generator: Generator | None) -> list[str]:
 
 def _notes(plan: SRPlan) -> list[str]:
     """What the user may want to change before trusting the output."""
-    if plan.untagged_zeros < UNTAGGED_ZEROS_NOTE:
-        return []
+    untagged = [("the scene", plan.untagged_zeros, "--nodata")]
+    untagged += [
+        (f"reference {name}", share, "--ref-nodata") for name, share in plan.untagged_ref_zeros
+    ]
     return [
-        f"note        about {plan.untagged_zeros:.0%} of the scene's pixels are 0 in every "
-        "band and it tags no nodata value: if they are fill, pass --nodata 0"
+        f"note        about {share:.0%} of {what}'s pixels are 0 in every band and it tags "
+        f"no nodata value: if they are fill, pass {option} 0"
+        for what, share, option in untagged
+        if share >= UNTAGGED_ZEROS_NOTE
     ]
 
 

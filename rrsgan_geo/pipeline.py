@@ -53,6 +53,7 @@ from rrsgan_geo.rasters import (
     georeferenced_grid,
     open_raster,
     select_bands,
+    untagged_zeros,
 )
 from rrsgan_geo.references import COMMON_CRS, ReferenceIndex
 from rrsgan_geo.scaling import ValueScaling, choose_scaling
@@ -67,7 +68,6 @@ STRIP_TILES = 4
 repeat the overlaps neighbours share (pipeline-only, 512^2 LR, tiles of 128: 2.25-2.6x
 the I/O floor one tile at a time, 1.9-2.1x four at a time)."""
 _EMPTY_CHECK_PIXELS = 1 << 20  # decimated read that looks for any valid pixel
-_ZERO_SAMPLES, _ZERO_SAMPLE_SIDE = 8, 16  # windows per side, pixels per window side
 
 
 @dataclass(frozen=True)
@@ -162,8 +162,12 @@ class SRPlan:
     scene_window: Window | None = None
     """The part of the scene processed (`--bounds`); None: all of it."""
     untagged_zeros: float = 0.0
-    """Share of the scene's pixels that are 0 in every band when it tags no nodata: a
-    large one is usually fill that `SROptions.nodata` should declare."""
+    """Share of the scene's pixels that are 0 in every band when it tags no nodata
+    (`rasters.untagged_zeros`): a large one is usually fill that `SROptions.nodata`
+    should declare."""
+    untagged_ref_zeros: tuple[tuple[str, float], ...] = ()
+    """(name, share) for each local reference that tags no nodata: the same measure,
+    for `SROptions.ref_nodata` (remote references are not read for it)."""
 
     @property
     def accumulator_bytes(self) -> int:
@@ -226,7 +230,7 @@ def _plan_sr(
         dtype, nodata = scene.dtypes[bands[0] - 1], scene.nodata
         descriptions = tuple(scene.descriptions[band - 1] for band in bands)
         _refuse_empty_scene(scene, bands)
-        untagged_zeros = _untagged_zeros(scene, bands)
+        zeros = untagged_zeros(scene, bands)
     layout = TileLayout(lr_grid.width, lr_grid.height, layout.tile, layout.margin)
     if isinstance(references, str | Path):
         references = [references]
@@ -244,7 +248,7 @@ def _plan_sr(
         for item in references or []
     ]
     references, ranks = _expand_stac(references, lr_grid, options)
-    specs, coverage = _plan_references(references, lr_grid, options, ranks)
+    specs, coverage, ref_zeros = _plan_references(references, lr_grid, options, ranks)
     for path in (output_path, *maps):
         _refuse_overwriting_inputs(path, [scene_path, *(spec.path for spec in specs)])
     if coverage == 0.0 and not options.allow_missing_ref:
@@ -269,7 +273,8 @@ def _plan_sr(
         nodata,
         descriptions,
         window,
-        untagged_zeros,
+        zeros,
+        ref_zeros,
     )
 
 
@@ -299,24 +304,6 @@ def _refuse_empty_scene(scene: rasterio.io.DatasetReader, bands: tuple[int, ...]
     shape = decimated_shape(scene, _EMPTY_CHECK_PIXELS)
     if not scene.read_masks(bands, out_shape=(len(bands), *shape)).any():
         raise InputError(f"scene {scene.name} has no valid pixel in bands {bands}: nothing to do")
-
-
-def _untagged_zeros(scene: rasterio.io.DatasetReader, bands: tuple[int, ...]) -> float:
-    """Share of pixels that are 0 in every band, for a scene that declares no mask; 0.0
-    for one that does. Estimated on `_ZERO_SAMPLES`^2 small windows from corner to
-    corner, so that it costs the same few block reads however large the scene (a
-    decimated read of a scene without overviews decodes all of it: 0.19 s for the
-    2041 x 1860 Landsat test scene, about 30 times that for a Sentinel-2 tile)."""
-    if declares_mask(scene, bands):
-        return 0.0
-    side = min(_ZERO_SAMPLE_SIDE, scene.width, scene.height)
-    zeros = pixels = 0
-    for row in np.linspace(0, scene.height - side, _ZERO_SAMPLES).astype(int):
-        for col in np.linspace(0, scene.width - side, _ZERO_SAMPLES).astype(int):
-            values = scene.read(bands, window=Window(int(col), int(row), side, side))
-            zeros += int((values == 0).all(axis=0).sum())
-            pixels += side * side
-    return zeros / pixels
 
 
 def _refuse_overwriting_inputs(output_path: Path, inputs: list[str]) -> None:
@@ -355,19 +342,23 @@ def _expand_stac(
 
 def _plan_references(
     items: list[str | Path], lr_grid: RasterGrid, options: SROptions, ranks: dict[str, int]
-) -> tuple[tuple[ReferenceSpec, ...], float]:
+) -> tuple[tuple[ReferenceSpec, ...], float, tuple[tuple[str, float], ...]]:
+    """The references that meet the scene, best first; their coverage of it; and the
+    share of untagged zeros of each local one (`SRPlan.untagged_ref_zeros`)."""
     if not items:
-        return (), 0.0
+        return (), 0.0, ()
     resampling = _parse_resampling(options.ref_resampling)
     index = ReferenceIndex.build(items, options.http)
-    specs = []
+    specs, zeros = [], []
     for path, _ in index.covering(lr_grid, ranks):
         path = declaring_nodata(path, options.ref_nodata, "reference")
         with open_raster(path, "reference", options.http) as ref:
             bands = select_bands(ref, options.ref_bands, "reference")
             scaling = choose_scaling(ref, bands, options.ref_scale, "reference")
+            if not is_virtual(path):
+                zeros.append((display_name(path), untagged_zeros(ref, bands)))
         specs.append(ReferenceSpec(path, bands, scaling, resampling))
-    return tuple(specs), index.coverage(lr_grid)
+    return tuple(specs), index.coverage(lr_grid), tuple(zeros)
 
 
 @dataclass

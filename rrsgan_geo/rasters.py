@@ -26,6 +26,7 @@ from rrsgan_geo.locations import (
 )
 
 MODEL_BANDS = 3
+_ZERO_SAMPLES, _ZERO_SAMPLE_SIDE = 8, 16  # windows per side, pixels per window side
 # What a failed GDAL call raises through rasterio: its own errors, or GDAL's error
 # classes when the failure surfaces outside a read (e.g. on the next call after a
 # failed block fetch).
@@ -164,3 +165,22 @@ def warp_to_grid(
         resampling=resampling,
         add_alpha=source.nodata is None and not has_alpha,
     )
+
+
+def untagged_zeros(dataset: rasterio.io.DatasetReader, bands: tuple[int, ...]) -> float:
+    """Share of pixels that are 0 in every band, for a raster that declares no mask; 0.0
+    for one that does (its fill is masked already): a large share is usually fill that
+    the file forgot to tag. Estimated on `_ZERO_SAMPLES`^2 small windows from corner to
+    corner, so that it costs the same few block reads however large the raster (a
+    decimated read of one without overviews decodes all of it: 0.19 s for the
+    2041 x 1860 Landsat test scene, about 30 times that for a Sentinel-2 tile)."""
+    if declares_mask(dataset, bands):
+        return 0.0
+    side = min(_ZERO_SAMPLE_SIDE, dataset.width, dataset.height)
+    zeros = pixels = 0
+    for row in np.linspace(0, dataset.height - side, _ZERO_SAMPLES).astype(int):
+        for col in np.linspace(0, dataset.width - side, _ZERO_SAMPLES).astype(int):
+            values = dataset.read(bands, window=Window(int(col), int(row), side, side))
+            zeros += int((values == 0).all(axis=0).sum())
+            pixels += side * side
+    return zeros / pixels

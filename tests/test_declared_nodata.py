@@ -70,8 +70,11 @@ def test_declared_fill_is_left_out_of_the_stretch_and_is_nodata_in_the_output(in
 
 def test_declared_reference_fill_is_no_reference(inputs, tmp_path):
     scene, ref = lr_scene(tmp_path / "scene.tif"), inputs["black_border"]
-    _, as_tagged = run(scene, ref, tmp_path / "a.tif", tile=32)
-    _, declared = run(scene, ref, tmp_path / "b.tif", tile=32, ref_nodata=0)
+    plan, as_tagged = run(scene, ref, tmp_path / "a.tif", tile=32)
+    ((name, share),) = plan.untagged_ref_zeros  # what sr's note reports
+    assert name == ref.name and share == pytest.approx(0.25, abs=0.1)
+    plan, declared = run(scene, ref, tmp_path / "b.tif", tile=32, ref_nodata=0)
+    assert plan.untagged_ref_zeros == ((ref.name, 0.0),)  # declared: masked, no note
     assert as_tagged.pixel_coverage > 0.99  # the black border taken for texture
     assert declared.pixel_coverage == pytest.approx(0.75, abs=0.02)
 
@@ -107,7 +110,11 @@ def test_sr_suggests_and_reports_a_declared_nodata(inputs, tmp_path):
     plain = runner.invoke(main, args)
     assert plain.exit_code == 0, plain.output
     note = "are 0 in every band and it tags no nodata value: if they are fill, pass --nodata 0"
-    assert note in plain.output
+    assert "of the scene's pixels " + note in plain.output
+    black = runner.invoke(main, [*args, "--ref", str(inputs["black_border"])])
+    assert black.exit_code == 0, black.output
+    assert "of reference ref_black.tif's pixels are 0 in every band" in black.output
+    assert "pass --ref-nodata 0" in black.output
     declared = runner.invoke(main, [*args, "--nodata", "0"])
     assert declared.exit_code == 0, declared.output
     assert f"scene       {inputs['scene']}: 100 x 100 px" in declared.output
