@@ -83,6 +83,12 @@ def undeclared(location: str | Path) -> str:
     return match["inner"] if match else text
 
 
+def local_file(location: str | Path) -> Path | None:
+    """The local file `location` names (also through a declared nodata value), None for
+    a URL, a /vsi path or a tile service."""
+    return None if is_virtual(location) else Path(undeclared(location))
+
+
 def is_virtual(location: str | Path) -> bool:
     """Whether `location` is a URL, a GDAL /vsi path, a WMTS service or a GDAL WMS
     description (a tile service) rather than a local file name."""

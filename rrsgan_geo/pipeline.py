@@ -36,6 +36,7 @@ from rrsgan_geo.locations import (
     display_name,
     gdal_path,
     is_virtual,
+    local_file,
     undeclared,
 )
 from rrsgan_geo.model import SCALE, RRSNet
@@ -309,8 +310,8 @@ def _refuse_empty_scene(scene: rasterio.io.DatasetReader, bands: tuple[int, ...]
 def _refuse_overwriting_inputs(output_path: Path, inputs: list[str]) -> None:
     """--overwrite replaces an old output, never the data it is made from."""
     target = output_path.resolve()
-    for path in inputs:
-        if not is_virtual(path) and Path(undeclared(path)).resolve() == target:
+    for path in map(local_file, inputs):
+        if path is not None and path.resolve() == target:
             raise OutputError(f"-o {output_path} is an input of this run ({path}): choose another")
 
 

@@ -20,8 +20,7 @@ from rrsgan_geo.locations import (
     display_name,
     gdal_path,
     http_failure,
-    is_virtual,
-    undeclared,
+    local_file,
     with_nodata,
 )
 
@@ -47,7 +46,7 @@ def open_raster(
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
             return rasterio.open(gdal_path(location))
     except RasterioIOError as error:
-        shown = display_name(location) if is_virtual(location) else location
+        shown = local_file(location) or display_name(location)
         reason = http_failure(location, (http or HttpOptions()).timeout)
         raise InputError(f"cannot read {what} {shown}: {reason or gdal_message(error)}") from None
 
@@ -64,8 +63,9 @@ def declaring_nodata(location: str | Path, nodata: float | None, what: str) -> s
 
 def _require_local_file(location: str | Path, what: str) -> None:
     """A local file must exist (virtual locations are checked by opening them)."""
-    if not is_virtual(location) and not Path(undeclared(location)).exists():
-        raise InputError(f"{what} not found: {undeclared(location)}")
+    path = local_file(location)
+    if path is not None and not path.exists():
+        raise InputError(f"{what} not found: {path}")
 
 
 def gdal_message(error: Exception) -> str:
