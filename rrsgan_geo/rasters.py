@@ -25,7 +25,7 @@ from rrsgan_geo.locations import (
 )
 
 MODEL_BANDS = 3
-_ZERO_SAMPLES, _ZERO_SAMPLE_SIDE = 8, 16  # windows per side, pixels per window side
+_ZERO_SAMPLES, _ZERO_SAMPLE_SIDE = 4, 64  # windows per side, pixels per window side
 # What a failed GDAL call raises through rasterio: its own errors, or GDAL's error
 # classes when the failure surfaces outside a read (e.g. on the next call after a
 # failed block fetch).
@@ -170,17 +170,39 @@ def warp_to_grid(
 def untagged_zeros(dataset: rasterio.io.DatasetReader, bands: tuple[int, ...]) -> float:
     """Share of pixels that are 0 in every band, for a raster that declares no mask; 0.0
     for one that does (its fill is masked already): a large share is usually fill that
-    the file forgot to tag. Estimated on `_ZERO_SAMPLES`^2 small windows from corner to
-    corner, so that it costs the same few block reads however large the raster (a
-    decimated read of one without overviews decodes all of it: 0.19 s for the
-    2041 x 1860 Landsat test scene, about 30 times that for a Sentinel-2 tile)."""
+    the file forgot to tag. Estimated on `_ZERO_SAMPLES`^2 windows from corner to corner
+    (where fill usually is), the edge ones weighing half as they stand for half as much
+    of the raster, each window inside one block of the file where its blocks allow: it
+    costs the same few block decodes however large the raster. A decimated read of one
+    without overviews decodes all of it (0.19 s for the 2041 x 1860 Landsat test scene,
+    about 30 times that for a Sentinel-2 tile); 64 windows of 16 pixels across a 2176^2
+    deflate reference decoded nearly every block, 49 ms, where these take 13. On the
+    Landsat test files (2.4 % and 16.5 % fill) they estimate 4.7 % and 16.7 %."""
     if declares_mask(dataset, bands):
         return 0.0
-    side = min(_ZERO_SAMPLE_SIDE, dataset.width, dataset.height)
-    zeros = pixels = 0
-    for row in np.linspace(0, dataset.height - side, _ZERO_SAMPLES).astype(int):
-        for col in np.linspace(0, dataset.width - side, _ZERO_SAMPLES).astype(int):
-            values = dataset.read(bands, window=Window(int(col), int(row), side, side))
-            zeros += int((values == 0).all(axis=0).sum())
-            pixels += side * side
-    return zeros / pixels
+    block_rows, block_cols = dataset.block_shapes[bands[0] - 1]
+    rows, height = _sample_starts(dataset.height, block_rows)
+    cols, width = _sample_starts(dataset.width, block_cols)
+    zeros = total = 0.0
+    for row, row_weight in rows.items():
+        for col, col_weight in cols.items():
+            values = dataset.read(bands, window=Window(col, row, width, height))
+            zeros += row_weight * col_weight * float((values == 0).all(axis=0).mean())
+            total += row_weight * col_weight
+    return zeros / total
+
+
+def _sample_starts(length: int, block: int) -> tuple[dict[int, float], int]:
+    """({start: weight}, size) of `_ZERO_SAMPLES` windows along one axis, spread from
+    one end to the other (the two ends weigh half), each moved back just enough not to
+    cross into the next block where the blocks are at least a window long: one block
+    decoded per window. Windows that coincide (a short axis) add their weights."""
+    side = min(_ZERO_SAMPLE_SIDE, length)
+    positions = np.linspace(0, length - side, _ZERO_SAMPLES).astype(int).tolist()
+    starts: dict[int, float] = {}
+    for index, position in enumerate(positions):
+        if block >= side:
+            position = min(position, (position // block + 1) * block - side)
+        weight = 0.5 if index in (0, len(positions) - 1) else 1.0
+        starts[position] = starts.get(position, 0.0) + weight
+    return starts, side

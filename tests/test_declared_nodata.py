@@ -9,12 +9,14 @@ import pytest
 import rasterio
 import torch
 from click.testing import CliRunner
+from rasterio.transform import Affine
 
 from rrsgan_geo.cli.main import main
 from rrsgan_geo.errors import InputError, OutputError
 from rrsgan_geo.locations import display_name, undeclared, with_nodata
 from rrsgan_geo.model import RRSNet
 from rrsgan_geo.pipeline import SROptions, plan_sr
+from rrsgan_geo.rasters import untagged_zeros
 from rrsgan_geo.weight_files import WeightsMetadata, save_weights
 from tests.rasters import lr_scene, mercator_reference, neon_path, write_raster
 from tests.test_sr_pipeline import TINY, run
@@ -119,3 +121,20 @@ def test_sr_suggests_and_reports_a_declared_nodata(inputs, tmp_path):
     assert declared.exit_code == 0, declared.output
     assert f"scene       {inputs['scene']}: 100 x 100 px" in declared.output
     assert "uint16, nodata 0" in declared.output and "--nodata 0" not in declared.output
+
+
+@pytest.mark.parametrize("tiled", [True, False])
+def test_untagged_zeros_sees_a_thin_edge_of_fill_at_about_its_share(tmp_path, tiled):
+    """A sliver of fill along two edges (2.3 % of a 1000 x 900 raster, the kind a
+    Landsat scene has) is found, tiled or in strips, and its share is not overstated by
+    the corner windows standing for as much as the middle ones."""
+    values = np.full((3, 900, 1000), 7, np.uint8)
+    values[:, :, :12] = 0
+    values[:, -12:] = 0
+    share = float((values == 0).all(axis=0).mean())
+    blocks = {"tiled": True, "blockxsize": 256, "blockysize": 256} if tiled else {}
+    transform = Affine(10, 0, 300000, 0, -10, 4100000)
+    path = write_raster(tmp_path / "sliver.tif", values, "EPSG:32611", transform, **blocks)
+    with rasterio.open(path) as raster:
+        estimate = untagged_zeros(raster, (1, 2, 3))
+    assert share / 2 < estimate < 2.5 * share
