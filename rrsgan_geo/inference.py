@@ -73,8 +73,9 @@ class TileModel:
     """Time in the model measured on the host: all of it on the CPU."""
     cuda_events: list[tuple[torch.cuda.Event, torch.cuda.Event]] = field(default_factory=list)
     """(start, end) of each batch on the CUDA stream, read once the run is over."""
-    memory_format: torch.memory_format = field(init=False, default=torch.contiguous_format)
-    """channels_last for a model with convolutions (see `__post_init__`)."""
+    memory_format: torch.memory_format = field(init=False, default=torch.preserve_format)
+    """channels_last for a model with convolutions (see `__post_init__`); otherwise the
+    inputs go in as they are, views of the strip included, without a copy."""
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
@@ -93,7 +94,8 @@ class TileModel:
         # Inputs are converted only for a model with convolutions to gain from it.
         if any(parameter.ndim == 4 for parameter in self.model.parameters()):
             self.memory_format = torch.channels_last
-        self.model = self.model.to(self.device, memory_format=self.memory_format).eval()
+            self.model = self.model.to(memory_format=self.memory_format)
+        self.model = self.model.to(self.device).eval()
 
     @property
     def model_seconds(self) -> float:
