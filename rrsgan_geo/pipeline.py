@@ -53,6 +53,7 @@ from rrsgan_geo.rasters import (
     declaring_nodata,
     georeferenced_grid,
     open_raster,
+    raster_name,
     select_bands,
     untagged_zeros,
 )
@@ -293,7 +294,7 @@ def _window_of_bounds(
     col0, row0 = max(col0, 0), max(row0, 0)
     col1, row1 = min(col1, scene.width), min(row1, scene.height)
     if col1 <= col0 or row1 <= row0:
-        raise CoverageError(f"--bounds {bounds} do not meet the scene {scene.name}")
+        raise CoverageError(f"--bounds {bounds} do not meet the scene {raster_name(scene)}")
     return Window(col0, row0, col1 - col0, row1 - row0)
 
 
@@ -304,7 +305,9 @@ def _refuse_empty_scene(scene: rasterio.io.DatasetReader, bands: tuple[int, ...]
         return  # every pixel is valid
     shape = decimated_shape(scene, _EMPTY_CHECK_PIXELS)
     if not scene.read_masks(bands, out_shape=(len(bands), *shape)).any():
-        raise InputError(f"scene {scene.name} has no valid pixel in bands {bands}: nothing to do")
+        raise InputError(
+            f"scene {raster_name(scene)} has no valid pixel in bands {bands}: nothing to do"
+        )
 
 
 def _refuse_overwriting_inputs(output_path: Path, inputs: list[str]) -> None:

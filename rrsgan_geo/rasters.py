@@ -21,6 +21,7 @@ from rrsgan_geo.locations import (
     gdal_path,
     http_failure,
     local_file,
+    undeclared,
     with_nodata,
 )
 
@@ -75,11 +76,18 @@ def gdal_message(error: Exception) -> str:
     return str(cause) if "previous exception" in str(error) and cause else str(error)
 
 
+def raster_name(dataset: rasterio.io.DatasetReader) -> str:
+    """The raster's name for messages, as the user gave it: GDAL's name without the
+    `vrt://...?a_nodata=` wrapping that a declared nodata value adds."""
+    return undeclared(dataset.name)
+
+
 def georeferenced_grid(dataset: rasterio.io.DatasetReader, what: str) -> RasterGrid:
+    name = raster_name(dataset)
     if dataset.crs is None:
-        raise InputError(f"{what} {dataset.name} has no CRS: it must be georeferenced")
+        raise InputError(f"{what} {name} has no CRS: it must be georeferenced")
     if dataset.transform.is_identity:
-        raise InputError(f"{what} {dataset.name} has no geotransform: it must be georeferenced")
+        raise InputError(f"{what} {name} has no geotransform: it must be georeferenced")
     return RasterGrid(dataset.crs, dataset.transform, dataset.width, dataset.height)
 
 
@@ -104,7 +112,7 @@ def select_bands(
         flag = "--bands" if what == "scene" else "--ref-bands"
         names = ", ".join(f"{i}={d}" for i, d in enumerate(dataset.descriptions, start=1) if d)
         raise InputError(
-            f"{what} {dataset.name} has {dataset.count} bands"
+            f"{what} {raster_name(dataset)} has {dataset.count} bands"
             + (f" ({names})" if names else "")
             + f": choose 3 (red, green, blue) or 1 with {flag}, e.g. {flag} 3,2,1"
         )
@@ -113,7 +121,8 @@ def select_bands(
     wrong = [band for band in bands if not 1 <= band <= dataset.count]
     if wrong:
         raise InputError(
-            f"{what} {dataset.name} has {dataset.count} bands; band {wrong[0]} does not exist"
+            f"{what} {raster_name(dataset)} has {dataset.count} bands; "
+            f"band {wrong[0]} does not exist"
         )
     return bands
 

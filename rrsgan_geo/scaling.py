@@ -15,7 +15,7 @@ import numpy as np
 import rasterio
 
 from rrsgan_geo.errors import ScalingError
-from rrsgan_geo.rasters import decimated_shape
+from rrsgan_geo.rasters import decimated_shape, raster_name
 
 _PERCENTILE_SAMPLE_PIXELS = 1 << 22  # a decimated read: the whole scene, bounded memory
 
@@ -86,7 +86,7 @@ def choose_scaling(
         if dataset.dtypes[bands[0] - 1] == "uint8":
             return ValueScaling((0.0,) * count, (255.0,) * count, "uint8/255")
         raise ScalingError(
-            f"{what} {dataset.name} is {dataset.dtypes[bands[0] - 1]}, not uint8: give its "
+            f"{what} {raster_name(dataset)} is {dataset.dtypes[bands[0] - 1]}, not uint8: give its "
             "value range, e.g. --scale 0,3000 or a whole-scene stretch --scale p2,p98"
         )
     parsed = parse_scale_option(scale)
@@ -105,7 +105,9 @@ def _percentile_scaling(
     for band in sample:
         valid = band.compressed()
         if valid.size == 0:
-            raise ScalingError(f"{dataset.name}: no valid pixels to compute a percentile stretch")
+            raise ScalingError(
+                f"{raster_name(dataset)}: no valid pixels to compute a percentile stretch"
+            )
         lo, hi = np.percentile(valid, [low, high])
         lows.append(float(lo))
         highs.append(float(max(hi, lo + 1e-6)))

@@ -138,3 +138,16 @@ def test_untagged_zeros_sees_a_thin_edge_of_fill_at_about_its_share(tmp_path, ti
     with rasterio.open(path) as raster:
         estimate = untagged_zeros(raster, (1, 2, 3))
     assert share / 2 < estimate < 2.5 * share
+
+
+def test_errors_about_a_declared_raster_name_the_file_not_its_vrt_wrapping(inputs, tmp_path):
+    """What the user is told names the file they gave: the `vrt://...?a_nodata=`
+    connection string that declares the value is an implementation detail."""
+    scene = inputs["scene"]
+    for options, message in (
+        (SROptions(nodata=0), "is uint16, not uint8"),  # no --scale
+        (SROptions(nodata=0, scale="0,20000", scene_bands=(1, 2, 4)), "band 4 does not exist"),
+    ):
+        with pytest.raises(InputError, match=message) as raised:
+            plan_sr(scene, inputs["ref"], tmp_path / "out.tif", options, 8)
+        assert f"scene {scene} " in str(raised.value) and "vrt://" not in str(raised.value)
