@@ -5,6 +5,7 @@ and shell completion answer at once."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,6 +21,7 @@ from rrsgan_geo.cli.options import (
     tiling_options,
     weights_option,
 )
+from rrsgan_geo.cli.sr import plan_notes
 from rrsgan_geo.locations import display_name
 
 if TYPE_CHECKING:
@@ -111,6 +113,8 @@ def batch(
         for result in results_iter:
             results.append(result)
             bar.update()
+            for note in plan_notes(result.plan) if result.plan else ():
+                bar.write(f"note: {display_name(result.scene)}: {note}", file=sys.stderr)
             if result.status == "failed" and on_error == "fail":
                 results_iter.close()
                 break
@@ -126,7 +130,9 @@ def _summary(results: list[SceneResult], planned: int) -> None:
     width = max([len(display_name(r.scene)) for r in results] + [5])
     click.echo(f"{'scene':<{width}}  {'status':<8} detail")
     for r in results:
-        detail = f"{r.seconds:.1f} s" if r.status == "done" else r.reason
+        detail = r.reason
+        if r.status == "done":
+            detail = f"{r.seconds:.1f} s, reference on {r.report.pixel_coverage:.0%} of pixels"
         click.echo(f"{display_name(r.scene):<{width}}  {r.status:<8} {detail}")
     counts = {s: sum(r.status == s for r in results) for s in ("done", "skipped", "failed")}
     not_run = planned - len(results)

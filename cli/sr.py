@@ -99,14 +99,15 @@ def _describe_plan(plan: SRPlan, generator: Generator | None) -> list[str]:
     ]
 
 
-def _notes(plan: SRPlan) -> list[str]:
-    """What the user may want to change before trusting the output."""
+def plan_notes(plan: SRPlan) -> list[str]:
+    """What the user may want to change before trusting the output (`sr` and `batch`
+    print these)."""
     untagged = [("the scene", plan.untagged_zeros, "--nodata")]
     untagged += [
         (f"reference {name}", share, "--ref-nodata") for name, share in plan.untagged_ref_zeros
     ]
     return [
-        f"note        about {share:.0%} of {what}'s pixels are 0 in every band and it tags "
+        f"about {share:.0%} of {what}'s pixels are 0 in every band and it tags "
         f"no nodata value: if they are fill, pass {option} 0"
         for what, share, option in untagged
         if share >= UNTAGGED_ZEROS_NOTE
@@ -226,14 +227,15 @@ def sr(
     plan = plan_sr(scene, ref, output, options, margin)
     lines = _describe_plan(plan, generator)
     if dry_run:
-        click.echo("\n".join([*lines, *_notes(plan), _estimate(plan, generator, device)]))
+        notes = [f"note        {note}" for note in plan_notes(plan)]
+        click.echo("\n".join([*lines, *notes, _estimate(plan, generator, device)]))
         return
     if not quiet:
         click.echo(lines[2], err=True)
         default = "" if weights else f" (default for {device.type})"
         click.echo(f"weights     {generator.name}{default}", err=True)
-        for note in _notes(plan):
-            click.echo(note, err=True)
+        for note in plan_notes(plan):
+            click.echo(f"note        {note}", err=True)
     previous = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     try:
         with tqdm(

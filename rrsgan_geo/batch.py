@@ -19,7 +19,14 @@ import torch
 from rrsgan_geo.errors import InputError, RRSGANGeoError
 from rrsgan_geo.host_memory import keep_freed_memory
 from rrsgan_geo.locations import display_name
-from rrsgan_geo.pipeline import Generator, SROptions, plan_sr, super_resolve
+from rrsgan_geo.pipeline import (
+    Generator,
+    SROptions,
+    SRPlan,
+    SRReport,
+    plan_sr,
+    super_resolve,
+)
 from rrsgan_geo.rasters import georeferenced_grid, open_raster
 from rrsgan_geo.references import ReferenceIndex, expand_rasters
 from rrsgan_geo.stac import is_stac
@@ -46,6 +53,10 @@ class SceneResult:
     status: str  # "done", "skipped" or "failed"
     reason: str = ""
     seconds: float = 0.0
+    plan: SRPlan | None = None
+    """What the scene ran with (done scenes): what `sr` would note about it."""
+    report: SRReport | None = None
+    """What the run found (done scenes): reference coverage, co-registration."""
 
 
 def plan_jobs(
@@ -113,10 +124,11 @@ def run_scene(
         generator = _generator(weights, options.device)
         margin = options.margin if options.margin is not None else generator.margin
         plan = plan_sr(job.scene, job.references, job.output, options, margin)
-        super_resolve(plan, generator, options)
+        report = super_resolve(plan, generator, options)
     except RRSGANGeoError as error:
         return SceneResult(job.scene, job.output, "failed", str(error))
-    return SceneResult(job.scene, job.output, "done", seconds=time.perf_counter() - started)
+    seconds = time.perf_counter() - started
+    return SceneResult(job.scene, job.output, "done", "", seconds, plan, report)
 
 
 def run_local(

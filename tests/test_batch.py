@@ -89,6 +89,24 @@ def test_local_batch_picks_references_and_summarises(workspace):
             assert [Path(p).name for p in reference.split(";")] == expected
 
 
+
+def test_batch_notes_untagged_fill_per_scene_and_reference_coverage(workspace):
+    """What `sr` notes before a run (fill the file does not tag) `batch` notes per
+    scene too, and its table says how much of each output had a reference."""
+    tmp_path, weights = workspace
+    with rasterio.open(tmp_path / "scenes" / "scene_a.tif") as scene:
+        values, crs, transform = scene.read(), scene.crs, scene.transform
+    values[:, :20] = 0  # 5 % of the rows: fill, and no nodata tag
+    filled = tmp_path / "filled"
+    filled.mkdir()
+    write_raster(filled / "scene_fill.tif", values, crs, transform)
+    args = batch_args(tmp_path, weights, tmp_path / "out", scenes=[str(filled)])
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "note: scene_fill.tif: about " in result.output
+    assert "if they are fill, pass --nodata 0" in result.output
+    assert "reference on 100% of pixels" in result.output
+
 def test_corrupt_scene_skipped_or_fatal(workspace):
     tmp_path, weights = workspace
     (tmp_path / "scenes" / "scene_0_corrupt.tif").write_bytes(b"II*\x00" + b"junk" * 64)
