@@ -89,7 +89,6 @@ def test_local_batch_picks_references_and_summarises(workspace):
             assert [Path(p).name for p in reference.split(";")] == expected
 
 
-
 def test_batch_notes_untagged_fill_per_scene_and_reference_coverage(workspace):
     """What `sr` notes before a run (fill the file does not tag) `batch` notes per
     scene too, and its table says how much of each output had a reference."""
@@ -106,6 +105,7 @@ def test_batch_notes_untagged_fill_per_scene_and_reference_coverage(workspace):
     assert "note: scene_fill.tif: about " in result.output
     assert "if they are fill, pass --nodata 0" in result.output
     assert "reference on 100% of pixels" in result.output
+
 
 def test_corrupt_scene_skipped_or_fatal(workspace):
     tmp_path, weights = workspace
