@@ -53,16 +53,19 @@ def evaluate_command(data_dirs, weights, held_out, limit, co_register, device, j
       rrsgan-geo evaluate rrssrd/val_1st rrssrd/val_2nd \\
           --held-out examples/train/rrsnet_compact_coreg_cpu_5.yaml --json eval.json
     """
-    from rrsgan_geo.data import RefSRDataset, find_samples, spatial_split
+    from rrsgan_geo.data import RefSRDataset, find_samples, split_samples
     from rrsgan_geo.devices import resolve_device
     from rrsgan_geo.evaluation import METHODS, evaluate, summarise
     from rrsgan_geo.training import load_config
     from rrsgan_geo.weight_files import load_generator, shipped_weights_path
 
-    samples = [s for folder in data_dirs for s in find_samples(folder)]
-    if held_out is not None:
+    if held_out is None:
+        samples = [s for folder in data_dirs for s in find_samples(folder)]
+    else:
         config = load_config(held_out)
-        _, samples = spatial_split(samples, config.val_fraction, config.split_block, config.seed)
+        _, samples = split_samples(
+            list(data_dirs), config.val_fraction, config.split_block, config.seed
+        )
         if not samples:
             raise InputError(f"{held_out} holds out none of these samples")
     samples = samples[:limit] if limit else samples

@@ -44,6 +44,8 @@ SOURCES = ("real", "other_date", "synthetic", "none")
 # beyond this context.
 CONTEXT_LR = 8
 REF_FOLDERS = ("Ref", "google_Ref")
+MANIFEST = "manifest.jsonl"
+"""What `build-dataset` writes beside its train/ and val/ folders."""
 # RRSSRD names a zoom-18 web-map tile and a sub-crop: L18_<x>_<y>_s<k>.
 _L18 = re.compile(r"L18_(\d+)_(\d+)_s\d+")
 
@@ -79,6 +81,11 @@ class Sample:
 
 def find_samples(folder: Path) -> list[Sample]:
     folder = Path(folder)
+    if is_built_dataset(folder):
+        raise InputError(
+            f"{folder} is a build-dataset output: give its val/ or train/ folder (a training "
+            "config, or evaluate --held-out, may name the folder itself: its split is kept)"
+        )
     ref_folder = next((folder / name for name in REF_FOLDERS if (folder / name).is_dir()), None)
     if not (folder / "HR").is_dir() or not (folder / "LR").is_dir() or ref_folder is None:
         raise InputError(f"{folder}: expected HR/, LR/ and Ref/ (or google_Ref/) folders")
@@ -92,6 +99,33 @@ def find_samples(folder: Path) -> list[Sample]:
     if not samples:
         raise InputError(f"{folder}: no sample has HR, LR and Ref images of the same name")
     return samples
+
+
+def is_built_dataset(folder: Path) -> bool:
+    """Whether `folder` is a `build-dataset` output: train/ and val/ in RRSSRD's layout,
+    already split by blocks of neighbouring samples, beside its manifest."""
+    return (folder / MANIFEST).is_file() and (folder / "train").is_dir()
+
+
+def split_samples(
+    folders: list[Path], val_fraction: float, block: int, seed: int
+) -> tuple[list[Sample], list[Sample]]:
+    """(training, validation) samples of `folders`. A `build-dataset` output keeps the
+    split it was cut with (its train/ and val/): splitting its samples again by name
+    would put neighbouring crops on both sides. RRSSRD folders are split by
+    `spatial_split` (whole blocks of places held out)."""
+    train: list[Sample] = []
+    val: list[Sample] = []
+    plain: list[Sample] = []
+    for folder in folders:
+        if not is_built_dataset(folder):
+            plain += find_samples(folder)
+            continue
+        train += find_samples(folder / "train")
+        if any((folder / "val" / "HR").glob("*")):  # a small build may hold out nothing
+            val += find_samples(folder / "val")
+    split_train, split_val = spatial_split(plain, val_fraction, block, seed)
+    return train + split_train, val + split_val
 
 
 def place_key(name: str, block: int) -> str:

@@ -23,7 +23,7 @@ from pyproj import Transformer
 from rasterio.enums import Resampling
 from rasterio.windows import Window
 
-from rrsgan_geo.data import find_samples, place_key, spatial_split
+from rrsgan_geo.data import MANIFEST, find_samples, place_key, spatial_split
 from rrsgan_geo.degradation import down_up_4x, downsample_4x, upsample_4x
 from rrsgan_geo.errors import ConfigError, CoverageError, OutputError
 from rrsgan_geo.grids import RasterGrid
@@ -41,7 +41,6 @@ from rrsgan_geo.references import ReferenceIndex, expand_rasters
 from rrsgan_geo.scaling import ValueScaling, choose_scaling
 
 FOLDERS = ("HR", "LR", "LR_UX4", "Ref", "Ref_DUX4")
-MANIFEST = "manifest.jsonl"
 
 
 @dataclass(frozen=True)

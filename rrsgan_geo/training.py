@@ -26,7 +26,7 @@ from torch.nn import functional as F
 from torch.nn.parallel import DistributedDataParallel
 
 from rrsgan_geo.adversarial import AdversarialStage, LossWeights
-from rrsgan_geo.data import ReferenceConfig, RefSRDataset, find_samples, spatial_split
+from rrsgan_geo.data import ReferenceConfig, RefSRDataset, split_samples
 from rrsgan_geo.devices import to_device
 from rrsgan_geo.errors import ConfigError
 from rrsgan_geo.evaluation import evaluate, summarise
@@ -155,8 +155,9 @@ class Trainer:
         for folder in config.data:
             if not folder.is_dir():
                 raise ConfigError(f"training data folder not found: {folder}")
-        samples = [s for folder in config.data for s in find_samples(folder)]
-        train, val = spatial_split(samples, config.val_fraction, config.split_block, config.seed)
+        train, val = split_samples(
+            config.data, config.val_fraction, config.split_block, config.seed
+        )
         if not train:
             raise ConfigError("the spatial split left no training sample: lower val_fraction")
         self.train_data = RefSRDataset(train, config.reference.co_register)

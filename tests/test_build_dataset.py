@@ -6,12 +6,14 @@ import numpy as np
 import pytest
 import rasterio
 import torch
+import yaml
 from affine import Affine
 from click.testing import CliRunner
 
 from rrsgan_geo.cli.main import main
 from rrsgan_geo.data import RefSRDataset, find_samples
 from rrsgan_geo.degradation import downsample_4x
+from rrsgan_geo.training import Trainer, load_config
 from tests.rasters import mercator_reference, neon_path, reprojected, write_raster
 
 FIVE = ("HR", "LR", "LR_UX4", "Ref", "Ref_DUX4")
@@ -61,6 +63,45 @@ def test_the_loader_reads_built_samples_as_aligned_tuples(tmp_path):
     batch = dataset.batch(4, 8, seed=0, step=0)
     down = downsample_4x(batch["HR"])
     assert torch.abs(down - batch["LR"])[..., 2:-2, 2:-2].max() < 1.5 / 255
+
+
+def test_training_and_evaluation_keep_the_split_the_build_made(tmp_path):
+    """A config's `data` may name a build-dataset output: its train/ trains and its
+    val/ validates (re-splitting crops by name would put neighbours on both sides);
+    `evaluate --held-out` scores the same val/; the bare folder is refused with a hint."""
+    assert build(tmp_path, "--max-nodata", "0.5").exit_code == 0
+    out = tmp_path / "out"
+    built = {split: {s.name for s in find_samples(out / split)} for split in ("train", "val")}
+    assert built["train"] and built["val"]
+    config = {
+        "name": "built",
+        "output_dir": str(tmp_path / "run"),
+        "data": [str(out)],
+        "model": {"nf": 8, "n_blocks": 1, "groups": 2},
+        "steps": 1,
+        "batch_size": 2,
+        "lr_crop": 8,
+        "val_images": 16,
+        "val_every": 1,
+    }
+    config_path = tmp_path / "built.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    trainer = Trainer(load_config(config_path), torch.device("cpu"))
+    assert {s.name for s in trainer.train_data.samples} == built["train"]
+    assert set(trainer.val_places) == built["val"]
+    trainer.run()
+
+    weights = str(tmp_path / "run" / "latest.safetensors")
+    refused = CliRunner().invoke(main, ["evaluate", str(out), "--weights", weights])
+    assert refused.exit_code == 1 and "is a build-dataset output" in refused.output
+    held_out = CliRunner().invoke(
+        main,
+        ["evaluate", str(out), "--weights", weights, "--held-out", str(config_path)]
+        + ["--json", str(tmp_path / "eval.json")],
+    )
+    assert held_out.exit_code == 0, held_out.output
+    scored = json.loads((tmp_path / "eval.json").read_text())
+    assert scored["samples"] == len(built["val"])
 
 
 def test_mixed_crs_references_and_coverage_skips(tmp_path):
