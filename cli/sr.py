@@ -34,6 +34,9 @@ if TYPE_CHECKING:
 UNTAGGED_ZEROS_NOTE = 0.01
 """Share of all-zero pixels in a scene that tags no nodata from which the run suggests
 --nodata 0 (real imagery is rarely 0 in every band; fill often is)."""
+COARSE_REFERENCE_NOTE = 2.0
+"""Reference pixel / output pixel from which the run says the reference is too coarse
+to add the output's detail (the model learnt from references at the HR's pixel size)."""
 
 
 def _raise_keyboard_interrupt(_signum: int, _frame: object) -> None:
@@ -106,11 +109,19 @@ def plan_notes(plan: SRPlan) -> list[str]:
     untagged += [
         (f"reference {name}", share, "--ref-nodata") for name, share in plan.untagged_ref_zeros
     ]
-    return [
+    notes = [
         f"about {share:.0%} of {what}'s pixels are 0 in every band and it tags "
         f"no nodata value: if they are fill, pass {option} 0"
         for what, share, option in untagged
         if share >= UNTAGGED_ZEROS_NOTE
+    ]
+    sr_pixel = plan.sr_grid.pixel_size_in(plan.sr_grid.crs, plan.sr_grid.centre())
+    return notes + [
+        f"reference {name}'s pixels are {size / sr_pixel:.1f}x the output's ({size:.3g} vs "
+        f"{sr_pixel:.3g} CRS units): it has no detail of the output's scale to give; the "
+        "model expects a reference at the output's pixel size or finer"
+        for name, size in plan.ref_pixel_sizes
+        if size >= COARSE_REFERENCE_NOTE * sr_pixel
     ]
 
 

@@ -41,6 +41,21 @@ class RasterGrid:
             self.crs, self.transform @ Affine.translation(col_off, row_off), width, height
         )
 
+    def centre(self) -> tuple[float, float]:
+        """The grid's centre, in its CRS."""
+        return self.transform * (self.width / 2, self.height / 2)
+
+    def pixel_size_in(self, crs: CRS, at: tuple[float, float]) -> float:
+        """The side of this grid's pixel at point `at` (given in `crs`), measured in
+        `crs` units: a reference's pixel as the scene's grid sees it (a Web Mercator
+        metre is cos(latitude) ground metres). NaN where `at` has no place in this
+        grid's CRS."""
+        (x,), (y,) = transform_coords(crs, self.crs, [at[0]], [at[1]])
+        t = self.transform
+        xs, ys = [x, x + t.a, x + t.b], [y, y + t.d, y + t.e]  # a pixel's two sides
+        (x0, x1, x2), (y0, y1, y2) = transform_coords(self.crs, crs, xs, ys)
+        return float(np.sqrt(np.hypot(x1 - x0, y1 - y0) * np.hypot(x2 - x0, y2 - y0)))
+
     def footprint(self, crs: CRS | None = None) -> Polygon:
         """The grid's outline as a polygon, densified, in `crs` (default: its own)."""
         t = np.linspace(0.0, 1.0, _EDGE_POINTS, endpoint=False)

@@ -170,6 +170,10 @@ class SRPlan:
     untagged_ref_zeros: tuple[tuple[str, float], ...] = ()
     """(name, share) for each local reference that tags no nodata: the same measure,
     for `SROptions.ref_nodata` (remote references are not read for it)."""
+    ref_pixel_sizes: tuple[tuple[str, float], ...] = ()
+    """(name, pixel side in the scene's CRS units, at the scene's centre) of each
+    reference: one much coarser than the output's pixels has no detail of that scale
+    to give (another date of the scene's own sensor, say)."""
 
     @property
     def accumulator_bytes(self) -> int:
@@ -250,7 +254,8 @@ def _plan_sr(
         for item in references or []
     ]
     references, ranks = _expand_stac(references, lr_grid, options)
-    specs, coverage, ref_zeros = _plan_references(references, lr_grid, options, ranks)
+    planned = _plan_references(references, lr_grid, options, ranks)
+    specs, coverage = planned.specs, planned.coverage
     for path in (output_path, *maps):
         _refuse_overwriting_inputs(path, [scene_path, *(spec.path for spec in specs)])
     if coverage == 0.0 and not options.allow_missing_ref:
@@ -276,7 +281,8 @@ def _plan_sr(
         descriptions,
         window,
         zeros,
-        ref_zeros,
+        planned.untagged_zeros,
+        planned.pixel_sizes,
     )
 
 
@@ -344,16 +350,26 @@ def _expand_stac(
     return expanded, ranks
 
 
+@dataclass(frozen=True)
+class _PlannedReferences:
+    specs: tuple[ReferenceSpec, ...] = ()
+    """The references that meet the scene, best first."""
+    coverage: float = 0.0
+    """Their footprints' coverage of the scene."""
+    untagged_zeros: tuple[tuple[str, float], ...] = ()
+    """`SRPlan.untagged_ref_zeros`."""
+    pixel_sizes: tuple[tuple[str, float], ...] = ()
+    """`SRPlan.ref_pixel_sizes`."""
+
+
 def _plan_references(
     items: list[str | Path], lr_grid: RasterGrid, options: SROptions, ranks: dict[str, int]
-) -> tuple[tuple[ReferenceSpec, ...], float, tuple[tuple[str, float], ...]]:
-    """The references that meet the scene, best first; their coverage of it; and the
-    share of untagged zeros of each local one (`SRPlan.untagged_ref_zeros`)."""
+) -> _PlannedReferences:
     if not items:
-        return (), 0.0, ()
+        return _PlannedReferences()
     resampling = _parse_resampling(options.ref_resampling)
     index = ReferenceIndex.build(items, options.http)
-    specs, zeros = [], []
+    specs, zeros, pixel_sizes = [], [], []
     for path, _ in index.covering(lr_grid, ranks):
         path = declaring_nodata(path, options.ref_nodata, "reference")
         with open_raster(path, "reference", options.http) as ref:
@@ -361,8 +377,13 @@ def _plan_references(
             scaling = choose_scaling(ref, bands, options.ref_scale, "reference")
             if not is_virtual(path):
                 zeros.append((display_name(path), untagged_zeros(ref, bands)))
+            grid = georeferenced_grid(ref, "reference")
+            size = grid.pixel_size_in(lr_grid.crs, lr_grid.centre())
+            pixel_sizes.append((display_name(path), size))
         specs.append(ReferenceSpec(path, bands, scaling, resampling))
-    return tuple(specs), index.coverage(lr_grid), tuple(zeros)
+    return _PlannedReferences(
+        tuple(specs), index.coverage(lr_grid), tuple(zeros), tuple(pixel_sizes)
+    )
 
 
 @dataclass

@@ -239,3 +239,15 @@ def test_sr_says_how_far_it_moved_the_reference(files, tmp_path):
     as_is = sr(files, tmp_path, "--overwrite", "--no-co-register")
     assert as_is.exit_code == 0, as_is.output
     assert "co-registered" not in as_is.output
+
+
+def test_sr_notes_a_reference_too_coarse_to_add_the_outputs_detail(files, tmp_path):
+    """The scene itself (its own pixels, 4x the output's) as reference is what a user
+    with two dates of one sensor would give: sr says it has no detail to add. The Web
+    Mercator reference at 0.125 Mercator metres is 0.1 ground metres at this latitude,
+    the output's pixel: no note (the pixel is measured where the scene is)."""
+    coarse = sr(files, tmp_path, "--dry-run", ref="scene")
+    assert coarse.exit_code == 0, coarse.output
+    assert "reference scene.tif's pixels are 4.0x the output's" in coarse.output
+    fine = sr(files, tmp_path, "--dry-run")
+    assert fine.exit_code == 0 and "x the output's" not in fine.output
