@@ -300,7 +300,11 @@ def _window_of_bounds(
     col0, row0 = max(col0, 0), max(row0, 0)
     col1, row1 = min(col1, scene.width), min(row1, scene.height)
     if col1 <= col0 or row1 <= row0:
-        raise CoverageError(f"--bounds {bounds} do not meet the scene {raster_name(scene)}")
+        extent = ", ".join(f"{value:.10g}" for value in scene.bounds)
+        raise CoverageError(
+            f"--bounds {bounds} do not meet the scene {raster_name(scene)}, which spans "
+            f"({extent}) in its CRS {scene.crs}"
+        )
     return Window(col0, row0, col1 - col0, row1 - row0)
 
 

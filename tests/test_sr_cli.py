@@ -228,6 +228,9 @@ def test_bounds_process_a_part_of_the_scene_as_the_whole_run_does(files, tmp_pat
     assert differs.max() <= 1 and (differs > 0).mean() < 0.1
     outside = sr(files, tmp_path, "--bounds", "0", "0", "1", "1", "--overwrite")
     assert outside.exit_code == 1 and "do not meet the scene" in outside.output
+    with rasterio.open(files["scene"]) as scene:  # and says where the scene is
+        left, bottom, right, top = (f"{value:.10g}" for value in scene.bounds)
+    assert f"spans ({left}, {bottom}, {right}, {top}) in its CRS EPSG:32617" in outside.output
 
 
 def test_sr_says_how_far_it_moved_the_reference(files, tmp_path):
