@@ -7,7 +7,51 @@ have given it: 0666 less the umask.
 """
 
 import os
+import signal
+import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+_INTERRUPTS = (signal.SIGINT, signal.SIGTERM)
+
+
+def new_temp_file(path: Path, suffix: str, record: list[Path]) -> Path:
+    """A new hidden, empty file beside `path`, named with this process's id (so that a
+    later run can tell a dead run's leftovers from a live one's), appended to `record`
+    before Ctrl-C or SIGTERM can interrupt: whoever cleans up what `record` lists
+    removes it, however early an interrupt lands (between mkstemp and recording it,
+    the moment the file appears, it leaked)."""
+    with _interrupts_deferred():
+        handle, name = tempfile.mkstemp(
+            prefix=f".{path.name}.{os.getpid()}.", suffix=suffix, dir=path.parent
+        )
+        os.close(handle)
+        record.append(Path(name))
+    return record[-1]
+
+
+@contextmanager
+def _interrupts_deferred() -> Iterator[None]:
+    """SIGINT and SIGTERM received in the block are raised again when it ends, to the
+    handlers there were before. Python runs signal handlers in the main thread only, so
+    swapping them there defers them whatever thread the kernel delivered to."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    previous = {
+        signum: signal.signal(signum, lambda signum, _frame: received.append(signum))
+        for signum in _INTERRUPTS
+    }
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        if received:
+            signal.raise_signal(received[0])
 
 
 def current_umask() -> int:

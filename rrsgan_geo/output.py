@@ -7,7 +7,6 @@ rename is atomic), which is removed on any error or interrupt.
 
 import logging
 import os
-import tempfile
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
@@ -17,7 +16,7 @@ import rasterio
 import rasterio.shutil
 
 from rrsgan_geo.errors import OutputError
-from rrsgan_geo.files import publish
+from rrsgan_geo.files import new_temp_file, publish
 from rrsgan_geo.grids import RasterGrid
 
 BLOCK = 256
@@ -110,21 +109,15 @@ def check_destination(path: Path, overwrite: bool) -> None:
     folder = path.parent
     if not folder.is_dir():
         raise OutputError(f"output folder does not exist: {folder}")
+    probes: list[Path] = []
     try:  # really try: permission bits say nothing for root or read-only mounts
-        _temp_path(path, ".probe").unlink()
+        new_temp_file(path, ".probe", probes)
     except OSError:
         raise OutputError(f"output folder is not writable: {folder}") from None
+    finally:
+        for probe in probes:
+            probe.unlink(missing_ok=True)
     remove_stale_parts(path)
-
-
-def _temp_path(path: Path, suffix: str) -> Path:
-    """A hidden temp file beside `path`, named with this process's id so that a later
-    run can tell a dead run's leftovers from a live run's work."""
-    handle, name = tempfile.mkstemp(
-        prefix=f".{path.name}.{os.getpid()}.", suffix=suffix, dir=path.parent
-    )
-    os.close(handle)
-    return Path(name)
 
 
 def _alive(pid: int) -> bool:
@@ -181,14 +174,13 @@ class StreamingGeoTIFF:
         self.in_flight: Future | None = None
 
     def __enter__(self) -> "StreamingGeoTIFF":
-        temp = _temp_path(self.path, ".part.tif")
-        self.temp_paths.append(temp)
         try:
+            temp = new_temp_file(self.path, ".part.tif", self.temp_paths)
             self.dataset = rasterio.open(temp, "w", **self.profile)
         except BaseException:
-            # __exit__ does not run when __enter__ fails: a Ctrl-C that lands while GDAL
-            # creates the file (the moment it appears) must not leave it behind.
-            temp.unlink(missing_ok=True)
+            # __exit__ does not run when __enter__ fails: a Ctrl-C that lands while the
+            # file is created (the moment it appears) must not leave it behind.
+            self._remove_temps()
             raise
         return self
 
@@ -231,8 +223,11 @@ class StreamingGeoTIFF:
                 self.dataset.close()
         finally:
             self.writer.shutdown(wait=True)
-            for temp in self.temp_paths:
-                temp.unlink(missing_ok=True)
+            self._remove_temps()
+
+    def _remove_temps(self) -> None:
+        for temp in self.temp_paths:
+            temp.unlink(missing_ok=True)
 
     def _finish(self) -> None:
         if self.pending:
@@ -254,8 +249,7 @@ class StreamingGeoTIFF:
         self.dataset.close()
         finished = self.temp_paths[-1]
         if self.cog_options is not None:
-            cog_temp = _temp_path(self.path, ".part.cog.tif")
-            self.temp_paths.append(cog_temp)
+            cog_temp = new_temp_file(self.path, ".part.cog.tif", self.temp_paths)
             options = {
                 "COMPRESS": "DEFLATE",
                 "BIGTIFF": "IF_SAFER",

@@ -12,7 +12,6 @@ import json
 import os
 import pickle
 import re
-import tempfile
 import zipfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -27,7 +26,7 @@ from rrsgan_geo.errors import (
     WeightsMismatchError,
     WeightsNotFoundError,
 )
-from rrsgan_geo.files import publish
+from rrsgan_geo.files import new_temp_file, publish
 from rrsgan_geo.model import GeneratorConfig, RRSNet
 
 FORMAT_TAG = "rrsgan-geo/1"
@@ -231,13 +230,14 @@ def save_weights(state_dict: StateDict, path: str | os.PathLike, metadata: Weigh
     """Write safetensors with metadata, atomically: a crash never leaves a partial file."""
     path = Path(path)
     tensors = {key: tensor.detach().to("cpu").contiguous() for key, tensor in state_dict.items()}
-    handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    os.close(handle)
+    temps: list[Path] = []
     try:
-        safetensors.torch.save_file(tensors, temp_name, metadata=metadata.to_strings())
-        publish(temp_name, path)
+        temp = new_temp_file(path, ".part", temps)
+        safetensors.torch.save_file(tensors, temp, metadata=metadata.to_strings())
+        publish(temp, path)
     except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
+        for temp in temps:
+            temp.unlink(missing_ok=True)
         raise
 
 

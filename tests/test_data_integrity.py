@@ -4,7 +4,10 @@ Each test runs `rrsgan-geo sr` on real imagery (the CC0 NEON tiles in examples/d
 and failed on the code before its fix."""
 
 import os
+import signal
 import stat
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,7 +16,9 @@ import torch
 from click.testing import CliRunner
 
 from rrsgan_geo.cli.main import main
+from rrsgan_geo.files import new_temp_file
 from rrsgan_geo.model import RRSNet
+from rrsgan_geo.output import StreamingGeoTIFF
 from rrsgan_geo.weight_files import WeightsMetadata, save_weights
 from tests.conftest import REPO
 from tests.rasters import lr_scene, mercator_reference, write_raster
@@ -221,3 +226,27 @@ def test_creation_options_gdal_warns_about_are_errors(tmp_path, weights, args, m
     result = run_sr(scene, tmp_path / "o.tif", weights, *args)
     assert result.exit_code == 1 and message in result.output, result.output
     assert not (tmp_path / "o.tif").exists()
+
+
+def test_a_ctrl_c_the_moment_a_temp_file_appears_cannot_leak_it(tmp_path, monkeypatch):
+    """The interrupt lands right after mkstemp created the file, before anything
+    recorded it (where test_interrupt_mid_run_leaves_no_file's Ctrl-C sometimes landed
+    under load): it is held until the file is recorded, so the caller's cleanup, which
+    removes what the record lists, removes it."""
+    created = tempfile.mkstemp
+
+    def mkstemp_then_interrupted(*args, **kwargs):
+        result = created(*args, **kwargs)
+        signal.raise_signal(signal.SIGINT)
+        return result
+
+    monkeypatch.setattr(tempfile, "mkstemp", mkstemp_then_interrupted)
+    record: list[Path] = []
+    with pytest.raises(KeyboardInterrupt):
+        new_temp_file(tmp_path / "out.tif", ".part.tif", record)
+    assert len(record) == 1 and record[0].exists()  # recorded: cleanup can find it
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+
+    with pytest.raises(KeyboardInterrupt):  # the same moment in the output writer
+        StreamingGeoTIFF(tmp_path / "out.tif", {"driver": "GTiff"}).__enter__()
+    assert list(tmp_path.iterdir()) == [record[0]]
