@@ -8,6 +8,8 @@ from pathlib import Path
 import click
 from tqdm import tqdm
 
+from rrsgan_geo.cli.interrupts import sigterm_as_interrupt
+
 
 @click.command(name="build-dataset")
 @click.argument("hr_sources", nargs=-1, required=True, type=click.Path(path_type=Path))
@@ -85,6 +87,7 @@ def build_dataset_command(
       rrsgan-geo build-dataset aerial_2019/ --ref google_2021.tif -o pairs/
       rrsgan-geo build-dataset ../RRSSRD/val_1st --from-images -o rrssrd_index/
     """
+    from rrsgan_geo.data import MANIFEST
     from rrsgan_geo.dataset_builder import BuildOptions, build_dataset, index_images
 
     options = BuildOptions(overwrite=overwrite, **fields)
@@ -95,10 +98,19 @@ def build_dataset_command(
     else:
         if not ref_sources:
             raise click.UsageError("give the reference with --ref (or use --from-images)")
-        with tqdm(unit="sample", desc="cutting samples", dynamic_ncols=True) as bar:
-            report = build_dataset(
-                list(hr_sources), list(ref_sources), output, options, lambda _: bar.update()
-            )
+        try:
+            with (
+                sigterm_as_interrupt(),
+                tqdm(unit="sample", desc="cutting samples", dynamic_ncols=True) as bar,
+            ):
+                report = build_dataset(
+                    list(hr_sources), list(ref_sources), output, options, lambda _: bar.update()
+                )
+        except KeyboardInterrupt:
+            raise click.ClickException(
+                f"interrupted: the samples written so far are complete and listed in "
+                f"{output / MANIFEST}; run again with --overwrite to start over"
+            ) from None
     written = ", ".join(f"{n} {split}" for split, n in sorted(report.written.items())) or "none"
     click.echo(f"wrote {written} samples; manifest {report.manifest}")
     for reason, count in report.skipped.most_common():

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import signal
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
 from tqdm import tqdm
 
+from rrsgan_geo.cli.interrupts import sigterm_as_interrupt
 from rrsgan_geo.cli.options import (
     device_option,
     processing_options,
@@ -37,10 +37,6 @@ UNTAGGED_ZEROS_NOTE = 0.01
 COARSE_REFERENCE_NOTE = 2.0
 """Reference pixel / output pixel from which the run says the reference is too coarse
 to add the output's detail (the model learnt from references at the HR's pixel size)."""
-
-
-def _raise_keyboard_interrupt(_signum: int, _frame: object) -> None:
-    raise KeyboardInterrupt
 
 
 def _load(weights: Path | None, dry_run: bool, device: torch.device) -> Generator | None:
@@ -247,20 +243,20 @@ def sr(
         click.echo(f"weights     {generator.name}{default}", err=True)
         for note in plan_notes(plan):
             click.echo(f"note        {note}", err=True)
-    previous = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     try:
-        with tqdm(
-            total=plan.layout.count,
-            unit="tile",
-            desc="super-resolving",
-            dynamic_ncols=True,
-            disable=quiet,
-        ) as bar:
+        with (
+            sigterm_as_interrupt(),
+            tqdm(
+                total=plan.layout.count,
+                unit="tile",
+                desc="super-resolving",
+                dynamic_ncols=True,
+                disable=quiet,
+            ) as bar,
+        ):
             report = super_resolve(plan, generator, options, on_tiles=bar.update)
     except KeyboardInterrupt:
         raise click.ClickException("interrupted: no output written") from None
-    finally:
-        signal.signal(signal.SIGTERM, previous)
     if json_path is not None:
         summary = {
             **dataclasses.asdict(report),

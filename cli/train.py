@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import click
 from tqdm import tqdm
 
+from rrsgan_geo.cli.interrupts import sigterm_as_interrupt
 from rrsgan_geo.cli.options import device_option
 
 if TYPE_CHECKING:
@@ -93,7 +94,8 @@ def _train(settings, device, resume: bool, max_minutes: float | None) -> None:
             )
 
     try:
-        finished = trainer.run(report, max_minutes=max_minutes)
+        with sigterm_as_interrupt():  # a scheduler's stop saves a checkpoint too
+            finished = trainer.run(report, max_minutes=max_minutes)
     except KeyboardInterrupt:
         raise click.ClickException(
             f"interrupted at step {trainer.step}; checkpoint saved, continue with --resume"

@@ -26,6 +26,7 @@ from rasterio.windows import Window
 from rrsgan_geo.data import MANIFEST, find_samples, place_key, spatial_split
 from rrsgan_geo.degradation import down_up_4x, downsample_4x, upsample_4x
 from rrsgan_geo.errors import ConfigError, CoverageError, OutputError
+from rrsgan_geo.files import publish
 from rrsgan_geo.grids import RasterGrid
 from rrsgan_geo.model import SCALE
 from rrsgan_geo.rasters import (
@@ -41,6 +42,8 @@ from rrsgan_geo.references import ReferenceIndex, expand_rasters
 from rrsgan_geo.scaling import ValueScaling, choose_scaling
 
 FOLDERS = ("HR", "LR", "LR_UX4", "Ref", "Ref_DUX4")
+OUTPUT_ENTRIES = ("train", "val", MANIFEST)
+"""What a build writes into its output folder."""
 
 
 @dataclass(frozen=True)
@@ -77,9 +80,19 @@ class BuildReport:
 
 
 def prepare_output(out_dir: Path, overwrite: bool) -> None:
+    """An empty output folder. --overwrite replaces an earlier build's output, and
+    nothing else: a folder holding anything this command does not write (`-o ~/data` by
+    mistake) is refused rather than deleted."""
     if out_dir.exists() and any(out_dir.iterdir()):
         if not overwrite:
             raise OutputError(f"{out_dir} is not empty; pass --overwrite to replace it")
+        foreign = sorted(p.name for p in out_dir.iterdir() if p.name not in OUTPUT_ENTRIES)
+        if foreign:
+            raise OutputError(
+                f"{out_dir} holds files a build does not write ({', '.join(foreign[:3])}"
+                f"{', ...' if len(foreign) > 3 else ''}): --overwrite replaces an earlier "
+                "build's output only; choose an empty or new folder"
+            )
         shutil.rmtree(out_dir)
     if not out_dir.parent.is_dir():
         raise OutputError(f"output folder's parent does not exist: {out_dir.parent}")
@@ -104,6 +117,22 @@ def _write(path: Path, unit: torch.Tensor, grid: RasterGrid) -> None:
     profile.update(compress="deflate", predictor=2, photometric="RGB")
     with rasterio.open(path, "w", **profile) as out:
         out.write(data)
+
+
+def _write_sample(images: dict[str, tuple[torch.Tensor, RasterGrid]], paths: list[Path]) -> None:
+    """All five images of a sample or none: each is written to a hidden temp file
+    beside its destination (not an image name, so no reader picks it up) and all are
+    renamed into place once all are written. An interrupted build leaves complete
+    samples only, each listed in the manifest (written after this)."""
+    temps = [path.with_name(f".{path.name}.part") for path in paths]
+    try:
+        for (image, grid), temp in zip(images.values(), temps, strict=True):
+            _write(temp, image[0], grid)
+        for temp, path in zip(temps, paths, strict=True):
+            publish(temp, path)
+    finally:
+        for temp in temps:
+            temp.unlink(missing_ok=True)
 
 
 def _split_of_blocks(block_ids: list[tuple[int, int, int]], options: BuildOptions) -> set:
@@ -245,8 +274,7 @@ def _make_sample(hr_raster, ref_raster, row, col, index, split, out_dir, options
         "Ref": (ref, grid),
         "Ref_DUX4": (down_up_4x(ref), grid),
     }
-    for folder, (image, image_grid) in images.items():
-        _write(out_dir / split / folder / f"{name}.tif", image[0], image_grid)
+    _write_sample(images, [out_dir / split / folder / f"{name}.tif" for folder in images])
     return {
         "id": name,
         "split": split,

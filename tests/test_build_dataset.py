@@ -10,6 +10,7 @@ import yaml
 from affine import Affine
 from click.testing import CliRunner
 
+from rrsgan_geo import dataset_builder
 from rrsgan_geo.cli.main import main
 from rrsgan_geo.data import RefSRDataset, find_samples
 from rrsgan_geo.degradation import downsample_4x
@@ -223,3 +224,47 @@ def test_declared_fill_of_hr_and_reference_is_counted_as_missing(tmp_path):
     assert declared.exit_code == 0, declared.output
     assert "skipped 4: HR nodata above 50%" in declared.output
     assert "skipped 3: reference coverage below 90%" in declared.output
+
+
+def test_an_interrupted_build_leaves_complete_samples_each_in_the_manifest(tmp_path, monkeypatch):
+    """Ctrl-C (or a scheduler's SIGTERM) in the middle of a sample's five images: the
+    samples before it are whole and listed, the interrupted one leaves nothing, not
+    even its hidden temp files."""
+    written = []
+    write = dataset_builder._write
+
+    def interrupted_on_the_13th_image(path, unit, grid):
+        if len(written) == 12:  # the 3rd image of the 3rd sample
+            raise KeyboardInterrupt
+        written.append(path)
+        write(path, unit, grid)
+
+    monkeypatch.setattr(dataset_builder, "_write", interrupted_on_the_13th_image)
+    result = build(tmp_path, "--max-nodata", "0.5", "--min-ref-coverage", "0.8")
+    assert result.exit_code == 1 and "interrupted: the samples written so far are complete" in (
+        result.output
+    )
+    out = tmp_path / "out"
+    listed = [json.loads(x) for x in (out / "manifest.jsonl").read_text().splitlines()]
+    assert len(listed) == 2
+    images = sorted(p for p in out.rglob("*") if p.is_file() and p.name != "manifest.jsonl")
+    assert {p.stem for p in images} == {r["id"] for r in listed}
+    assert len(images) == 2 * len(FIVE)  # no temp file, no part of the 3rd sample
+    for record in listed:
+        assert len(find_samples(out / record["split"])) >= 1
+
+    monkeypatch.undo()
+    again = build(tmp_path, "--max-nodata", "0.5", "--overwrite")  # starts over
+    assert again.exit_code == 0, again.output
+
+
+def test_overwrite_replaces_a_build_and_never_a_folder_of_other_files(tmp_path):
+    """-o pointed at a folder of one's own by mistake: --overwrite must not delete it."""
+    mine = tmp_path / "out"
+    mine.mkdir()
+    (mine / "thesis.docx").write_text("years of work")
+    refused = build(tmp_path, "--max-nodata", "0.5", "--overwrite")
+    assert refused.exit_code == 1 and "holds files a build does not write (thesis.docx)" in (
+        refused.output
+    )
+    assert (mine / "thesis.docx").read_text() == "years of work"

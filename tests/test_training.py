@@ -1,5 +1,10 @@
 """Training a tiny configuration on CPU: the loss goes down, resume is exact."""
 
+import signal
+import subprocess
+import sys
+import time
+
 import pytest
 import torch
 import yaml
@@ -158,6 +163,27 @@ def test_cli_max_minutes(tmp_path):
     )
     assert result.exit_code == 0, result.output
     assert "stopped after" in result.output and "at step 1" in result.output
+
+
+def test_sigterm_saves_a_checkpoint_to_resume_from(tmp_path):
+    """A batch scheduler stops a job with SIGTERM (SLURM at its time limit): the run
+    saves its state and says how to continue, as after Ctrl-C, instead of dying with
+    the steps since the last checkpoint lost."""
+    config = write_config(tmp_path, steps=100_000, checkpoint_every=100_000)
+    command = [sys.executable, "-m", "rrsgan_geo.cli.main", "train", str(config)]
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    run_dir = tmp_path / "run"
+    deadline = time.monotonic() + 120
+    while not run_dir.is_dir() and time.monotonic() < deadline:  # training has begun
+        time.sleep(0.05)
+    time.sleep(1.0)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 1, stderr
+    assert "interrupted at step" in stderr and "continue with --resume" in stderr, stderr
+    assert "Traceback" not in stderr
+    resumed = Trainer(load_config(config), torch.device("cpu"), resume=True)
+    assert (run_dir / "latest.safetensors").is_file() and resumed.step >= 0
 
 
 def _ddp_worker(rank: int, world_size: int, config_path: str, init_file: str) -> None:
