@@ -17,7 +17,9 @@ the model alone, no I/O; overhead = end-to-end / model-only; peak RSS of the pro
 LR_UX4), so what is timed is the pipeline itself: reading, warping, degradation,
 blending, writing. It is compared with an I/O floor measured in the same run: the
 scene read whole, the reference warped onto the 4x grid with all cores, the output
-written compressed, with plain rasterio. The last line is "pipeline/floor ratio X".
+written compressed, with plain rasterio. It also prints each one's CPU seconds (all
+threads) and the least ratio that CPU work allows, had it been shared perfectly over
+all cores from the start. The last line is "pipeline/floor ratio X".
 """
 
 import argparse
@@ -170,6 +172,12 @@ def run_one(args: argparse.Namespace) -> dict:
     }
 
 
+def cpu_seconds() -> float:
+    """CPU time of this process so far, all threads (GDAL's and torch's included)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def io_floor(scene: Path, ref: Path, out: Path, grid: RasterGrid) -> float:
     """Seconds for the least any pipeline must do, with plain rasterio: read the scene,
     warp the reference onto the 4x grid with all cores, write the result compressed."""
@@ -203,11 +211,13 @@ def run_pipeline_only(args: argparse.Namespace) -> dict:
         tile=args.tile, batch_size=args.batch, device=args.device, co_register=args.co_register
     )
     pipeline, floor, first_tile = [], [], []
+    pipeline_cpu, floor_cpu = [], []
     with tempfile.TemporaryDirectory() as folder:
         folder = Path(folder)
         scene, ref = make_inputs(folder, args.width, args.height, args.ref_crs)
         for repeat in range(args.repeats):
             out = folder / f"out{repeat}.tif"
+            cpu_started = cpu_seconds()
             started = time.perf_counter()
             seen: list[float] = []
 
@@ -218,9 +228,13 @@ def run_pipeline_only(args: argparse.Namespace) -> dict:
             plan = plan_sr(scene, ref, out, options, args.margin)
             super_resolve(plan, generator, options, on_tiles=on_tiles)
             pipeline.append(time.perf_counter() - started)
+            pipeline_cpu.append(cpu_seconds() - cpu_started)
             first_tile.append(seen[0])
+            cpu_started = cpu_seconds()
             floor.append(io_floor(scene, ref, folder / f"floor{repeat}.tif", plan.sr_grid))
+            floor_cpu.append(cpu_seconds() - cpu_started)
     best, best_floor = min(pipeline), min(floor)
+    cores = os.cpu_count() or 1
     return {
         "scene": f"{args.width}x{args.height}",
         "ref_crs": args.ref_crs,
@@ -230,6 +244,11 @@ def run_pipeline_only(args: argparse.Namespace) -> dict:
         "lr_mpix_per_s": args.width * args.height / best / 1e6,
         "first_tile_s": min(first_tile),
         "ratio": best / best_floor,
+        "pipeline_cpu_s": pipeline_cpu[pipeline.index(best)],
+        "floor_cpu_s": floor_cpu[floor.index(best_floor)],
+        # Were the pipeline's CPU work shared perfectly over all cores from its first
+        # moment, this is the ratio it would reach: the least its work allows.
+        "least_ratio": pipeline_cpu[pipeline.index(best)] / cores / best_floor,
         "co_register": args.co_register,
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
@@ -244,6 +263,8 @@ def print_pipeline_only(row: dict) -> None:
         "LR MP/s",
         "first tile s",
         "I/O floor s",
+        "pipeline CPU s",
+        "floor CPU s",
         "peak RSS MiB",
     )
     registered = "co-registration on" if row["co_register"] else "no co-registration"
@@ -255,7 +276,11 @@ def print_pipeline_only(row: dict) -> None:
     print(
         f"| {row['scene']} | {row['ref_crs']} | {row['tile']} | {row['pipeline_s']:.2f} | "
         f"{row['lr_mpix_per_s']:.3f} | {row['first_tile_s']:.2f} | {row['floor_s']:.2f} | "
-        f"{row['peak_rss_mib']:.0f} |"
+        f"{row['pipeline_cpu_s']:.2f} | {row['floor_cpu_s']:.2f} | {row['peak_rss_mib']:.0f} |"
+    )
+    print(
+        f"least ratio the pipeline's CPU work allows on {os.cpu_count()} cores "
+        f"(its CPU s / cores / floor s): {row['least_ratio']:.2f}"
     )
     print(f"pipeline/floor ratio {row['ratio']:.2f}")
 
