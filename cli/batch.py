@@ -25,7 +25,8 @@ from rrsgan_geo.cli.sr import plan_notes
 from rrsgan_geo.locations import display_name
 
 if TYPE_CHECKING:
-    from rrsgan_geo.batch import SceneResult
+    from rrsgan_geo.batch import SceneJob, SceneResult
+    from rrsgan_geo.pipeline import SROptions
 
 
 @click.command()
@@ -66,6 +67,12 @@ if TYPE_CHECKING:
 @click.option("--dask-workers", default=2, show_default=True, help="Workers of the LocalCluster.")
 @threads_option
 @click.option("--overwrite", is_flag=True, help="Redo scenes whose output exists.")
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Plan every scene (its references, their coverage, what sr would note) and print "
+    "the table; run nothing, write nothing. Exit code 1 if a scene would fail.",
+)
 def batch(
     scenes,
     ref_sources,
@@ -76,6 +83,7 @@ def batch(
     dask_address,
     dask_workers,
     threads,
+    dry_run,
     **fields,
 ) -> None:
     """Super-resolve SCENES (files, folders or globs) into OUTPUT, as `sr` does.
@@ -86,6 +94,7 @@ def batch(
 
     \b
     Examples:
+      rrsgan-geo batch 'scenes/*.tif' --ref google/ -o out/ --dry-run
       rrsgan-geo batch 'scenes/*.tif' --ref google/ -o out/
       rrsgan-geo batch scenes/ --ref refs.vrt -o out/ --scheduler dask --dask-address tcp://10.0.0.5:8786
     """
@@ -101,6 +110,9 @@ def batch(
     rasters, per_scene = split_references(list(ref_sources))
     index = ReferenceIndex.build(rasters, options.http)
     jobs = plan_jobs(list(scenes), index, out_dir, per_scene)
+    if dry_run:
+        _dry_run(jobs, weights, options)
+        return
     out_dir.mkdir(exist_ok=True)  # only once the inputs check out
     if scheduler == "dask":
         results_iter = run_dask(jobs, weights, options, dask_address, dask_workers, threads)
@@ -126,15 +138,45 @@ def batch(
         raise click.exceptions.Exit(1)
 
 
+def _dry_run(jobs: list[SceneJob], weights: Path, options: SROptions) -> None:
+    """Plan each scene as its run would, print the notes and the table; run nothing."""
+    from rrsgan_geo.batch import plan_scene
+    from rrsgan_geo.weight_files import read_weight_file
+
+    margin = options.margin
+    if margin is None:
+        margin = read_weight_file(weights).metadata.margin
+    results = []
+    for job in tqdm(jobs, unit="scene", desc="planning", dynamic_ncols=True):
+        results.append(plan_scene(job, margin, options))
+        for note in plan_notes(results[-1].plan) if results[-1].plan else ():
+            tqdm.write(f"note: {display_name(job.scene)}: {note}", file=sys.stderr)
+    _summary(results, len(jobs))
+    if any(r.status == "failed" for r in results):
+        raise click.exceptions.Exit(1)
+
+
+def _detail(result: SceneResult) -> str:
+    if result.status == "done":
+        coverage = result.report.pixel_coverage
+        return f"{result.seconds:.1f} s, reference on {coverage:.0%} of pixels"
+    if result.status == "planned":
+        plan = result.plan
+        return (
+            f"{plan.sr_grid.width} x {plan.sr_grid.height} px, {plan.layout.count} tiles, "
+            f"{len(plan.references)} reference(s) covering {plan.footprint_coverage:.0%}"
+        )
+    return result.reason
+
+
 def _summary(results: list[SceneResult], planned: int) -> None:
     width = max([len(display_name(r.scene)) for r in results] + [5])
     click.echo(f"{'scene':<{width}}  {'status':<8} detail")
     for r in results:
-        detail = r.reason
-        if r.status == "done":
-            detail = f"{r.seconds:.1f} s, reference on {r.report.pixel_coverage:.0%} of pixels"
-        click.echo(f"{display_name(r.scene):<{width}}  {r.status:<8} {detail}")
-    counts = {s: sum(r.status == s for r in results) for s in ("done", "skipped", "failed")}
+        click.echo(f"{display_name(r.scene):<{width}}  {r.status:<8} {_detail(r)}")
+    statuses = ("planned",) if any(r.status == "planned" for r in results) else ("done",)
+    statuses += ("skipped", "failed")
+    counts = {s: sum(r.status == s for r in results) for s in statuses}
     not_run = planned - len(results)
     click.echo(
         ", ".join(f"{n} {s}" for s, n in counts.items())

@@ -50,11 +50,11 @@ class SceneJob:
 class SceneResult:
     scene: str
     output: Path
-    status: str  # "done", "skipped" or "failed"
+    status: str  # "done", "skipped" or "failed"; "planned" in a dry run
     reason: str = ""
     seconds: float = 0.0
     plan: SRPlan | None = None
-    """What the scene ran with (done scenes): what `sr` would note about it."""
+    """What the scene ran with (done and planned scenes): what `sr` would note."""
     report: SRReport | None = None
     """What the run found (done scenes): reference coverage, co-registration."""
 
@@ -114,12 +114,9 @@ def run_scene(
     started = time.perf_counter()
     if threads is not None:
         torch.set_num_threads(threads)
-    if job.output.exists() and not options.overwrite:
-        if is_complete(job.output):
-            return SceneResult(job.scene, job.output, "skipped", "output exists")
-        return SceneResult(
-            job.scene, job.output, "failed", "output exists but is not ours or incomplete"
-        )
+    existing = _existing_output(job, options)
+    if existing is not None:
+        return existing
     try:
         generator = _generator(weights, options.device)
         margin = options.margin if options.margin is not None else generator.margin
@@ -129,6 +126,32 @@ def run_scene(
         return SceneResult(job.scene, job.output, "failed", str(error))
     seconds = time.perf_counter() - started
     return SceneResult(job.scene, job.output, "done", "", seconds, plan, report)
+
+
+def plan_scene(job: SceneJob, margin: int, options: SROptions) -> SceneResult:
+    """What `run_scene` would do, without running it (a dry run): "planned" with the
+    plan, "skipped" for a finished output, or "failed" with the reason the run would
+    fail for."""
+    existing = _existing_output(job, options)
+    if existing is not None:
+        return existing
+    try:
+        plan = plan_sr(job.scene, job.references, job.output, options, margin, check_output=False)
+    except RRSGANGeoError as error:
+        return SceneResult(job.scene, job.output, "failed", str(error))
+    return SceneResult(job.scene, job.output, "planned", plan=plan)
+
+
+def _existing_output(job: SceneJob, options: SROptions) -> SceneResult | None:
+    """A scene whose output exists (without --overwrite): skipped when it is a finished
+    output of ours, failed otherwise (a file of someone else's, or a dead run's)."""
+    if not job.output.exists() or options.overwrite:
+        return None
+    if is_complete(job.output):
+        return SceneResult(job.scene, job.output, "skipped", "output exists")
+    return SceneResult(
+        job.scene, job.output, "failed", "output exists but is not ours or incomplete"
+    )
 
 
 def run_local(

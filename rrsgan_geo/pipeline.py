@@ -198,15 +198,21 @@ def plan_sr(
     output_path: str | Path,
     options: SROptions,
     margin: int,
+    *,
+    check_output: bool = True,
 ) -> SRPlan:
     """Check inputs and output; measure the references' coverage of the scene.
 
     The scene and each reference may be a file, a GDAL /vsi path or a URL.
     `references`: a raster, a folder of rasters, a glob, or several of these, in any
     mix of CRSs; those that meet the scene are used, composited per tile.
+    `check_output=False` leaves the destination unchecked (a batch's dry run: its output
+    folder is made only when it runs, and it skips outputs that exist itself).
     """
     with rasterio.Env(**options.http.gdal_config()):
-        return _plan_sr(str(scene_path), references, Path(output_path), options, margin)
+        return _plan_sr(
+            str(scene_path), references, Path(output_path), options, margin, check_output
+        )
 
 
 def _plan_sr(
@@ -215,9 +221,10 @@ def _plan_sr(
     output_path: Path,
     options: SROptions,
     margin: int,
+    check_output: bool,
 ) -> SRPlan:
     maps = [path for path in (options.relevance_map, options.consistency_map) if path]
-    for path in (output_path, *maps):
+    for path in (output_path, *maps) if check_output else ():
         check_destination(path, options.overwrite)
     if len({Path(path).resolve() for path in (output_path, *maps)}) != 1 + len(maps):
         raise OutputError("the output, --relevance-map and --consistency-map must differ")

@@ -107,6 +107,25 @@ def test_batch_notes_untagged_fill_per_scene_and_reference_coverage(workspace):
     assert "reference on 100% of pixels" in result.output
 
 
+def test_dry_run_plans_every_scene_and_writes_nothing(workspace):
+    """--dry-run: each scene planned as its run would be (references found, size,
+    tiles), notes printed, nothing written, not even the output folder; a scene that
+    would fail fails the dry run."""
+    tmp_path, weights = workspace
+    out = tmp_path / "planned"
+    result = CliRunner().invoke(main, batch_args(tmp_path, weights, out, "--dry-run"))
+    assert result.exit_code == 0, result.output
+    assert "3 planned, 0 skipped, 0 failed" in result.output
+    assert "scene_b.tif  planned  144 x 400 px, 21 tiles, 2 reference(s) covering 100%" in (
+        result.output
+    )
+    assert not out.exists()
+    (tmp_path / "scenes" / "scene_0_corrupt.tif").write_bytes(b"II*\x00" + b"junk" * 64)
+    failing = CliRunner().invoke(main, batch_args(tmp_path, weights, out, "--dry-run"))
+    assert failing.exit_code == 1 and "3 planned, 0 skipped, 1 failed" in failing.output
+    assert not out.exists()
+
+
 def test_corrupt_scene_skipped_or_fatal(workspace):
     tmp_path, weights = workspace
     (tmp_path / "scenes" / "scene_0_corrupt.tif").write_bytes(b"II*\x00" + b"junk" * 64)
