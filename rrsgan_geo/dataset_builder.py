@@ -26,7 +26,7 @@ from rasterio.windows import Window
 from rrsgan_geo.data import MANIFEST, find_samples, place_key, spatial_split
 from rrsgan_geo.degradation import down_up_4x, downsample_4x, upsample_4x
 from rrsgan_geo.errors import ConfigError, CoverageError, OutputError
-from rrsgan_geo.files import publish
+from rrsgan_geo.files import interrupts_deferred, publish
 from rrsgan_geo.grids import RasterGrid
 from rrsgan_geo.model import SCALE
 from rrsgan_geo.rasters import (
@@ -128,8 +128,9 @@ def _write_sample(images: dict[str, tuple[torch.Tensor, RasterGrid]], paths: lis
     try:
         for (image, grid), temp in zip(images.values(), temps, strict=True):
             _write(temp, image[0], grid)
-        for temp, path in zip(temps, paths, strict=True):
-            publish(temp, path)
+        with interrupts_deferred():  # never some of the five renamed, some not
+            for temp, path in zip(temps, paths, strict=True):
+                publish(temp, path)
     finally:
         for temp in temps:
             temp.unlink(missing_ok=True)

@@ -23,7 +23,7 @@ def new_temp_file(path: Path, suffix: str, record: list[Path]) -> Path:
     before Ctrl-C or SIGTERM can interrupt: whoever cleans up what `record` lists
     removes it, however early an interrupt lands (between mkstemp and recording it,
     the moment the file appears, it leaked)."""
-    with _interrupts_deferred():
+    with interrupts_deferred():
         handle, name = tempfile.mkstemp(
             prefix=f".{path.name}.{os.getpid()}.", suffix=suffix, dir=path.parent
         )
@@ -33,10 +33,12 @@ def new_temp_file(path: Path, suffix: str, record: list[Path]) -> Path:
 
 
 @contextmanager
-def _interrupts_deferred() -> Iterator[None]:
+def interrupts_deferred() -> Iterator[None]:
     """SIGINT and SIGTERM received in the block are raised again when it ends, to the
-    handlers there were before. Python runs signal handlers in the main thread only, so
-    swapping them there defers them whatever thread the kernel delivered to."""
+    handlers there were before: for steps that must not be cut in two (creating a temp
+    file and recording it, renaming a sample's files into place). Python runs signal
+    handlers in the main thread only, so swapping them there defers them whatever
+    thread the kernel delivered to."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
