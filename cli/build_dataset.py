@@ -80,7 +80,9 @@ def build_dataset_command(
     each sample's HR grid. LR is HR downsampled 4x with the same helper `sr` and the
     training loader use. Samples with too little reference coverage or too much
     nodata are skipped and counted. Whole blocks of samples go to train/ or val/, so
-    neighbouring crops never straddle the split.
+    neighbouring crops never straddle the split; a training config whose `data` names
+    OUTPUT keeps that split (train/ trains, val/ validates). An interrupted build
+    leaves whole samples only, each listed in OUTPUT/manifest.jsonl.
 
     \b
     Examples:

@@ -40,6 +40,9 @@ from rrsgan_geo.errors import InputError
 def evaluate_command(data_dirs, weights, held_out, limit, co_register, device, json_path) -> None:
     """Score a generator on RRSSRD-style folders (HR/, LR/, Ref/ or google_Ref/).
 
+    A build-dataset output is scored through its val/ folder, or given whole with
+    --held-out CONFIG (its own split is kept).
+
     Reports PSNR and SSIM on RGB (the authors' released protocol) and on Y (as later
     RefSR papers report), 4-pixel border cropped, 8-bit images, for: the model; the
     model with its reference replaced by LR_UX4 (model_no_ref: what the reference
