@@ -21,7 +21,7 @@ from rrsgan_geo.cli.options import (
     tiling_options,
     weights_option,
 )
-from rrsgan_geo.cli.sr import plan_notes
+from rrsgan_geo.cli.sr import compute_estimate, plan_notes
 from rrsgan_geo.locations import display_name
 
 if TYPE_CHECKING:
@@ -139,19 +139,22 @@ def batch(
 
 
 def _dry_run(jobs: list[SceneJob], weights: Path, options: SROptions) -> None:
-    """Plan each scene as its run would, print the notes and the table; run nothing."""
-    from rrsgan_geo.batch import plan_scene
-    from rrsgan_geo.weight_files import read_weight_file
+    """Plan each scene as its run would, print the notes, the table and the model time
+    the planned scenes need; run nothing."""
+    from rrsgan_geo.batch import generator_for, plan_scene
+    from rrsgan_geo.devices import resolve_device
 
-    margin = options.margin
-    if margin is None:
-        margin = read_weight_file(weights).metadata.margin
+    generator = generator_for(weights, options.device)
+    margin = options.margin if options.margin is not None else generator.margin
     results = []
     for job in tqdm(jobs, unit="scene", desc="planning", dynamic_ncols=True):
         results.append(plan_scene(job, margin, options))
         for note in plan_notes(results[-1].plan) if results[-1].plan else ():
             tqdm.write(f"note: {display_name(job.scene)}: {note}", file=sys.stderr)
     _summary(results, len(jobs))
+    plans = [r.plan for r in results if r.status == "planned"]
+    if plans:
+        click.echo(compute_estimate(plans, generator, resolve_device(options.device)))
     if any(r.status == "failed" for r in results):
         raise click.exceptions.Exit(1)
 

@@ -56,15 +56,15 @@ def _load(weights: Path | None, dry_run: bool, device: torch.device) -> Generato
     return Generator(model, weight_file.path.name, weight_file.sha256, weight_file.metadata.margin)
 
 
-def _estimate(plan: SRPlan, generator: Generator | None, device: torch.device) -> str:
-    """Model time for the plan, from a short timed forward on the device (dry run only).
-    Without weights, for the authors' default architecture (random weights: speed does
-    not depend on them)."""
+def compute_estimate(plans: list[SRPlan], generator: Generator | None, device: torch.device) -> str:
+    """Model time for the plans, from a short timed forward on the device (dry runs of
+    `sr` and `batch`). Without weights, for the authors' default architecture (random
+    weights: speed does not depend on them)."""
     from rrsgan_geo.inference import count_macs_per_lr_pixel, measure_gmac_per_second
     from rrsgan_geo.model import RRSNet
 
     model = generator.model if generator else RRSNet()
-    tile_pixels = plan.layout.count * plan.layout.lr_tile_size**2
+    tile_pixels = sum(plan.layout.count * plan.layout.lr_tile_size**2 for plan in plans)
     gmac = count_macs_per_lr_pixel(model) * tile_pixels / 1e9
     seconds = gmac / measure_gmac_per_second(model, device)
     return (
@@ -235,7 +235,7 @@ def sr(
     lines = _describe_plan(plan, generator)
     if dry_run:
         notes = [f"note        {note}" for note in plan_notes(plan)]
-        click.echo("\n".join([*lines, *notes, _estimate(plan, generator, device)]))
+        click.echo("\n".join([*lines, *notes, compute_estimate([plan], generator, device)]))
         return
     if not quiet:
         click.echo(lines[2], err=True)

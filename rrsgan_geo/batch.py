@@ -92,7 +92,7 @@ def is_complete(output: Path) -> bool:
 _MODELS: dict[tuple[Path, str], Generator] = {}
 
 
-def _generator(weights: Path, device: str) -> Generator:
+def generator_for(weights: Path, device: str) -> Generator:
     """Load each weight file once per process (a Dask worker keeps it between tasks)."""
     key = (weights, device)
     if key not in _MODELS:
@@ -118,7 +118,7 @@ def run_scene(
     if existing is not None:
         return existing
     try:
-        generator = _generator(weights, options.device)
+        generator = generator_for(weights, options.device)
         margin = options.margin if options.margin is not None else generator.margin
         plan = plan_sr(job.scene, job.references, job.output, options, margin)
         report = super_resolve(plan, generator, options)

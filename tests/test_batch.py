@@ -119,6 +119,7 @@ def test_dry_run_plans_every_scene_and_writes_nothing(workspace):
     assert "scene_b.tif  planned  144 x 400 px, 21 tiles, 2 reference(s) covering 100%" in (
         result.output
     )
+    assert "s of model time on cpu (timed on a 48 x 48 tile" in result.output  # all 3
     assert not out.exists()
     (tmp_path / "scenes" / "scene_0_corrupt.tif").write_bytes(b"II*\x00" + b"junk" * 64)
     failing = CliRunner().invoke(main, batch_args(tmp_path, weights, out, "--dry-run"))
