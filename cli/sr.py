@@ -174,7 +174,7 @@ def plan_notes(plan: SRPlan) -> list[str]:
     "--json",
     "json_path",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Also write the run's summary (sizes, coverage, timings, weights) as JSON here.",
+    help="Also write the run's summary (sizes, coverage, timings, weights, notes) as JSON here.",
 )
 def sr(
     scene: str,
@@ -262,6 +262,7 @@ def sr(
             **dataclasses.asdict(report),
             "output": str(report.output),
             "weights": {"file": generator.name, "sha256": generator.sha256},
+            "notes": plan_notes(plan),  # what --quiet keeps off the console
         }
         json_path.write_text(json.dumps(summary, indent=2))
     if quiet:
