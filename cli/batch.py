@@ -5,6 +5,7 @@ and shell completion answer at once."""
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -68,6 +69,13 @@ if TYPE_CHECKING:
 @threads_option
 @click.option("--overwrite", is_flag=True, help="Redo scenes whose output exists.")
 @click.option(
+    "--json",
+    "json_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write one record per scene (status, reason, seconds, reference coverage, "
+    "notes) as JSON here, for scripts.",
+)
+@click.option(
     "--dry-run",
     is_flag=True,
     help="Plan every scene (its references, their coverage, what sr would note) and print "
@@ -83,6 +91,7 @@ def batch(
     dask_address,
     dask_workers,
     threads,
+    json_path,
     dry_run,
     **fields,
 ) -> None:
@@ -111,7 +120,7 @@ def batch(
     index = ReferenceIndex.build(rasters, options.http)
     jobs = plan_jobs(list(scenes), index, out_dir, per_scene)
     if dry_run:
-        _dry_run(jobs, weights, options)
+        _dry_run(jobs, weights, options, json_path)
         return
     out_dir.mkdir(exist_ok=True)  # only once the inputs check out
     if scheduler == "dask":
@@ -130,7 +139,7 @@ def batch(
             if result.status == "failed" and on_error == "fail":
                 results_iter.close()
                 break
-    _summary(results, len(jobs))
+    _summary(results, len(jobs), json_path)
     failed = [r for r in results if r.status == "failed"]
     if failed and on_error == "fail":
         raise click.ClickException(f"{display_name(failed[0].scene)} failed: {failed[0].reason}")
@@ -138,7 +147,9 @@ def batch(
         raise click.exceptions.Exit(1)
 
 
-def _dry_run(jobs: list[SceneJob], weights: Path, options: SROptions) -> None:
+def _dry_run(
+    jobs: list[SceneJob], weights: Path, options: SROptions, json_path: Path | None
+) -> None:
     """Plan each scene as its run would, print the notes, the table and the model time
     the planned scenes need; run nothing."""
     from rrsgan_geo.batch import generator_for, plan_scene
@@ -151,7 +162,7 @@ def _dry_run(jobs: list[SceneJob], weights: Path, options: SROptions) -> None:
         results.append(plan_scene(job, margin, options))
         for note in plan_notes(results[-1].plan) if results[-1].plan else ():
             tqdm.write(f"note: {display_name(job.scene)}: {note}", file=sys.stderr)
-    _summary(results, len(jobs))
+    _summary(results, len(jobs), json_path)
     plans = [r.plan for r in results if r.status == "planned"]
     if plans:
         click.echo(compute_estimate(plans, generator, resolve_device(options.device)))
@@ -172,7 +183,26 @@ def _detail(result: SceneResult) -> str:
     return result.reason
 
 
-def _summary(results: list[SceneResult], planned: int) -> None:
+def _record(result: SceneResult) -> dict:
+    """One scene of --json."""
+    plan, report = result.plan, result.report
+    return {
+        "scene": result.scene,
+        "output": str(result.output),
+        "status": result.status,
+        "reason": result.reason,
+        "seconds": result.seconds if result.status == "done" else None,
+        "sr_size": [plan.sr_grid.width, plan.sr_grid.height] if plan else None,
+        "references": list(plan.ref_paths) if plan else None,
+        "reference_coverage": report.pixel_coverage if report else None,
+        "notes": plan_notes(plan) if plan else [],
+    }
+
+
+def _summary(results: list[SceneResult], planned: int, json_path: Path | None) -> None:
+    """The table, and the same as JSON records when asked."""
+    if json_path is not None:
+        json_path.write_text(json.dumps([_record(r) for r in results], indent=2))
     width = max([len(display_name(r.scene)) for r in results] + [5])
     click.echo(f"{'scene':<{width}}  {'status':<8} detail")
     for r in results:

@@ -1,5 +1,6 @@
 """`batch` over folders of scenes: references by footprint, resume, errors, Dask."""
 
+import json
 import signal
 import subprocess
 import sys
@@ -99,12 +100,20 @@ def test_batch_notes_untagged_fill_per_scene_and_reference_coverage(workspace):
     filled = tmp_path / "filled"
     filled.mkdir()
     write_raster(filled / "scene_fill.tif", values, crs, transform)
-    args = batch_args(tmp_path, weights, tmp_path / "out", scenes=[str(filled)])
+    summary = tmp_path / "batch.json"
+    args = batch_args(
+        tmp_path, weights, tmp_path / "out", "--json", str(summary), scenes=[str(filled)]
+    )
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     assert "note: scene_fill.tif: about " in result.output
     assert "if they are fill, pass --nodata 0" in result.output
     assert "reference on 100% of pixels" in result.output
+    (filled_record,) = json.loads(summary.read_text())  # --json
+    assert Path(filled_record["scene"]).name == "scene_fill.tif"
+    assert filled_record["status"] == "done" and filled_record["reference_coverage"] == 1.0
+    assert filled_record["sr_size"] == [144, 400] and filled_record["seconds"] > 0
+    assert any("--nodata 0" in note for note in filled_record["notes"])
 
 
 def test_dry_run_plans_every_scene_and_writes_nothing(workspace):
