@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -195,6 +196,7 @@ def _record(result: SceneResult) -> dict:
         "sr_size": [plan.sr_grid.width, plan.sr_grid.height] if plan else None,
         "references": list(plan.ref_paths) if plan else None,
         "reference_coverage": report.pixel_coverage if report else None,
+        "reference_offsets": [asdict(o) for o in report.reference_offsets] if report else [],
         "notes": plan_notes(plan) if plan else [],
     }
 

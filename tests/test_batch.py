@@ -114,6 +114,8 @@ def test_batch_notes_untagged_fill_per_scene_and_reference_coverage(workspace):
     assert filled_record["status"] == "done" and filled_record["reference_coverage"] == 1.0
     assert filled_record["sr_size"] == [144, 400] and filled_record["seconds"] > 0
     assert any("--nodata 0" in note for note in filled_record["notes"])
+    (offset,) = filled_record["reference_offsets"]  # what co-registration did
+    assert offset["reference"] == "left_3857.tif" and offset["windows"] >= 0
 
 
 def test_dry_run_plans_every_scene_and_writes_nothing(workspace):
