@@ -16,6 +16,7 @@ from tqdm import tqdm
 
 from rrsgan_geo.cli.options import (
     device_option,
+    json_option,
     processing_options,
     scale_options,
     sr_options,
@@ -69,12 +70,9 @@ if TYPE_CHECKING:
 @click.option("--dask-workers", default=2, show_default=True, help="Workers of the LocalCluster.")
 @threads_option
 @click.option("--overwrite", is_flag=True, help="Redo scenes whose output exists.")
-@click.option(
-    "--json",
-    "json_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Also write one record per scene (status, reason, seconds, reference coverage, "
-    "notes) as JSON here, for scripts.",
+@json_option(
+    "one record per scene (status, reason, seconds, size, references, coverage, "
+    "co-registration, notes)"
 )
 @click.option(
     "--dry-run",

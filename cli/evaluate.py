@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 from tqdm import tqdm
 
-from rrsgan_geo.cli.options import device_option, weights_option
+from rrsgan_geo.cli.options import device_option, json_option, weights_option
 from rrsgan_geo.errors import InputError
 
 
@@ -31,12 +31,7 @@ from rrsgan_geo.errors import InputError
     help="Move each reference (and the truth as reference) onto the LR by the translation "
     "phase correlation finds, as sr does.",
 )
-@click.option(
-    "--json",
-    "json_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Also write the full results here.",
-)
+@json_option("the full results")
 def evaluate_command(data_dirs, weights, held_out, limit, co_register, device, json_path) -> None:
     """Score a generator on RRSSRD-style folders (HR/, LR/, Ref/ or google_Ref/).
 

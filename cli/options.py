@@ -94,6 +94,16 @@ def scale_options(command: Callable) -> Callable:
     )(command)
 
 
+def json_option(contents: str) -> Callable[[Callable], Callable]:
+    """--json PATH (the `json_path` parameter): also write `contents` there as JSON."""
+    return click.option(
+        "--json",
+        "json_path",
+        type=click.Path(dir_okay=False, path_type=Path),
+        help=f"Also write {contents} as JSON here.",
+    )
+
+
 def _band_list(_ctx: click.Context, _param: click.Parameter, text: str | None):
     if text is None:
         return None

@@ -16,6 +16,7 @@ from tqdm import tqdm
 from rrsgan_geo.cli.interrupts import sigterm_as_interrupt
 from rrsgan_geo.cli.options import (
     device_option,
+    json_option,
     processing_options,
     scale_options,
     sr_options,
@@ -170,12 +171,7 @@ def plan_notes(plan: SRPlan) -> list[str]:
     "mean), a float32 GeoTIFF on the scene's grid: where to look for invented detail.",
 )
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or notes; errors only.")
-@click.option(
-    "--json",
-    "json_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Also write the run's summary (sizes, coverage, timings, weights, notes) as JSON here.",
-)
+@json_option("the run's summary (sizes, coverage, timings, weights, notes)")
 def sr(
     scene: str,
     ref: tuple[str, ...],
