@@ -70,7 +70,12 @@ from rrsgan_geo.cli.interrupts import sigterm_as_interrupt
     is_flag=True,
     help="HR_SOURCES is one existing RRSSRD folder (JPG/PNG, no georeference): write its manifest.",
 )
-@click.option("--overwrite", is_flag=True, help="Replace a non-empty output folder.")
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Replace an earlier build's output folder (a folder holding anything else is "
+    "refused, never deleted).",
+)
 def build_dataset_command(
     hr_sources, ref_sources, output, from_images, overwrite, **fields
 ) -> None:
