@@ -90,7 +90,8 @@ def _describe_plan(plan: SRPlan, generator: Generator | None) -> list[str]:
         f"output      {plan.output_path}: {sr.width} x {sr.height} px, pixel "
         f"{abs(sr.transform.a):g} x {abs(sr.transform.e):g} (1/{SCALE} of the scene's)",
         f"reference   {', '.join(map(undeclared, plan.ref_paths)) or 'none'}: covers "
-        f"{plan.footprint_coverage:.1%} of the scene",
+        f"{plan.footprint_coverage:.1%} of the "
+        + ("scene" if plan.scene_window is None else "part of the scene given by --bounds"),
         f"tiles       {layout.count} ({layout.cols} x {layout.rows}) of {layout.tile} LR px "
         f"+ {layout.margin} margin",
         f"memory      ~{plan.accumulator_bytes / 2**20:.0f} MiB of accumulators "

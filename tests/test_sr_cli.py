@@ -222,6 +222,7 @@ def test_bounds_process_a_part_of_the_scene_as_the_whole_run_does(files, tmp_pat
         bounds = (t.c + 30.5 * t.a, t.f + 60.2 * t.e, t.c + 70 * t.a, t.f + 20 * t.e)
     part = sr(files, tmp_path, "--bounds", *map(str, bounds))
     assert part.exit_code == 0, part.output
+    assert "of the part of the scene given by --bounds" in part.output  # coverage of what
     with rasterio.open(tmp_path / "whole.tif") as a, rasterio.open(tmp_path / "out.tif") as b:
         assert (b.width, b.height) == (4 * 40, 4 * 41)
         assert b.transform == a.transform @ Affine.translation(4 * 30, 4 * 20)
