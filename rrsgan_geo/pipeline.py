@@ -634,14 +634,15 @@ def _to_output(unit: np.ndarray, plan: SRPlan, lr_valid: np.ndarray | None) -> n
     """Blended [0, 1] rows in the scene's bands (`_scene_bands`) -> its dtype and nodata.
 
     A band's output pixel is nodata exactly where that band of the scene is (`lr_valid`:
-    the scene's per-band validity under these rows); a valid value that happens to
-    equal nodata is nudged off it (as GDAL's warper does), so no real pixel reads back
-    as a hole."""
+    the scene's per-band validity under these rows), NaN included (a float scene's
+    NaN fill was given made-up values); a valid value that happens to equal nodata is
+    nudged off it (as GDAL's warper does), so no real pixel reads back as a hole."""
     values = plan.scaling.from_unit(unit, np.dtype(plan.dtype))
-    if plan.nodata is None or np.isnan(plan.nodata):
+    if plan.nodata is None:
         return values
     nodata = np.asarray(plan.nodata).astype(values.dtype)
-    values[values == nodata] = nudged_off(nodata)
+    if not np.isnan(nodata):  # the model's values are finite: none can be NaN already
+        values[values == nodata] = nudged_off(nodata)
     if lr_valid is not None:
         valid = np.repeat(np.repeat(lr_valid, SCALE, axis=1), SCALE, axis=2)
         values[~valid] = nodata

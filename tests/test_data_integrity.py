@@ -99,6 +99,25 @@ def test_a_band_is_nodata_only_where_that_band_is(tmp_path, weights):
     assert (mask > 0).all()  # valid where any band is, as rasterio says
 
 
+def test_a_float_scenes_nan_fill_stays_nan(tmp_path, weights):
+    """Reflectance as float32 with NaN as nodata (a common Sentinel-2 L2A export): the
+    NaN rows came out with made-up values, as _to_output only masked finite nodata."""
+    with rasterio.open(lr_scene(tmp_path / "src.tif")) as src:
+        data, profile = src.read().astype(np.float32) / 255, src.profile
+    data[:, :10] = np.nan
+    profile.update(dtype="float32", nodata=float("nan"))
+    scene = tmp_path / "reflectance.tif"
+    with rasterio.open(scene, "w", **profile) as dst:
+        dst.write(data)
+    result = run_sr(scene, tmp_path / "out.tif", weights, "--scale", "0,1")
+    assert result.exit_code == 0, result.output
+    with rasterio.open(tmp_path / "out.tif") as out:
+        sr, nodata = out.read(), out.nodata
+    assert np.isnan(nodata)
+    assert np.isnan(sr[:, :40]).all()  # 4x the 10 NaN rows, every band
+    assert np.isfinite(sr[:, 40:]).all()
+
+
 @pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
 def test_outputs_follow_the_umask(tmp_path, weights, umask):
     previous = os.umask(umask)
