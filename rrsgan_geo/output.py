@@ -166,6 +166,7 @@ class StreamingGeoTIFF:
         self.descriptions = descriptions
         self.pending_top = 0
         self.pending: list[np.ndarray] = []
+        self.pending_masks: list[np.ndarray] = []
         self.dataset: rasterio.io.DatasetWriter | None = None
         self.temp_paths: list[Path] = []
         # Blocks are written (and compressed) on a thread while the next rows are made;
@@ -184,12 +185,15 @@ class StreamingGeoTIFF:
             raise
         return self
 
-    def write_rows(self, top: int, rows: np.ndarray) -> None:
+    def write_rows(self, top: int, rows: np.ndarray, mask: np.ndarray | None = None) -> None:
         """Rows arrive in order; they are written in whole blocks so that no compressed
-        block is written twice."""
+        block is written twice. `mask` (rows x width, 0 = no data), given for every
+        row or for none, goes to the file's mask band (GDAL's per-dataset mask)."""
         if top != self.pending_top + sum(chunk.shape[1] for chunk in self.pending):
             raise ValueError("rows must be written in order without gaps")
         self.pending.append(rows)
+        if mask is not None:
+            self.pending_masks.append(mask)
         buffered = sum(chunk.shape[1] for chunk in self.pending)
         whole = (buffered // BLOCK) * BLOCK
         if whole:
@@ -197,11 +201,23 @@ class StreamingGeoTIFF:
 
     def _flush(self, count: int) -> None:
         data = np.concatenate(self.pending, axis=1)
+        mask = np.concatenate(self.pending_masks, axis=0) if self.pending_masks else None
         window = rasterio.windows.Window(0, self.pending_top, data.shape[2], count)
         self._wait()
-        self.in_flight = self.writer.submit(self.dataset.write, data[:, :count], window=window)
+        self.in_flight = self.writer.submit(
+            self._write_block_rows, data[:, :count], None if mask is None else mask[:count], window
+        )
         self.pending = [data[:, count:]] if count < data.shape[1] else []
+        if mask is not None:
+            self.pending_masks = [mask[count:]] if count < mask.shape[0] else []
         self.pending_top += count
+
+    def _write_block_rows(
+        self, data: np.ndarray, mask: np.ndarray | None, window: rasterio.windows.Window
+    ) -> None:
+        self.dataset.write(data, window=window)
+        if mask is not None:
+            self.dataset.write_mask(mask, window=window)
 
     def _wait(self) -> None:
         """Let the write in flight finish; its error, if any, is raised here."""

@@ -527,7 +527,7 @@ def _super_resolve(
                 lr_rows = _lr_rows(plan, scene, top, finished.shape[1])
                 lr_valid = band_validity(scene, plan.scene_bands, lr_rows)
                 unit = _scene_bands(finished[:3], plan)
-                output.write_rows(top, _to_output(unit, plan, lr_valid))
+                output.write_rows(top, _to_output(unit, plan, lr_valid), _mask(plan, lr_valid))
                 if maps.writers:
                     lr_values = scene.read(plan.scene_bands, window=lr_rows).astype(np.float32)
                     sr_values = plan.scaling.to_values(unit)
@@ -647,6 +647,17 @@ def _to_output(unit: np.ndarray, plan: SRPlan, lr_valid: np.ndarray | None) -> n
         valid = np.repeat(np.repeat(lr_valid, SCALE, axis=1), SCALE, axis=2)
         values[~valid] = nodata
     return values
+
+
+def _mask(plan: SRPlan, lr_valid: np.ndarray | None) -> np.ndarray | None:
+    """The output's mask band for a scene that marks its holes without a nodata value
+    (an alpha band, a mask band): 255 where any band of the scene is valid, 0 under
+    its holes, which would otherwise read back as valid made-up pixels. None where
+    nodata values say it (`_to_output`) or the scene has no holes."""
+    if plan.nodata is not None or lr_valid is None:
+        return None
+    valid = np.repeat(np.repeat(lr_valid.any(axis=0), SCALE, axis=0), SCALE, axis=1)
+    return valid.astype(np.uint8) * 255
 
 
 def nudged_off(nodata: np.ndarray) -> np.ndarray:

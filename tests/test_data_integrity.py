@@ -14,6 +14,7 @@ import pytest
 import rasterio
 import torch
 from click.testing import CliRunner
+from rasterio.enums import ColorInterp
 
 from rrsgan_geo.cli.main import main
 from rrsgan_geo.files import new_temp_file
@@ -116,6 +117,31 @@ def test_a_float_scenes_nan_fill_stays_nan(tmp_path, weights):
     assert np.isnan(nodata)
     assert np.isnan(sr[:, :40]).all()  # 4x the 10 NaN rows, every band
     assert np.isfinite(sr[:, 40:]).all()
+
+
+@pytest.mark.parametrize("cog", [False, True], ids=["GeoTIFF", "COG"])
+def test_a_scene_with_an_alpha_band_gives_an_output_masked_under_its_holes(tmp_path, weights, cog):
+    """RGBA (a mosaic, a warp with -dstalpha): alpha 0 marks no data and there is no
+    nodata value. The output carried no mask at all, so the transparent rows read back
+    as valid made-up pixels."""
+    with rasterio.open(lr_scene(tmp_path / "src.tif")) as src:
+        data, profile = src.read(), src.profile
+    alpha = np.full((1, *data.shape[1:]), 255, np.uint8)
+    alpha[:, :10] = 0
+    alpha[:, :, 90:] = 0
+    profile.update(count=4, nodata=None)
+    scene = tmp_path / "rgba.tif"
+    with rasterio.open(scene, "w", **profile) as dst:
+        dst.write(np.concatenate([data, alpha]))
+        dst.colorinterp = [ColorInterp.red, ColorInterp.green, ColorInterp.blue, ColorInterp.alpha]
+    result = run_sr(scene, tmp_path / "out.tif", weights, *(["--cog"] if cog else []))
+    assert result.exit_code == 0, result.output
+    with rasterio.open(tmp_path / "out.tif") as out:
+        assert out.count == 3 and out.nodata is None
+        mask = out.dataset_mask()
+    expected = np.repeat(np.repeat(alpha[0] > 0, 4, axis=0), 4, axis=1)
+    assert np.array_equal(mask > 0, expected)
+    assert not list(tmp_path.glob("*.msk"))  # inside the file, no sidecar
 
 
 @pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
