@@ -8,6 +8,7 @@ rename is atomic), which is removed on any error or interrupt.
 import logging
 import os
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
@@ -20,6 +21,23 @@ from rrsgan_geo.files import new_temp_file, publish
 from rrsgan_geo.grids import RasterGrid
 
 BLOCK = 256
+
+
+@dataclass(frozen=True)
+class BandMeaning:
+    """What a band's stored values mean (GDAL's scale, offset and units): the output
+    stores the scene's units, so the scene's meaning is copied to it. Landsat surface
+    reflectance, say, is DN x 2.75e-05 - 0.2; without them the output's DNs say
+    nothing."""
+
+    scale: float = 1.0
+    offset: float = 0.0
+    units: str = ""
+
+    @classmethod
+    def of(cls, dataset: rasterio.io.DatasetReader, band: int) -> "BandMeaning":
+        index = band - 1
+        return cls(dataset.scales[index], dataset.offsets[index], dataset.units[index] or "")
 
 
 def tiled_profile(grid: RasterGrid, count: int, dtype: str, nodata: float | None) -> dict:
@@ -157,6 +175,7 @@ class StreamingGeoTIFF:
         cog_options: dict[str, str] | None = None,
         tags: dict[str, str] | None = None,
         descriptions: tuple[str | None, ...] = (),
+        meanings: tuple[BandMeaning, ...] = (),
     ) -> None:
         check_destination(path, overwrite)
         self.path = path
@@ -164,6 +183,7 @@ class StreamingGeoTIFF:
         self.profile = profile
         self.tags = tags or {}
         self.descriptions = descriptions
+        self.meanings = meanings
         self.pending_top = 0
         self.pending: list[np.ndarray] = []
         self.pending_masks: list[np.ndarray] = []
@@ -262,6 +282,10 @@ class StreamingGeoTIFF:
         for band, description in enumerate(self.descriptions, start=1):
             if description:
                 self.dataset.set_band_description(band, description)
+        if any(meaning != BandMeaning() for meaning in self.meanings):
+            self.dataset.scales = [meaning.scale for meaning in self.meanings]
+            self.dataset.offsets = [meaning.offset for meaning in self.meanings]
+            self.dataset.units = [meaning.units for meaning in self.meanings]
         self.dataset.close()
         finished = self.temp_paths[-1]
         if self.cog_options is not None:

@@ -41,6 +41,7 @@ from rrsgan_geo.locations import (
 )
 from rrsgan_geo.model import SCALE, RRSNet
 from rrsgan_geo.output import (
+    BandMeaning,
     StreamingGeoTIFF,
     check_destination,
     tiled_profile,
@@ -161,6 +162,8 @@ class SRPlan:
     dtype: str
     nodata: float | None
     descriptions: tuple[str | None, ...]
+    meanings: tuple[BandMeaning, ...]
+    """Scale, offset and units of the scene's bands, which the output's values share."""
     scene_window: Window | None = None
     """The part of the scene processed (`--bounds`); None: all of it."""
     untagged_zeros: float = 0.0
@@ -242,6 +245,7 @@ def _plan_sr(
         scaling = choose_scaling(scene, bands, options.scale, "scene")
         dtype, nodata = scene.dtypes[bands[0] - 1], scene.nodata
         descriptions = tuple(scene.descriptions[band - 1] for band in bands)
+        meanings = tuple(BandMeaning.of(scene, band) for band in bands)
         _refuse_empty_scene(scene, bands)
         zeros = untagged_zeros(scene, bands)
     layout = TileLayout(lr_grid.width, lr_grid.height, layout.tile, layout.margin)
@@ -286,6 +290,7 @@ def _plan_sr(
         dtype,
         nodata,
         descriptions,
+        meanings,
         window,
         zeros,
         planned.untagged_zeros,
@@ -509,6 +514,7 @@ def _super_resolve(
             cog_options=options.creation_options if options.cog else None,
             tags=tags,
             descriptions=plan.descriptions,
+            meanings=plan.meanings,
         ) as output,
         maps,
         prefetcher as strips,

@@ -144,6 +144,31 @@ def test_a_scene_with_an_alpha_band_gives_an_output_masked_under_its_holes(tmp_p
     assert not list(tmp_path.glob("*.msk"))  # inside the file, no sidecar
 
 
+def test_the_scenes_scale_offset_and_units_go_with_its_values(tmp_path, weights):
+    """The output stores the scene's DNs; Landsat Collection 2 surface reflectance says
+    in its scale and offset how DNs become reflectance. The output dropped them, so a
+    reader of it could no longer tell reflectance from counts."""
+    with rasterio.open(lr_scene(tmp_path / "src.tif")) as src:
+        data, profile = src.read(), src.profile
+    profile.update(dtype="uint16", nodata=0)
+    scene = tmp_path / "sr_l2.tif"
+    with rasterio.open(scene, "w", **profile) as dst:
+        dst.write(data.astype(np.uint16) * 40 + 7000)
+        dst.scales = (2.75e-05,) * 3
+        dst.offsets = (-0.2,) * 3
+        dst.units = ("reflectance",) * 3
+    result = run_sr(scene, tmp_path / "out.tif", weights, "--scale", "7000,17200")
+    assert result.exit_code == 0, result.output
+    with rasterio.open(tmp_path / "out.tif") as out:
+        assert out.scales == pytest.approx((2.75e-05,) * 3)
+        assert out.offsets == pytest.approx((-0.2,) * 3)
+        assert out.units == ("reflectance",) * 3
+    plain = run_sr(lr_scene(tmp_path / "u8.tif"), tmp_path / "plain.tif", weights)
+    assert plain.exit_code == 0, plain.output
+    with rasterio.open(tmp_path / "plain.tif") as out:  # nothing written where none was
+        assert out.scales == (1.0,) * 3 and out.offsets == (0.0,) * 3
+
+
 @pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
 def test_outputs_follow_the_umask(tmp_path, weights, umask):
     previous = os.umask(umask)
