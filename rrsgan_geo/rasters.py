@@ -106,9 +106,9 @@ def select_bands(
             ColorInterp.blue,
         )
         if dataset.count == MODEL_BANDS or (dataset.count > MODEL_BANDS and rgb):
-            return (1, 2, 3)
+            return _refuse_palette(dataset, (1, 2, 3), what)
         if dataset.count == 1:
-            return (1,)
+            return _refuse_palette(dataset, (1,), what)
         flag = "--bands" if what == "scene" else "--ref-bands"
         names = ", ".join(f"{i}={d}" for i, d in enumerate(dataset.descriptions, start=1) if d)
         raise InputError(
@@ -124,6 +124,21 @@ def select_bands(
             f"{what} {raster_name(dataset)} has {dataset.count} bands; "
             f"band {wrong[0]} does not exist"
         )
+    return _refuse_palette(dataset, bands, what)
+
+
+def _refuse_palette(
+    dataset: rasterio.io.DatasetReader, bands: tuple[int, ...], what: str
+) -> tuple[int, ...]:
+    """A paletted band holds colour-table indices (often land-cover classes), not
+    intensities: super-resolved as grey levels they would come out as other classes."""
+    for band in bands:
+        if dataset.colorinterp[band - 1] == ColorInterp.palette:
+            raise InputError(
+                f"{what} {raster_name(dataset)} band {band} is paletted: its values index a "
+                "colour table, they are not intensities the model can super-resolve; expand "
+                "it to RGB first, e.g. gdal_translate -expand rgb IN.tif OUT.tif"
+            )
     return bands
 
 

@@ -236,6 +236,23 @@ def test_batch_creates_no_output_folder_for_bad_input(tmp_path, weights):
     assert not out.exists()
 
 
+@pytest.mark.parametrize("role", ["scene", "reference"])
+def test_a_paletted_raster_is_refused_with_the_way_out(tmp_path, weights, role):
+    """A land-cover map's values are colour-table indices: super-resolved as grey levels
+    they came out as other classes, silently."""
+    with rasterio.open(lr_scene(tmp_path / "rgb.tif")) as src:
+        profile = src.profile
+    profile.update(count=1, nodata=None, photometric="palette")
+    classes = tmp_path / "classes.tif"
+    with rasterio.open(classes, "w", **profile) as dst:
+        dst.write((np.arange(100 * 100).reshape(1, 100, 100) % 4).astype(np.uint8))
+        dst.write_colormap(1, {0: (0, 0, 0), 1: (255, 0, 0), 2: (0, 255, 0), 3: (0, 0, 255)})
+    scene, ref = (classes, None) if role == "scene" else (tmp_path / "rgb.tif", classes)
+    result = run_sr(scene, tmp_path / "o.tif", weights, ref=ref)
+    assert result.exit_code == 1 and f"{role} {classes} band 1 is paletted" in result.output
+    assert "gdal_translate -expand rgb" in result.output and not (tmp_path / "o.tif").exists()
+
+
 def test_a_seven_band_scene_must_say_which_bands(tmp_path, weights):
     """A 7-band Landsat-like file once silently got bands 1, 2, 3."""
     with rasterio.open(lr_scene(tmp_path / "rgb.tif", window_px=128)) as src:
