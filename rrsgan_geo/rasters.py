@@ -84,6 +84,13 @@ def raster_name(dataset: rasterio.io.DatasetReader) -> str:
 
 def georeferenced_grid(dataset: rasterio.io.DatasetReader, what: str) -> RasterGrid:
     name = raster_name(dataset)
+    gcps, gcp_crs = dataset.gcps
+    if gcps and dataset.transform.is_identity:  # a level-1 product, a scanned map
+        target = f"-t_srs {gcp_crs} " if gcp_crs else ""
+        raise InputError(
+            f"{what} {name} is placed by {len(gcps)} ground control points, not on a grid: "
+            f"warp it onto one first, e.g. gdalwarp {target}IN.tif OUT.tif"
+        )
     if dataset.crs is None:
         raise InputError(f"{what} {name} has no CRS: it must be georeferenced")
     if dataset.transform.is_identity:

@@ -14,6 +14,7 @@ import pytest
 import rasterio
 import torch
 from click.testing import CliRunner
+from rasterio.control import GroundControlPoint
 from rasterio.enums import ColorInterp
 
 from rrsgan_geo.cli.main import main
@@ -251,6 +252,24 @@ def test_a_paletted_raster_is_refused_with_the_way_out(tmp_path, weights, role):
     result = run_sr(scene, tmp_path / "o.tif", weights, ref=ref)
     assert result.exit_code == 1 and f"{role} {classes} band 1 is paletted" in result.output
     assert "gdal_translate -expand rgb" in result.output and not (tmp_path / "o.tif").exists()
+
+
+def test_a_scene_placed_by_ground_control_points_is_refused_with_the_way_out(tmp_path, weights):
+    """A level-1 product or a scanned map is georeferenced by GCPs, with no grid: the
+    message said 'has no CRS', which sent users looking for a CRS it does have."""
+    gcps = [
+        GroundControlPoint(row, col, 252000 + 0.4 * col, 4107400 - 0.4 * row)
+        for row in (0, 100)
+        for col in (0, 100)
+    ]
+    scene = tmp_path / "l1.tif"
+    profile = {"driver": "GTiff", "width": 100, "height": 100, "count": 3, "dtype": "uint8"}
+    with rasterio.open(scene, "w", **profile, gcps=gcps, crs="EPSG:32611") as dst:
+        dst.write(np.full((3, 100, 100), 7, np.uint8))
+    result = run_sr(scene, tmp_path / "o.tif", weights)
+    assert result.exit_code == 1
+    assert "is placed by 4 ground control points, not on a grid" in result.output
+    assert "gdalwarp -t_srs EPSG:32611 IN.tif OUT.tif" in result.output
 
 
 def test_a_seven_band_scene_must_say_which_bands(tmp_path, weights):
