@@ -105,12 +105,9 @@ def test_a_float_scenes_nan_fill_stays_nan(tmp_path, weights):
     """Reflectance as float32 with NaN as nodata (a common Sentinel-2 L2A export): the
     NaN rows came out with made-up values, as _to_output only masked finite nodata."""
     with rasterio.open(lr_scene(tmp_path / "src.tif")) as src:
-        data, profile = src.read().astype(np.float32) / 255, src.profile
+        data, crs, transform = src.read().astype(np.float32) / 255, src.crs, src.transform
     data[:, :10] = np.nan
-    profile.update(dtype="float32", nodata=float("nan"))
-    scene = tmp_path / "reflectance.tif"
-    with rasterio.open(scene, "w", **profile) as dst:
-        dst.write(data)
+    scene = write_raster(tmp_path / "reflectance.tif", data, crs, transform, nodata=np.nan)
     result = run_sr(scene, tmp_path / "out.tif", weights, "--scale", "0,1")
     assert result.exit_code == 0, result.output
     with rasterio.open(tmp_path / "out.tif") as out:
