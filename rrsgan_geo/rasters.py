@@ -105,7 +105,25 @@ def select_bands(
 
     Without a choice, a 1-band raster, a 3-band one, or one whose first three bands
     GDAL calls red, green and blue (RGB + alpha, say) need none; any other (a 7-band
-    Landsat file) must say which bands, rather than silently getting 1, 2, 3."""
+    Landsat file) must say which bands, rather than silently getting 1, 2, 3. A
+    paletted band is refused: it holds colour-table indices (often land-cover
+    classes), not intensities, and super-resolved as grey levels they would come out
+    as other classes."""
+    bands = _chosen_bands(dataset, bands, what)
+    for band in bands:
+        if dataset.colorinterp[band - 1] == ColorInterp.palette:
+            raise InputError(
+                f"{what} {raster_name(dataset)} band {band} is paletted: its values index a "
+                "colour table, they are not intensities the model can super-resolve; expand "
+                "it to RGB first, e.g. gdal_translate -expand rgb IN.tif OUT.tif"
+            )
+    return bands
+
+
+def _chosen_bands(
+    dataset: rasterio.io.DatasetReader, bands: tuple[int, ...] | None, what: str
+) -> tuple[int, ...]:
+    """The bands given, checked, or the ones a raster needs no choice for."""
     if bands is None:
         rgb = tuple(dataset.colorinterp[:MODEL_BANDS]) == (
             ColorInterp.red,
@@ -113,9 +131,9 @@ def select_bands(
             ColorInterp.blue,
         )
         if dataset.count == MODEL_BANDS or (dataset.count > MODEL_BANDS and rgb):
-            return _refuse_palette(dataset, (1, 2, 3), what)
+            return (1, 2, 3)
         if dataset.count == 1:
-            return _refuse_palette(dataset, (1,), what)
+            return (1,)
         flag = "--bands" if what == "scene" else "--ref-bands"
         names = ", ".join(f"{i}={d}" for i, d in enumerate(dataset.descriptions, start=1) if d)
         raise InputError(
@@ -131,21 +149,6 @@ def select_bands(
             f"{what} {raster_name(dataset)} has {dataset.count} bands; "
             f"band {wrong[0]} does not exist"
         )
-    return _refuse_palette(dataset, bands, what)
-
-
-def _refuse_palette(
-    dataset: rasterio.io.DatasetReader, bands: tuple[int, ...], what: str
-) -> tuple[int, ...]:
-    """A paletted band holds colour-table indices (often land-cover classes), not
-    intensities: super-resolved as grey levels they would come out as other classes."""
-    for band in bands:
-        if dataset.colorinterp[band - 1] == ColorInterp.palette:
-            raise InputError(
-                f"{what} {raster_name(dataset)} band {band} is paletted: its values index a "
-                "colour table, they are not intensities the model can super-resolve; expand "
-                "it to RGB first, e.g. gdal_translate -expand rgb IN.tif OUT.tif"
-            )
     return bands
 
 
