@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rrsgan_geo.grids import RasterGrid
+from rrsgan_geo.grids import RasterGrid, on_sr_pixels
 from rrsgan_geo.model import SCALE
 from rrsgan_geo.output import StreamingGeoTIFF, tiled_profile
 
@@ -84,9 +84,7 @@ class DiagnosticMaps:
         """SR rows [top, top + n) of the run: the blended relevance (n x W), the SR in
         the scene's units before rounding (bands x n x W), and the scene's LR rows
         under them (bands x n/4 x W/4, with where any band is valid)."""
-        sr_valid = None
-        if lr_valid is not None:
-            sr_valid = np.repeat(np.repeat(lr_valid, SCALE, axis=0), SCALE, axis=1)
+        sr_valid = None if lr_valid is None else on_sr_pixels(lr_valid)
         if relevance is not None and self.with_relevance:
             relevance = relevance.astype(np.float32)
             if sr_valid is not None:

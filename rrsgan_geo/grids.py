@@ -66,3 +66,9 @@ class RasterGrid:
         if crs is not None and crs != self.crs:
             xs, ys = transform_coords(self.crs, crs, xs, ys)
         return Polygon(zip(xs, ys, strict=True))
+
+
+def on_sr_pixels(lr_values: np.ndarray) -> np.ndarray:
+    """Values per LR pixel (... x H x W, a validity mask, say) on the SR grid: each
+    repeated over the SCALE x SCALE SR pixels it covers."""
+    return np.repeat(np.repeat(lr_values, SCALE, axis=-2), SCALE, axis=-1)

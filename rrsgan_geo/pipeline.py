@@ -29,7 +29,7 @@ from rrsgan_geo.co_registration import ReferenceOffset, co_register
 from rrsgan_geo.devices import resolve_device
 from rrsgan_geo.diagnostic_maps import DiagnosticMaps
 from rrsgan_geo.errors import CoverageError, InputError, OutputError
-from rrsgan_geo.grids import RasterGrid
+from rrsgan_geo.grids import RasterGrid, on_sr_pixels
 from rrsgan_geo.inference import TileModel, model_inputs
 from rrsgan_geo.locations import (
     HttpOptions,
@@ -650,8 +650,7 @@ def _to_output(unit: np.ndarray, plan: SRPlan, lr_valid: np.ndarray | None) -> n
     if not np.isnan(nodata):  # the model's values are finite: none can be NaN already
         values[values == nodata] = nudged_off(nodata)
     if lr_valid is not None:
-        valid = np.repeat(np.repeat(lr_valid, SCALE, axis=1), SCALE, axis=2)
-        values[~valid] = nodata
+        values[~on_sr_pixels(lr_valid)] = nodata
     return values
 
 
@@ -662,8 +661,7 @@ def _mask(plan: SRPlan, lr_valid: np.ndarray | None) -> np.ndarray | None:
     nodata values say it (`_to_output`) or the scene has no holes."""
     if plan.nodata is not None or lr_valid is None:
         return None
-    valid = np.repeat(np.repeat(lr_valid.any(axis=0), SCALE, axis=0), SCALE, axis=1)
-    return valid.astype(np.uint8) * 255
+    return on_sr_pixels(lr_valid.any(axis=0)).astype(np.uint8) * 255
 
 
 def nudged_off(nodata: np.ndarray) -> np.ndarray:
