@@ -26,7 +26,7 @@ from rasterio.windows import Window
 from rrsgan_geo.data import MANIFEST, find_samples, place_key, spatial_split
 from rrsgan_geo.degradation import down_up_4x, downsample_4x, upsample_4x
 from rrsgan_geo.errors import ConfigError, CoverageError, OutputError
-from rrsgan_geo.files import interrupts_deferred, publish
+from rrsgan_geo.files import interrupts_deferred, new_temp_file, publish
 from rrsgan_geo.grids import RasterGrid
 from rrsgan_geo.model import SCALE
 from rrsgan_geo.rasters import (
@@ -121,13 +121,13 @@ def _write(path: Path, unit: torch.Tensor, grid: RasterGrid) -> None:
 
 def _write_sample(images: dict[str, tuple[torch.Tensor, RasterGrid]], paths: list[Path]) -> None:
     """All five images of a sample or none: each is written to a hidden temp file
-    beside its destination (not an image name, so no reader picks it up) and all are
-    renamed into place once all are written. An interrupted build leaves complete
-    samples only, each listed in the manifest (written after this)."""
-    temps = [path.with_name(f".{path.name}.part") for path in paths]
+    beside its destination (`files.new_temp_file`; not an image name, so no reader
+    picks it up) and all are renamed into place once all are written. An interrupted
+    build leaves complete samples only, each listed in the manifest (written after)."""
+    temps: list[Path] = []
     try:
-        for (image, grid), temp in zip(images.values(), temps, strict=True):
-            _write(temp, image[0], grid)
+        for (image, grid), path in zip(images.values(), paths, strict=True):
+            _write(new_temp_file(path, ".part", temps), image[0], grid)
         with interrupts_deferred():  # never some of the five renamed, some not
             for temp, path in zip(temps, paths, strict=True):
                 publish(temp, path)
