@@ -133,8 +133,7 @@ def batch(
         for result in results_iter:
             results.append(result)
             bar.update()
-            for note in plan_notes(result.plan) if result.plan else ():
-                bar.write(f"note: {display_name(result.scene)}: {note}", file=sys.stderr)
+            _print_notes(result)
             if result.status == "failed" and on_error == "fail":
                 results_iter.close()
                 break
@@ -159,14 +158,19 @@ def _dry_run(
     results = []
     for job in tqdm(jobs, unit="scene", desc="planning", dynamic_ncols=True):
         results.append(plan_scene(job, margin, options))
-        for note in plan_notes(results[-1].plan) if results[-1].plan else ():
-            tqdm.write(f"note: {display_name(job.scene)}: {note}", file=sys.stderr)
+        _print_notes(results[-1])
     _summary(results, len(jobs), json_path)
     plans = [r.plan for r in results if r.status == "planned"]
     if plans:
         click.echo(compute_estimate(plans, generator, resolve_device(options.device)))
     if any(r.status == "failed" for r in results):
         raise click.exceptions.Exit(1)
+
+
+def _print_notes(result: SceneResult) -> None:
+    """What `sr` would note about the scene's plan, above the progress bar."""
+    for note in plan_notes(result.plan) if result.plan else ():
+        tqdm.write(f"note: {display_name(result.scene)}: {note}", file=sys.stderr)
 
 
 def _detail(result: SceneResult) -> str:
