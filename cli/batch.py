@@ -52,7 +52,7 @@ if TYPE_CHECKING:
 @weights_option
 @tiling_options
 @device_option
-@scale_options
+@scale_options()
 @processing_options
 @click.option(
     "--on-error",

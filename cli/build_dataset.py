@@ -9,6 +9,7 @@ import click
 from tqdm import tqdm
 
 from rrsgan_geo.cli.interrupts import sigterm_as_interrupt
+from rrsgan_geo.cli.options import band_options, scale_options
 
 
 @click.command(name="build-dataset")
@@ -31,38 +32,48 @@ from rrsgan_geo.cli.interrupts import sigterm_as_interrupt
     "--hr-size",
     default=480,
     show_default=True,
+    type=click.IntRange(min=4),
     help="HR sample size in pixels (divisible by 4; LR is a quarter).",
 )
 @click.option(
     "--min-ref-coverage",
     default=0.9,
     show_default=True,
-    help="Skip samples whose reference covers less.",
+    type=click.FloatRange(0, 1),
+    help="Skip samples whose reference covers less (a share, 0 to 1).",
 )
 @click.option(
-    "--max-nodata", default=0.01, show_default=True, help="Skip samples with more HR nodata."
+    "--max-nodata",
+    default=0.01,
+    show_default=True,
+    type=click.FloatRange(0, 1),
+    help="Skip samples with more HR nodata (a share, 0 to 1).",
 )
 @click.option(
     "--val-fraction",
     default=0.25,
     show_default=True,
+    type=click.FloatRange(0, 1, max_open=True),
     help="Fraction of blocks held out for validation.",
 )
-@click.option("--block", default=4, show_default=True, help="Samples per side of a split block.")
-@click.option("--seed", default=0, show_default=True)
-@click.option("--scale", help="HR value range for non-uint8 data: MIN,MAX or pLOW,pHIGH.")
-@click.option("--ref-scale", help="Reference value range for non-uint8 data.")
 @click.option(
-    "--nodata",
-    type=float,
-    help="HR value that marks missing pixels, where the files tag none (e.g. 0 around a "
-    "scene): counted by --max-nodata and left out of --scale percentiles.",
+    "--block",
+    default=4,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Samples per side of a split block.",
 )
 @click.option(
-    "--ref-nodata",
-    type=float,
-    help="Reference value that marks missing pixels, where the files tag none (e.g. the "
-    "black border of a mosaic): counted by --min-ref-coverage.",
+    "--seed",
+    default=0,
+    show_default=True,
+    help="Seed of the draw of blocks for train/ and val/: the same seed, the same split.",
+)
+@band_options("HR")
+@scale_options(
+    "HR",
+    nodata_use="counted by --max-nodata and left out of --scale percentiles.",
+    ref_nodata_use="counted by --min-ref-coverage.",
 )
 @click.option(
     "--from-images",
@@ -77,7 +88,7 @@ from rrsgan_geo.cli.interrupts import sigterm_as_interrupt
     "refused, never deleted).",
 )
 def build_dataset_command(
-    hr_sources, ref_sources, output, from_images, overwrite, **fields
+    hr_sources, ref_sources, output, from_images, overwrite, scene_bands, **fields
 ) -> None:
     """Cut RRSSRD-style samples (HR, LR, LR_UX4, Ref, Ref_DUX4) from HR_SOURCES.
 
@@ -97,7 +108,7 @@ def build_dataset_command(
     from rrsgan_geo.data import MANIFEST
     from rrsgan_geo.dataset_builder import BuildOptions, build_dataset, index_images
 
-    options = BuildOptions(overwrite=overwrite, **fields)
+    options = BuildOptions(overwrite=overwrite, hr_bands=scene_bands, **fields)
     if from_images:
         if len(hr_sources) != 1:
             raise click.BadParameter("--from-images takes exactly one folder")
@@ -105,17 +116,30 @@ def build_dataset_command(
     else:
         if not ref_sources:
             raise click.UsageError("give the reference with --ref (or use --from-images)")
+        written = []
+
+        def on_sample(outcome: str) -> None:
+            bar.update()
+            if outcome == "written":
+                written.append(outcome)
+
+        def on_start(samples: int) -> None:
+            bar.reset(total=samples)
+
         try:
             with (
                 sigterm_as_interrupt(),
                 tqdm(unit="sample", desc="cutting samples", dynamic_ncols=True) as bar,
             ):
                 report = build_dataset(
-                    list(hr_sources), list(ref_sources), output, options, lambda _: bar.update()
+                    list(hr_sources), list(ref_sources), output, options, on_sample, on_start
                 )
         except KeyboardInterrupt:
+            if not written:
+                message = "interrupted before the first sample was written"
+                raise click.ClickException(message) from None
             raise click.ClickException(
-                f"interrupted: the samples written so far are complete and listed in "
+                f"interrupted: the {len(written)} samples written are complete and listed in "
                 f"{output / MANIFEST}; run again with --overwrite to start over"
             ) from None
     written = ", ".join(f"{n} {split}" for split, n in sorted(report.written.items())) or "none"

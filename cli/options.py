@@ -65,33 +65,67 @@ class ValueRange(click.ParamType):
         return value
 
 
-def scale_options(command: Callable) -> Callable:
-    """--scale and --ref-scale for non-uint8 scenes and references; --nodata and
-    --ref-nodata for fill values the files do not tag."""
-    command = click.option(
-        "--ref-nodata",
-        type=float,
-        help="Reference value that marks missing pixels, where the files tag none (e.g. "
-        "the black border of a mosaic): there LR_UX4 stands in for the reference.",
-    )(command)
-    command = click.option(
-        "--nodata",
-        type=float,
-        help="Scene value that marks missing pixels, where the file tags none (e.g. 0 "
-        "around a Landsat scene): left out of --scale percentiles and nodata in the "
-        "output. Replaces a value the file tags.",
-    )(command)
-    command = click.option(
-        "--ref-scale",
-        type=ValueRange(),
-        help="Reference value range for non-uint8 data, as --scale.",
-    )(command)
-    return click.option(
-        "--scale",
-        type=ValueRange(),
-        help="Scene value range for non-uint8 data: MIN,MAX or percentiles pLOW,pHIGH "
-        "(a linear map that never clips: values outside the range are kept).",
-    )(command)
+def scale_options(
+    scene: str = "Scene",
+    nodata_use: str = "left out of --scale percentiles and nodata in the output. Replaces "
+    "a value the file tags.",
+    ref_nodata_use: str = "there LR_UX4 stands in for the reference.",
+) -> Callable[[Callable], Callable]:
+    """--scale and --ref-scale for non-uint8 data; --nodata and --ref-nodata for fill
+    values the files do not tag. `scene` names the image being super-resolved (the
+    HR sources, for build-dataset) and the *_use texts say what each fill value does."""
+
+    def decorate(command: Callable) -> Callable:
+        for option in reversed(
+            [
+                click.option(
+                    "--scale",
+                    type=ValueRange(),
+                    help=f"{scene} value range for non-uint8 data: MIN,MAX or percentiles "
+                    "pLOW,pHIGH (a linear map that never clips: values outside the range "
+                    "are kept).",
+                ),
+                click.option(
+                    "--ref-scale",
+                    type=ValueRange(),
+                    help="Reference value range for non-uint8 data, as --scale.",
+                ),
+                click.option(
+                    "--nodata",
+                    type=float,
+                    help=f"{scene} value that marks missing pixels, where the files tag none "
+                    f"(e.g. 0 around a Landsat scene): {nodata_use}",
+                ),
+                click.option(
+                    "--ref-nodata",
+                    type=float,
+                    help="Reference value that marks missing pixels, where the files tag "
+                    f"none (e.g. the black border of a mosaic): {ref_nodata_use}",
+                ),
+            ]
+        ):
+            command = option(command)
+        return command
+
+    return decorate
+
+
+def band_options(scene: str = "Scene") -> Callable[[Callable], Callable]:
+    """--bands (the `scene_bands` parameter) and --ref-bands: which bands of a raster
+    that is not plain RGB or grey feed the model."""
+
+    def decorate(command: Callable) -> Callable:
+        command = click.option(
+            "--ref-bands", callback=_band_list, help="Reference bands, as --bands."
+        )(command)
+        return click.option(
+            "--bands",
+            "scene_bands",
+            callback=_band_list,
+            help=f"{scene} bands to use, in order: 3 (RGB) or 1, e.g. 3,2,1.",
+        )(command)
+
+    return decorate
 
 
 def json_option(contents: str) -> Callable[[Callable], Callable]:
@@ -135,13 +169,6 @@ def processing_options(command: Callable) -> Callable:
                 type=click.Choice(["fp32", "fp16", "bf16"]),
                 help="Model precision: fp16/bf16 autocast on CUDA (fp16 is refused on the CPU).",
             ),
-            click.option(
-                "--bands",
-                "scene_bands",
-                callback=_band_list,
-                help="Scene bands to use, in order: 3 (RGB) or 1, e.g. 3,2,1.",
-            ),
-            click.option("--ref-bands", callback=_band_list, help="Reference bands, as --bands."),
             click.option(
                 "--ref-resampling",
                 default="bilinear",
@@ -216,7 +243,7 @@ def processing_options(command: Callable) -> Callable:
         ]
     ):
         command = option(command)
-    return command
+    return band_options()(command)
 
 
 def sr_options(fields: dict, **more: object) -> "SROptions":

@@ -145,7 +145,7 @@ def plan_notes(plan: SRPlan) -> list[str]:
 @weights_option
 @tiling_options
 @device_option
-@scale_options
+@scale_options()
 @processing_options
 @threads_option
 @click.option("--overwrite", is_flag=True, help="Replace OUTPUT if it exists.")

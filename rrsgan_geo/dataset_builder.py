@@ -67,9 +67,14 @@ class BuildOptions:
 
     def __post_init__(self) -> None:
         if self.hr_size <= 0 or self.hr_size % SCALE:
-            raise ConfigError(f"sample size {self.hr_size} is not divisible by {SCALE}")
+            raise ConfigError(f"sample size {self.hr_size} is not a positive multiple of {SCALE}")
         if not 0 <= self.val_fraction < 1:
             raise ConfigError(f"val fraction must be in [0, 1), got {self.val_fraction}")
+        for name in ("min_ref_coverage", "max_nodata"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ConfigError(f"{name} is a share: in [0, 1], got {getattr(self, name)}")
+        if self.block < 1:
+            raise ConfigError(f"block must be at least 1 sample per side, got {self.block}")
 
 
 @dataclass
@@ -151,37 +156,97 @@ def build_dataset(
     out_dir: Path,
     options: BuildOptions,
     on_sample: Callable[[str], None] | None = None,
+    on_start: Callable[[int], None] | None = None,
 ) -> BuildReport:
-    """Cut, check, degrade and write samples; return counts written and skipped by reason."""
+    """Cut, check, degrade and write samples; return counts written and skipped by reason.
+    `on_start` is told how many samples will be tried, `on_sample` each one's outcome
+    ("written" or why it was skipped).
+
+    Every HR source and every reference a sample will use is opened and checked (bands,
+    value scaling) before the output folder is touched, so that a bad input neither
+    leaves an empty skeleton that blocks the next run nor, with --overwrite, deletes the
+    earlier build first. A build that fails before its first sample leaves nothing."""
     out_dir = Path(out_dir)
     hr_paths = expand_rasters(hr_sources, "HR source")
     references = ReferenceIndex.build(ref_sources)
-    prepare_output(out_dir, options.overwrite)
     hr_rasters = _OpenRasters(options.hr_bands, options.scale, options.nodata, "HR source")
     ref_rasters = _OpenRasters(
         options.ref_bands, options.ref_scale, options.ref_nodata, "reference"
     )
-    jobs = []  # (hr path, row, col, block id)
+    with hr_rasters, ref_rasters:
+        jobs = _plan_samples(hr_paths, references, hr_rasters, ref_rasters, options)
+        prepare_output(out_dir, options.overwrite)
+        if on_start is not None:
+            on_start(len(jobs))
+        report = BuildReport()
+        try:
+            _write_samples(jobs, out_dir, hr_rasters, ref_rasters, options, report, on_sample)
+        except BaseException:
+            if not report.written:  # nothing usable: leave nothing
+                shutil.rmtree(out_dir, ignore_errors=True)
+            raise
+    if not report.written:
+        shutil.rmtree(out_dir)
+        reasons = "; ".join(f"{n} {reason}" for reason, n in report.skipped.most_common())
+        raise CoverageError(f"no sample written ({reasons or 'the HR sources are too small'})")
+    report.manifest = out_dir / MANIFEST
+    return report
+
+
+@dataclass(frozen=True)
+class _SampleJob:
+    hr_path: Path
+    row: int
+    col: int
+    block: tuple[int, int, int]
+    """(source, block row, block col): whole blocks go to train or val."""
+    ref_path: Path | None
+    """The best-covering reference, None where none overlaps."""
+
+
+def _plan_samples(
+    hr_paths: list[Path],
+    references: ReferenceIndex,
+    hr_rasters: "_OpenRasters",
+    ref_rasters: "_OpenRasters",
+    options: BuildOptions,
+) -> list[_SampleJob]:
+    """Every sample's place and reference, each raster opened and checked on the way."""
+    jobs = []
     for source_index, path in enumerate(hr_paths):
-        with open_raster(path, "HR source") as dataset:
-            georeferenced_grid(dataset, "HR source")
-            rows, cols = dataset.height // options.hr_size, dataset.width // options.hr_size
+        hr = hr_rasters.raster(path)
+        georeferenced_grid(hr.dataset, "HR source")
+        rows, cols = hr.dataset.height // options.hr_size, hr.dataset.width // options.hr_size
         for row in range(rows):
             for col in range(cols):
                 block = (source_index, row // options.block, col // options.block)
-                jobs.append((path, row, col, block))
-    held_out = _split_of_blocks([job[3] for job in jobs], options)
-    report = BuildReport()
+                covering = references.covering(_sample_grid(hr, row, col, options.hr_size))
+                ref_path = covering[0][0] if covering else None
+                if ref_path is not None:
+                    ref_rasters.raster(ref_path)  # opened and checked now, not mid-build
+                jobs.append(_SampleJob(path, row, col, block, ref_path))
+    return jobs
+
+
+def _write_samples(
+    jobs: list[_SampleJob],
+    out_dir: Path,
+    hr_rasters: "_OpenRasters",
+    ref_rasters: "_OpenRasters",
+    options: BuildOptions,
+    report: BuildReport,
+    on_sample: Callable[[str], None] | None,
+) -> None:
+    held_out = _split_of_blocks([job.block for job in jobs], options)
     for split in ("train", "val"):
         for folder in FOLDERS:
             (out_dir / split / folder).mkdir(parents=True)
-    with open(out_dir / MANIFEST, "w") as manifest, hr_rasters, ref_rasters:
-        for index, (path, row, col, block) in enumerate(jobs):
-            split = "val" if block in held_out else "train"
-            hr = hr_rasters[path]
-            ref_paths = references.covering(_sample_grid(hr, row, col, options.hr_size))
-            ref = ref_rasters[ref_paths[0][0]] if ref_paths else None
-            record = _make_sample(hr, ref, row, col, index, split, out_dir, options)
+    with open(out_dir / MANIFEST, "w") as manifest:
+        for index, job in enumerate(jobs):
+            split = "val" if job.block in held_out else "train"
+            hr = hr_rasters.raster(job.hr_path)
+            ref = None if job.ref_path is None else ref_rasters.raster(job.ref_path)
+            record = _make_sample(hr, ref, job.row, job.col, index, split, out_dir, options)
             if "skipped" in record:
                 report.skipped[record["skipped"]] += 1
             else:
@@ -189,12 +254,6 @@ def build_dataset(
                 manifest.write(json.dumps(record) + "\n")
             if on_sample is not None:
                 on_sample(record.get("skipped", "written"))
-    if not report.written:
-        shutil.rmtree(out_dir)
-        reasons = "; ".join(f"{n} {reason}" for reason, n in report.skipped.most_common())
-        raise CoverageError(f"no sample written ({reasons or 'the HR sources are too small'})")
-    report.manifest = out_dir / MANIFEST
-    return report
 
 
 class _OpenRasters:
@@ -211,7 +270,8 @@ class _OpenRasters:
         self.bands, self.scale, self.nodata, self.what = bands, scale, nodata, what
         self.open: dict[Path, _Raster] = {}
 
-    def __getitem__(self, path: Path) -> "_Raster":
+    def raster(self, path: Path) -> "_Raster":
+        """The raster at `path`, opened and checked on first use."""
         if path not in self.open:
             location = declaring_nodata(path, self.nodata, self.what)
             dataset = open_raster(location, self.what)

@@ -134,7 +134,7 @@ def _chosen_bands(
             return (1, 2, 3)
         if dataset.count == 1:
             return (1,)
-        flag = "--bands" if what == "scene" else "--ref-bands"
+        flag = "--ref-bands" if what == "reference" else "--bands"
         names = ", ".join(f"{i}={d}" for i, d in enumerate(dataset.descriptions, start=1) if d)
         raise InputError(
             f"{what} {raster_name(dataset)} has {dataset.count} bands"

@@ -130,7 +130,9 @@ def test_mixed_crs_references_and_coverage_skips(tmp_path):
     [
         ("no_overlap", "no sample written"),
         ("empty_ref_folder", "holds no raster"),
-        ("size", "not divisible by 4"),
+        ("size", "not a positive multiple of 4"),
+        ("block", "Invalid value for '--block'"),
+        ("share", "Invalid value for '--max-nodata'"),
         ("not_empty", "not empty"),
     ],
 )
@@ -149,6 +151,10 @@ def test_bad_input(tmp_path, case, message):
         refs = [tmp_path / "refs"]
     elif case == "size":
         extra = ("--hr-size", "98")
+    elif case == "block":
+        extra = ("--block", "0")
+    elif case == "share":
+        extra = ("--max-nodata", "-1")
     else:
         (tmp_path / "out").mkdir()
         (tmp_path / "out" / "keep.txt").write_text("mine")
@@ -241,7 +247,7 @@ def test_an_interrupted_build_leaves_complete_samples_each_in_the_manifest(tmp_p
 
     monkeypatch.setattr(dataset_builder, "_write", interrupted_on_the_13th_image)
     result = build(tmp_path, "--max-nodata", "0.5", "--min-ref-coverage", "0.8")
-    assert result.exit_code == 1 and "interrupted: the samples written so far are complete" in (
+    assert result.exit_code == 1 and "interrupted: the 2 samples written are complete" in (
         result.output
     )
     out = tmp_path / "out"
@@ -268,3 +274,50 @@ def test_overwrite_replaces_a_build_and_never_a_folder_of_other_files(tmp_path):
         refused.output
     )
     assert (mine / "thesis.docx").read_text() == "years of work"
+
+
+def _with_fourth_band(source, path):
+    """`source`'s RGB and a fourth band, nothing saying which is which (as in many
+    RGB+NIR exports): a build must be told which bands to use."""
+    with rasterio.open(source) as src:
+        data, profile = src.read(), src.profile
+    profile.update(count=4, photometric="MINISBLACK")
+    with rasterio.open(path, "w", **profile) as out:
+        out.write(np.concatenate([data, data[:1] // 2]))
+    return path
+
+
+def test_many_band_sources_take_bands_and_are_checked_before_any_output(tmp_path):
+    hr = _with_fourth_band(neon_path(), tmp_path / "rgbn.tif")
+    ref = _with_fourth_band(
+        mercator_reference(tmp_path / "ref3857.tif", shift_east_m=1.0), tmp_path / "ref4.tif"
+    )
+    refused = build(tmp_path, "--max-nodata", "0.5", hr=hr, refs=[ref])
+    assert refused.exit_code == 1 and "has 4 bands" in refused.output
+    assert "with --bands, e.g. --bands 3,2,1" in refused.output, refused.output
+    assert not (tmp_path / "out").exists()  # nothing half-made to block the next run
+    ref_refused = build(tmp_path, "--max-nodata", "0.5", "--bands", "1,2,3", hr=hr, refs=[ref])
+    assert ref_refused.exit_code == 1 and "--ref-bands" in ref_refused.output
+    assert not (tmp_path / "out").exists()
+
+    chosen = ("--bands", "1,2,3", "--ref-bands", "1,2,3", "--max-nodata", "0.5")
+    result = build(tmp_path, *chosen, hr=hr, refs=[ref])
+    assert result.exit_code == 0, result.output
+    record = json.loads((tmp_path / "out/manifest.jsonl").read_text().splitlines()[0])
+    with rasterio.open(tmp_path / "out" / record["split"] / "HR" / f"{record['id']}.tif") as s:
+        sample, bounds = s.read(), s.bounds
+    with rasterio.open(neon_path()) as src:
+        window = rasterio.windows.from_bounds(*bounds, transform=src.transform)
+        expected = src.read(window=window.round_offsets().round_lengths())
+    np.testing.assert_array_equal(sample, expected)
+
+
+def test_a_failed_overwrite_keeps_the_earlier_build(tmp_path):
+    """--overwrite deletes the earlier build only once the new one's inputs are checked."""
+    first = build(tmp_path, "--max-nodata", "0.5")
+    assert first.exit_code == 0, first.output
+    manifest = (tmp_path / "out/manifest.jsonl").read_text()
+    hr = _with_fourth_band(neon_path(), tmp_path / "rgbn.tif")
+    failed = build(tmp_path, "--max-nodata", "0.5", "--overwrite", hr=hr)
+    assert failed.exit_code == 1 and "has 4 bands" in failed.output
+    assert (tmp_path / "out/manifest.jsonl").read_text() == manifest
