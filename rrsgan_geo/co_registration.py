@@ -57,6 +57,11 @@ class ReferenceOffset:
         """One line for people: 'moved 5 px west and 7 px north (0.50 and 17.50 CRS
         units; ...)', 'already in place (...)' or 'no reliable match (...)'."""
         if not self.agreeing:
+            if not self.windows:
+                return (
+                    f"{self.reference}: not measured, no window of the scene lies on it "
+                    f"({_MIN_VALID:.0%} of a window at least); not moved"
+                )
             return f"{self.reference}: no reliable match on {self.windows} window(s), not moved"
         evidence = (
             f"{self.agreeing} of {self.windows} windows agree, peak strength {self.strength:.0f}"

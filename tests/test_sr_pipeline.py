@@ -1,5 +1,6 @@
 """`sr` through the library on real GeoTIFFs: grids, reprojection, seams, coverage."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -391,6 +392,8 @@ def test_a_reference_metres_off_is_moved_onto_the_scene(tmp_path):
     assert (offsets[32].rows, offsets[32].cols) == (0, -10)
     assert offsets[32].agreeing == offsets[32].windows >= 1
     assert "moved 10 px west (1.00 CRS units;" in offsets[32].describe((0.1, 0.1))
+    unmeasured = dataclasses.replace(offsets[32], windows=0, agreeing=0)
+    assert "not measured, no window of the scene lies on it" in unmeasured.describe((0.1, 0.1))
     _, report = run(scene, ref, tmp_path / "as_is.tif", tile=32, co_register=False)
     assert report.reference_offsets == ()
     with rasterio.open(tmp_path / "as_is.tif") as sr:
