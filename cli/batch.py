@@ -5,7 +5,6 @@ and shell completion answer at once."""
 
 from __future__ import annotations
 
-import json
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -23,6 +22,7 @@ from rrsgan_geo.cli.options import (
     threads_option,
     tiling_options,
     weights_option,
+    write_json,
 )
 from rrsgan_geo.cli.sr import compute_estimate, plan_notes
 from rrsgan_geo.locations import display_name
@@ -206,7 +206,7 @@ def _record(result: SceneResult) -> dict:
 def _summary(results: list[SceneResult], planned: int, json_path: Path | None) -> None:
     """The table, and the same as JSON records when asked."""
     if json_path is not None:
-        json_path.write_text(json.dumps([_record(r) for r in results], indent=2))
+        write_json(json_path, [_record(r) for r in results])
     width = max([len(display_name(r.scene)) for r in results] + [5])
     click.echo(f"{'scene':<{width}}  {'status':<8} detail")
     for r in results:

@@ -3,13 +3,13 @@
 The library (torch) is imported inside the command, so that its `--help` and shell
 completion answer at once."""
 
-import json
 from pathlib import Path
 
 import click
 from tqdm import tqdm
 
-from rrsgan_geo.cli.options import device_option, json_option, weights_option
+from rrsgan_geo.cli.interrupts import sigterm_as_interrupt
+from rrsgan_geo.cli.options import device_option, json_option, weights_option, write_json
 from rrsgan_geo.errors import InputError
 
 
@@ -69,14 +69,30 @@ def evaluate_command(data_dirs, weights, held_out, limit, co_register, device, j
     samples = samples[:limit] if limit else samples
     device = resolve_device(device)
     model, weight_file = load_generator(weights or shipped_weights_path(device.type))
-    with tqdm(total=len(samples), unit="image", desc="evaluating", dynamic_ncols=True) as bar:
-        data = RefSRDataset(samples, co_register)
-        scores = evaluate(model, data, device, on_sample=lambda _: bar.update())
+    scores = []
+
+    def on_sample(score) -> None:
+        scores.append(score)
+        bar.update()
+
+    interrupted = False
+    try:
+        with (
+            sigterm_as_interrupt(),
+            tqdm(total=len(samples), unit="image", desc="evaluating", dynamic_ncols=True) as bar,
+        ):
+            data = RefSRDataset(samples, co_register)
+            evaluate(model, data, device, on_sample=on_sample)
+    except KeyboardInterrupt:
+        if not scores:
+            raise click.ClickException("interrupted before the first image was scored") from None
+        interrupted = True  # report the images scored: a long run is not lost
     summary = summarise(scores)
     summary["weights"] = {"file": weight_file.path.name, "sha256": weight_file.sha256}
     summary["co_register"] = co_register
+    summary["complete"] = not interrupted
     registered = "references co-registered" if co_register else "references as given"
-    click.echo(f"{len(samples)} samples, {registered}, {summary['protocol']}")
+    click.echo(f"{len(scores)} samples, {registered}, {summary['protocol']}")
     click.echo(f"{'method':<16} {'RGB PSNR':>9} {'RGB SSIM':>9} {'Y PSNR':>8} {'Y SSIM':>7}")
     for method in METHODS:
         row = [summary[f"mean_{m}"][method] for m in ("psnr_rgb", "ssim_rgb", "psnr_y", "ssim_y")]
@@ -89,5 +105,10 @@ def evaluate_command(data_dirs, weights, held_out, limit, co_register, device, j
     )
     click.echo(f"SR downsampled 4x vs LR: {summary['mean_lr_consistency_psnr']:.2f} dB (RGB)")
     if json_path is not None:
-        json_path.write_text(json.dumps(summary, indent=2))
+        write_json(json_path, summary)
         click.echo(f"wrote {json_path}")
+    if interrupted:
+        raise click.ClickException(
+            f"interrupted: the scores above are of the first {len(scores)} of "
+            f"{len(samples)} images only"
+        )

@@ -1,5 +1,7 @@
 """Click options shared by several commands, so each is defined and explained once."""
 
+import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -129,13 +131,32 @@ def band_options(scene: str = "Scene") -> Callable[[Callable], Callable]:
 
 
 def json_option(contents: str) -> Callable[[Callable], Callable]:
-    """--json PATH (the `json_path` parameter): also write `contents` there as JSON."""
+    """--json PATH (the `json_path` parameter): also write `contents` there as JSON
+    (`write_json`). Its folder is checked when the flag is parsed, not after the work."""
     return click.option(
         "--json",
         "json_path",
         type=click.Path(dir_okay=False, path_type=Path),
+        callback=_writable_destination,
         help=f"Also write {contents} as JSON here.",
     )
+
+
+def _writable_destination(_ctx: click.Context, _param: click.Parameter, path: Path | None):
+    if path is not None:
+        folder = path.parent
+        if not folder.is_dir():
+            raise click.BadParameter(f"{path}: folder {folder} does not exist")
+        if not os.access(folder, os.W_OK):
+            raise click.BadParameter(f"{path}: folder {folder} is not writable")
+    return path
+
+
+def write_json(path: Path, payload: object) -> None:
+    """`payload` as indented JSON in `path`, written whole or not at all."""
+    from rrsgan_geo.files import write_text_atomically
+
+    write_text_atomically(path, json.dumps(payload, indent=2) + "\n")
 
 
 def _band_list(_ctx: click.Context, _param: click.Parameter, text: str | None):

@@ -6,7 +6,6 @@ shell completion answer at once."""
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -23,6 +22,7 @@ from rrsgan_geo.cli.options import (
     threads_option,
     tiling_options,
     weights_option,
+    write_json,
 )
 from rrsgan_geo.locations import undeclared
 
@@ -261,7 +261,7 @@ def sr(
             "weights": {"file": generator.name, "sha256": generator.sha256},
             "notes": plan_notes(plan),  # what --quiet keeps off the console
         }
-        json_path.write_text(json.dumps(summary, indent=2))
+        write_json(json_path, summary)
     if quiet:
         return
     click.echo(

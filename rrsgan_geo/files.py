@@ -14,6 +14,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from rrsgan_geo.errors import OutputError
+
 _INTERRUPTS = (signal.SIGINT, signal.SIGTERM)
 
 
@@ -74,3 +76,20 @@ def publish(temp: str | os.PathLike, path: str | os.PathLike) -> None:
     """Give `temp` the umask's permissions and rename it onto `path` (atomic)."""
     os.chmod(temp, 0o666 & ~current_umask())
     os.replace(temp, Path(path))
+
+
+def write_text_atomically(path: Path, text: str) -> None:
+    """`text` in `path`, whole or not at all (a report written after a long run must not
+    be left half-written by a full disk or an interrupt). OutputError when it cannot."""
+    temps: list[Path] = []
+    try:
+        temp = new_temp_file(path, ".part", temps)
+        temp.write_text(text)
+        with interrupts_deferred():
+            publish(temp, path)
+            temps.clear()
+    except OSError as error:
+        raise OutputError(f"cannot write {path}: {error.strerror or error}") from None
+    finally:
+        for temp in temps:
+            temp.unlink(missing_ok=True)

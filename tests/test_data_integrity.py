@@ -18,7 +18,8 @@ from rasterio.control import GroundControlPoint
 from rasterio.enums import ColorInterp
 
 from rrsgan_geo.cli.main import main
-from rrsgan_geo.files import new_temp_file
+from rrsgan_geo.errors import OutputError
+from rrsgan_geo.files import new_temp_file, write_text_atomically
 from rrsgan_geo.model import RRSNet
 from rrsgan_geo.output import StreamingGeoTIFF
 from rrsgan_geo.weight_files import WeightsMetadata, save_weights
@@ -176,9 +177,11 @@ def test_outputs_follow_the_umask(tmp_path, weights, umask):
         converted = tmp_path / "w.safetensors"
         result = CliRunner().invoke(main, ["weights", "convert", str(weights), str(converted)])
         assert result.exit_code == 0, result.output
+        report = tmp_path / "report.json"
+        write_text_atomically(report, "{}")
     finally:
         os.umask(previous)
-    for path in (tmp_path / "o.tif", converted):
+    for path in (tmp_path / "o.tif", converted, report):
         assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask, path
 
 
@@ -353,3 +356,12 @@ def test_a_ctrl_c_the_moment_a_temp_file_appears_cannot_leak_it(tmp_path, monkey
     with pytest.raises(KeyboardInterrupt):  # the same moment in the output writer
         StreamingGeoTIFF(tmp_path / "out.tif", {"driver": "GTiff"}).__enter__()
     assert list(tmp_path.iterdir()) == [record[0]]
+
+
+def test_a_report_is_written_whole_or_not_at_all(tmp_path):
+    """A JSON report that cannot be put in place (here a folder holds its name) is an
+    OutputError naming it, and leaves no temp file behind."""
+    (tmp_path / "report.json").mkdir()
+    with pytest.raises(OutputError, match="cannot write .*report.json"):
+        write_text_atomically(tmp_path / "report.json", "{}")
+    assert [p.name for p in tmp_path.iterdir()] == ["report.json"]
