@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 from torch.nn import functional as F
 
+from rrsgan_geo.config_numbers import check_numbers
 from rrsgan_geo.discriminator import DiscriminatorVGG128
 from rrsgan_geo.losses import VGGPerceptualLoss, gan_loss
 from rrsgan_geo.model.gradient import GradientMagnitude
@@ -27,6 +28,9 @@ class LossWeights:
     gan: float = 1e-3
     grad_pixel: float = 1.0
     grad_gan: float = 1e-3
+
+    def __post_init__(self) -> None:
+        check_numbers(self, "loss_weights.")
 
 
 class AdversarialStage:

@@ -24,6 +24,7 @@ import torch
 from PIL import Image
 from torch.nn import functional as F
 
+from rrsgan_geo.config_numbers import check_numbers
 from rrsgan_geo.degradation import down_up_4x, upsample_4x
 from rrsgan_geo.errors import ConfigError, InputError
 from rrsgan_geo.model import SCALE
@@ -169,6 +170,7 @@ class ReferenceConfig:
     synthetic: SyntheticReferenceConfig = field(default_factory=SyntheticReferenceConfig)
 
     def __post_init__(self) -> None:
+        check_numbers(self, "reference.")
         for mix in (self.sources, self.sources_end or {}):
             unknown = sorted(set(mix) - set(SOURCES))
             if unknown:

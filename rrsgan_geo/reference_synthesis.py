@@ -20,6 +20,7 @@ import torch
 from PIL import Image
 from torch.nn import functional as F
 
+from rrsgan_geo.config_numbers import check_numbers
 from rrsgan_geo.errors import ConfigError
 
 # Coarse control points per side of the elastic field and of the replacement masks.
@@ -46,6 +47,7 @@ class SyntheticReferenceConfig:
     max_replaced_fraction: float = 0.5
 
     def __post_init__(self) -> None:
+        check_numbers(self, "reference.synthetic.")
         for name in ("max_shift", "elastic", "max_rotation_deg", "max_scale", "gain"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"reference.synthetic.{name} must be >= 0")

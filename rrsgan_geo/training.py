@@ -26,6 +26,7 @@ from torch.nn import functional as F
 from torch.nn.parallel import DistributedDataParallel
 
 from rrsgan_geo.adversarial import AdversarialStage, LossWeights
+from rrsgan_geo.config_numbers import check_numbers
 from rrsgan_geo.data import ReferenceConfig, RefSRDataset, split_samples
 from rrsgan_geo.devices import to_device
 from rrsgan_geo.errors import ConfigError
@@ -67,14 +68,38 @@ class TrainConfig:
     reference: ReferenceConfig = field(default_factory=ReferenceConfig)
 
     def __post_init__(self) -> None:
+        check_numbers(self)
         if self.stage not in (1, 2):
             raise ConfigError(f"stage must be 1 (L1) or 2 (GAN), got {self.stage}")
         if self.lr_crop % 8:
             raise ConfigError(f"lr_crop must be a multiple of 8, got {self.lr_crop}")
         if self.amp not in ("none", "fp16", "bf16"):
             raise ConfigError(f"amp must be none, fp16 or bf16, got {self.amp!r}")
-        if self.warmup_steps < 0:
-            raise ConfigError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
+        at_least = {
+            "steps": 1,
+            "batch_size": 1,
+            "lr_crop": 8,
+            "split_block": 1,
+            "val_images": 1,
+            "val_every": 1,
+            "checkpoint_every": 1,
+            "warmup_steps": 0,
+            "margin": 0,
+            "gan_start_step": 0,
+        }
+        for name, least in at_least.items():
+            if getattr(self, name) < least:
+                raise ConfigError(f"{name} must be >= {least}, got {getattr(self, name)}")
+        if self.learning_rate <= 0 or self.gamma <= 0:
+            raise ConfigError(
+                f"learning_rate and gamma must be > 0, got {self.learning_rate} and {self.gamma}"
+            )
+        if not all(0 <= beta < 1 for beta in self.betas) or len(self.betas) != 2:
+            raise ConfigError(f"betas must be two numbers in [0, 1), got {list(self.betas)}")
+        if any(step < 1 for step in self.milestones):
+            raise ConfigError(f"milestones must be steps >= 1, got {list(self.milestones)}")
+        if not 0 <= self.val_fraction < 1:
+            raise ConfigError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
 
 
 def load_config(path: str | Path) -> TrainConfig:

@@ -117,11 +117,31 @@ def test_stage_2_steps_with_a_vgg_file(tmp_path):
         ({"stage": 3}, "stage must be"),
         ({"banana": 1}, "unknown key"),
         ({"lr_crop": 10}, "multiple of 8"),
+        ({"batch_size": 0}, "batch_size must be >= 1, got 0"),
+        ({"val_every": 0}, "val_every must be >= 1"),
+        ({"steps": -5}, "steps must be >= 1"),
+        ({"margin": -3}, "margin must be >= 0"),
+        ({"learning_rate": -1}, "learning_rate and gamma must be > 0"),
+        ({"betas": [0.9]}, "betas must be two numbers"),
+        ({"steps": "many"}, "steps must be a whole number, got 'many'"),
+        ({"gamma": "half"}, "gamma must be a number, got 'half'"),
+        ({"loss_weights": {"gan": "lots"}}, "loss_weights.gan must be a number"),
+        ({"reference": {"synthetic": {"haze": "x"}}}, "reference.synthetic.haze must be"),
     ],
 )
 def test_bad_configs_are_one_line_errors(tmp_path, overrides, message):
     result = CliRunner().invoke(main, ["train", str(write_config(tmp_path, **overrides))])
     assert result.exit_code == 1 and message in result.output and "Traceback" not in result.output
+
+
+def test_yaml_exponents_without_a_dot_are_numbers(tmp_path):
+    """YAML 1.1 reads `learning_rate: 2e-4` as text; it used to reach torch's optimiser
+    as a string and fail there with a traceback."""
+    path = write_config(tmp_path)
+    text = path.read_text().replace("learning_rate: 0.001", "learning_rate: 2e-4")
+    path.write_text(text + "loss_weights: {gan: 5e-3}\n")
+    config = load_config(path)
+    assert config.learning_rate == 2e-4 and config.loss_weights.gan == 5e-3
 
 
 def _no_local_paths(path, tmp_path):
