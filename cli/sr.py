@@ -74,6 +74,27 @@ def compute_estimate(plans: list[SRPlan], generator: Generator | None, device: t
     )
 
 
+def _plan_record(plan: SRPlan, generator: Generator | None) -> dict[str, object]:
+    """What --dry-run --json writes: the plan, for scripts."""
+    from rrsgan_geo.locations import display_name
+
+    return {
+        "dry_run": True,
+        "scene": display_name(plan.scene_path),
+        "output": str(plan.output_path),
+        "lr_size": [plan.lr_grid.width, plan.lr_grid.height],
+        "sr_size": [plan.sr_grid.width, plan.sr_grid.height],
+        "crs": str(plan.sr_grid.crs),
+        "tiles": plan.layout.count,
+        "tile": plan.layout.tile,
+        "margin": plan.layout.margin,
+        "references": [display_name(path) for path in plan.ref_paths],
+        "footprint_coverage": plan.footprint_coverage,
+        "weights": {"file": generator.name, "sha256": generator.sha256} if generator else None,
+        "notes": plan_notes(plan),
+    }
+
+
 def _describe_plan(plan: SRPlan, generator: Generator | None) -> list[str]:
     from rrsgan_geo.model import SCALE
 
@@ -172,7 +193,7 @@ def plan_notes(plan: SRPlan) -> list[str]:
     "mean), a float32 GeoTIFF on the scene's grid: where to look for invented detail.",
 )
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar or notes; errors only.")
-@json_option("the run's summary (sizes, coverage, timings, weights, notes)")
+@json_option("the run's summary (sizes, coverage, timings, weights, notes; or the plan)")
 def sr(
     scene: str,
     ref: tuple[str, ...],
@@ -233,6 +254,8 @@ def sr(
     if dry_run:
         notes = [f"note        {note}" for note in plan_notes(plan)]
         click.echo("\n".join([*lines, *notes, compute_estimate([plan], generator, device)]))
+        if json_path is not None:
+            write_json(json_path, _plan_record(plan, generator))
         return
     if not quiet:
         click.echo(lines[2], err=True)

@@ -252,8 +252,12 @@ def test_sr_notes_a_reference_too_coarse_to_add_the_outputs_detail(files, tmp_pa
     with two dates of one sensor would give: sr says it has no detail to add. The Web
     Mercator reference at 0.125 Mercator metres is 0.1 ground metres at this latitude,
     the output's pixel: no note (the pixel is measured where the scene is)."""
-    coarse = sr(files, tmp_path, "--dry-run", ref="scene")
+    plan_json = str(tmp_path / "p.json")
+    coarse = sr(files, tmp_path, "--dry-run", "--json", plan_json, ref="scene")
     assert coarse.exit_code == 0, coarse.output
     assert "reference scene.tif's pixels are 4.0x the output's" in coarse.output
+    plan = json.loads((tmp_path / "p.json").read_text())  # the plan, for scripts
+    assert plan["dry_run"] and plan["references"] == ["scene.tif"] and plan["tiles"] >= 1
+    assert any("4.0x the output's" in note for note in plan["notes"])
     fine = sr(files, tmp_path, "--dry-run")
     assert fine.exit_code == 0 and "x the output's" not in fine.output
