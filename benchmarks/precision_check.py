@@ -21,7 +21,8 @@ from sr_bench import make_inputs
 
 from rrsgan_geo.devices import resolve_device
 from rrsgan_geo.host_memory import keep_freed_memory
-from rrsgan_geo.pipeline import Generator, SROptions, plan_sr, super_resolve
+from rrsgan_geo.pipeline import Generator, super_resolve
+from rrsgan_geo.planning import SROptions, plan_sr
 from rrsgan_geo.weight_files import load_generator, shipped_weights_path
 
 

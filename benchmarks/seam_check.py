@@ -16,7 +16,8 @@ import numpy as np
 import rasterio
 
 from rrsgan_geo.host_memory import keep_freed_memory
-from rrsgan_geo.pipeline import Generator, SROptions, plan_sr, super_resolve
+from rrsgan_geo.pipeline import Generator, super_resolve
+from rrsgan_geo.planning import SROptions, plan_sr
 from rrsgan_geo.weight_files import load_generator
 
 

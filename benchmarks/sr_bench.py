@@ -46,7 +46,8 @@ from rrsgan_geo.grids import RasterGrid
 from rrsgan_geo.host_memory import keep_freed_memory
 from rrsgan_geo.inference import TileModel, count_macs_per_lr_pixel
 from rrsgan_geo.model import GeneratorConfig, RRSNet
-from rrsgan_geo.pipeline import Generator, SROptions, default_batch, plan_sr, super_resolve
+from rrsgan_geo.pipeline import Generator, default_batch, super_resolve
+from rrsgan_geo.planning import SROptions, plan_sr
 
 SCENE_CRS = "EPSG:32617"
 NEON = Path(__file__).resolve().parents[1] / "examples" / "data" / "osbs_029_0.1m_utm17n.tif"

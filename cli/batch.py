@@ -29,7 +29,7 @@ from rrsgan_geo.locations import display_name
 
 if TYPE_CHECKING:
     from rrsgan_geo.batch import SceneJob, SceneResult
-    from rrsgan_geo.pipeline import SROptions
+    from rrsgan_geo.planning import SROptions
 
 
 @click.command()

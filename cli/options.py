@@ -11,7 +11,7 @@ import click
 from rrsgan_geo.locations import HttpOptions
 
 if TYPE_CHECKING:
-    from rrsgan_geo.pipeline import SROptions
+    from rrsgan_geo.planning import SROptions
 
 weights_option = click.option(
     "--weights",
@@ -270,7 +270,7 @@ def processing_options(command: Callable) -> Callable:
 def sr_options(fields: dict, **more: object) -> "SROptions":
     """The SROptions that the processing options (and `more`) describe."""
     # Imported here: `train` and `evaluate` use this module on machines without GDAL.
-    from rrsgan_geo.pipeline import SROptions
+    from rrsgan_geo.planning import SROptions
 
     fields = dict(fields)
     http = HttpOptions(timeout=fields.pop("http_timeout"), retries=fields.pop("http_retries"))

@@ -29,7 +29,8 @@ from rrsgan_geo.locations import undeclared
 if TYPE_CHECKING:
     import torch
 
-    from rrsgan_geo.pipeline import Generator, SRPlan
+    from rrsgan_geo.pipeline import Generator
+    from rrsgan_geo.planning import SRPlan
 
 
 UNTAGGED_ZEROS_NOTE = 0.01
@@ -233,7 +234,8 @@ def sr(
     import torch
 
     from rrsgan_geo.devices import resolve_device
-    from rrsgan_geo.pipeline import plan_sr, super_resolve
+    from rrsgan_geo.pipeline import super_resolve
+    from rrsgan_geo.planning import plan_sr
     from rrsgan_geo.weight_files import DEFAULT_MARGIN_LR
 
     if threads is not None:

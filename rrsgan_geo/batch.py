@@ -19,14 +19,8 @@ import torch
 from rrsgan_geo.errors import InputError, RRSGANGeoError
 from rrsgan_geo.host_memory import keep_freed_memory
 from rrsgan_geo.locations import display_name
-from rrsgan_geo.pipeline import (
-    Generator,
-    SROptions,
-    SRPlan,
-    SRReport,
-    plan_sr,
-    super_resolve,
-)
+from rrsgan_geo.pipeline import Generator, SRReport, super_resolve
+from rrsgan_geo.planning import SROptions, SRPlan, plan_sr
 from rrsgan_geo.rasters import georeferenced_grid, open_raster
 from rrsgan_geo.references import ReferenceIndex, expand_rasters
 from rrsgan_geo.stac import is_stac

@@ -1,0 +1,366 @@
+"""Planning an `sr` run: every input checked, every choice made, nothing run.
+
+`plan_sr` opens the scene and the references, decides bands, value scaling, nodata,
+the output grid and the tiling, and refuses what cannot work (no reference where one
+is needed, an output that would overwrite an input, a scene with no valid pixel) before
+any output exists. The CLI's --dry-run prints the plan; `pipeline.super_resolve` runs it.
+"""
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import rasterio
+import torch
+from rasterio.enums import Resampling
+from rasterio.windows import Window, from_bounds
+
+from rrsgan_geo.devices import resolve_device
+from rrsgan_geo.errors import CoverageError, InputError, OutputError
+from rrsgan_geo.grids import RasterGrid
+from rrsgan_geo.locations import (
+    HttpOptions,
+    display_name,
+    is_virtual,
+    local_file,
+    undeclared,
+)
+from rrsgan_geo.model import SCALE
+from rrsgan_geo.output import (
+    BandMeaning,
+    check_destination,
+    validate_creation_options,
+)
+from rrsgan_geo.rasters import (
+    decimated_shape,
+    declares_mask,
+    declaring_nodata,
+    georeferenced_grid,
+    open_raster,
+    raster_name,
+    select_bands,
+    untagged_zeros,
+)
+from rrsgan_geo.references import COMMON_CRS, ReferenceIndex
+from rrsgan_geo.scaling import ValueScaling, choose_scaling
+from rrsgan_geo.sources import ReferenceSpec
+from rrsgan_geo.stac import is_stac, stac_hrefs
+from rrsgan_geo.tile_services import is_tile_template, open_tile_service
+from rrsgan_geo.tiling import TileLayout
+
+_EMPTY_CHECK_PIXELS = 1 << 20  # decimated read that looks for any valid pixel
+
+
+def default_tile(device: torch.device) -> int:
+    """LR tile side when the user gives none. Each tile also computes 2 margins of
+    context, a cost of (tile + 2m)^2 / tile^2: 2.25x at 64 with m = 16, 1.56x at 128,
+    1.27x at 256. GPUs take 256 (one H100 ran the full model 1.8x faster than with 64).
+    CPUs take 128 one tile at a time (`default_batch`): the compact model ran 1.47x
+    faster than with 4 tiles of 64 and peaked lower, 2.3 GB vs 3.0 GB (the deformable
+    layers' sampled columns grow with tile area times batch)."""
+    return 256 if device.type == "cuda" else 128
+
+
+@dataclass(frozen=True)
+class SROptions:
+    tile: int | None = None
+    """LR pixels per tile side; None: `default_tile` for the device."""
+    margin: int | None = None
+    """LR pixels of context per tile side; None: the weights' own margin."""
+    batch_size: int | None = None
+    """Tiles per model call; None: `default_batch` for the device. Strips are read
+    `STRIP_TILES` tiles at a time at least."""
+    device: str = "auto"
+    precision: str = "fp32"
+    scene_bands: tuple[int, ...] | None = None
+    ref_bands: tuple[int, ...] | None = None
+    scale: str | None = None
+    ref_scale: str | None = None
+    nodata: float | None = None
+    """The scene's fill value where the file does not tag one (`locations.with_nodata`):
+    left out of percentiles, nodata in the output. Replaces a value the file tags."""
+    ref_nodata: float | None = None
+    """The same for every reference: where it is missing, LR_UX4 stands in."""
+    ref_resampling: str = "bilinear"
+    allow_missing_ref: bool = False
+    cog: bool = False
+    creation_options: dict[str, str] = field(default_factory=dict)
+    overwrite: bool = False
+    bounds: tuple[float, float, float, float] | None = None
+    """left, bottom, right, top in the scene's CRS: process only the pixels they touch."""
+    http: HttpOptions = field(default_factory=HttpOptions)
+    """Timeouts and retries for scenes and references read over HTTP or from buckets."""
+    ref_zoom: int | None = None
+    """Zoom level of XYZ/TMS tile-service references; None: from the SR pixel size."""
+    ref_cache: Path | None = None
+    """Folder where tile-service tiles are kept for later runs; None: no disk cache."""
+    ref_asset: str | None = None
+    """The asset of STAC items used as the reference; None: `visual`."""
+    ref_prefer: str = "newest"
+    """Which items of a STAC collection win where they overlap: newest or oldest."""
+    relevance_map: Path | None = None
+    """Also write the relevance attention's weight per output pixel here."""
+    consistency_map: Path | None = None
+    """Also write |downsample4x(SR) - LR| per scene pixel here."""
+    co_register: bool = True
+    """Move each reference onto the scene by the translation phase correlation measures
+    on a few windows of the scene (`co_registration`) before the run."""
+
+
+@dataclass(frozen=True)
+class SRPlan:
+    scene_path: str
+    """A file, a GDAL /vsi path or a URL (see `locations`)."""
+    ref_paths: tuple[str, ...]
+    output_path: Path
+    lr_grid: RasterGrid
+    sr_grid: RasterGrid
+    layout: TileLayout
+    scene_bands: tuple[int, ...]
+    scaling: ValueScaling
+    references: tuple[ReferenceSpec, ...]
+    """The references whose footprints meet the scene's, best-covering first."""
+    footprint_coverage: float
+    dtype: str
+    nodata: float | None
+    descriptions: tuple[str | None, ...]
+    meanings: tuple[BandMeaning, ...]
+    """Scale, offset and units of the scene's bands, which the output's values share."""
+    scene_window: Window | None = None
+    """The part of the scene processed (`--bounds`); None: all of it."""
+    untagged_zeros: float = 0.0
+    """Share of the scene's pixels that are 0 in every band when it tags no nodata
+    (`rasters.untagged_zeros`): a large one is usually fill that `SROptions.nodata`
+    should declare."""
+    untagged_ref_zeros: tuple[tuple[str, float], ...] = ()
+    """(name, share) for each local reference that tags no nodata: the same measure,
+    for `SROptions.ref_nodata` (remote references are not read for it)."""
+    ref_pixel_sizes: tuple[tuple[str, float], ...] = ()
+    """(name, pixel side in the scene's CRS units, at the scene's centre) of each
+    reference: one much coarser than the output's pixels has no detail of that scale
+    to give (another date of the scene's own sensor, say)."""
+
+    @property
+    def accumulator_bytes(self) -> int:
+        """Sum and weight accumulators plus the block buffer: independent of height."""
+        kept_rows = (self.layout.tile + self.layout.margin) * SCALE
+        bands = len(self.scene_bands)
+        blender = (3 + 1) * kept_rows * self.sr_grid.width * 4
+        block_buffer = 2 * 256 * self.sr_grid.width * bands * np.dtype(self.dtype).itemsize
+        return blender + block_buffer
+
+
+def _parse_resampling(name: str) -> Resampling:
+    try:
+        return Resampling[name]
+    except KeyError:
+        raise InputError(f"unknown resampling {name!r}: e.g. nearest, bilinear, cubic") from None
+
+
+def plan_sr(
+    scene_path: str | Path,
+    references: str | Path | Sequence[str | Path] | None,
+    output_path: str | Path,
+    options: SROptions,
+    margin: int,
+    *,
+    check_output: bool = True,
+) -> SRPlan:
+    """Check inputs and output; measure the references' coverage of the scene.
+
+    The scene and each reference may be a file, a GDAL /vsi path or a URL.
+    `references`: a raster, a folder of rasters, a glob, or several of these, in any
+    mix of CRSs; those that meet the scene are used, composited per tile.
+    `check_output=False` leaves the destination unchecked (a batch's dry run: its output
+    folder is made only when it runs, and it skips outputs that exist itself).
+    """
+    with rasterio.Env(**options.http.gdal_config()):
+        return _plan_sr(
+            str(scene_path), references, Path(output_path), options, margin, check_output
+        )
+
+
+def _plan_sr(
+    scene_path: str,
+    references: str | Path | Sequence[str | Path] | None,
+    output_path: Path,
+    options: SROptions,
+    margin: int,
+    check_output: bool,
+) -> SRPlan:
+    maps = [path for path in (options.relevance_map, options.consistency_map) if path]
+    for path in (output_path, *maps) if check_output else ():
+        check_destination(path, options.overwrite)
+    if len({Path(path).resolve() for path in (output_path, *maps)}) != 1 + len(maps):
+        raise OutputError("the output, --relevance-map and --consistency-map must differ")
+    validate_creation_options(options.creation_options, options.cog)
+    tile = options.tile or default_tile(resolve_device(options.device))
+    layout = TileLayout(0, 0, tile, margin)  # validates tile and margin early
+    scene_path = declaring_nodata(scene_path, options.nodata, "scene")
+    with open_raster(scene_path, "scene", options.http) as scene:
+        lr_grid = georeferenced_grid(scene, "scene")
+        window = None
+        if options.bounds is not None:
+            window = _window_of_bounds(scene, options.bounds)
+            lr_grid = lr_grid.shifted(window.col_off, window.row_off, window.width, window.height)
+        bands = select_bands(scene, options.scene_bands, "scene")
+        scaling = choose_scaling(scene, bands, options.scale, "scene")
+        dtype, nodata = scene.dtypes[bands[0] - 1], scene.nodata
+        descriptions = tuple(scene.descriptions[band - 1] for band in bands)
+        meanings = tuple(BandMeaning.of(scene, band) for band in bands)
+        _refuse_empty_scene(scene, bands)
+        zeros = untagged_zeros(scene, bands)
+    layout = TileLayout(lr_grid.width, lr_grid.height, layout.tile, layout.margin)
+    if isinstance(references, str | Path):
+        references = [references]
+    references = [
+        open_tile_service(
+            str(item),
+            lr_grid.scaled_up(),
+            options.ref_zoom,
+            options.http,
+            options.ref_cache,
+            options.allow_missing_ref,
+        )
+        if is_tile_template(item)
+        else item
+        for item in references or []
+    ]
+    references, ranks = _expand_stac(references, lr_grid, options)
+    planned = _plan_references(references, lr_grid, options, ranks)
+    specs, coverage = planned.specs, planned.coverage
+    for path in (output_path, *maps):
+        _refuse_overwriting_inputs(path, [scene_path, *(spec.path for spec in specs)])
+    if coverage == 0.0 and not options.allow_missing_ref:
+        given = ", ".join(map(display_name, references))
+        reason = f"{given} does not overlap" if given else "no reference given for"
+        raise CoverageError(
+            f"{reason} the scene {undeclared(scene_path)}; pass --allow-missing-ref to run with "
+            "LR_UX4 standing in for the reference"
+        )
+    return SRPlan(
+        scene_path,
+        tuple(spec.path for spec in specs),
+        output_path,
+        lr_grid,
+        lr_grid.scaled_up(),
+        layout,
+        bands,
+        scaling,
+        specs,
+        coverage,
+        dtype,
+        nodata,
+        descriptions,
+        meanings,
+        window,
+        zeros,
+        planned.untagged_zeros,
+        planned.pixel_sizes,
+    )
+
+
+def _window_of_bounds(
+    scene: rasterio.io.DatasetReader, bounds: tuple[float, float, float, float]
+) -> Window:
+    """Whole scene pixels touched by `bounds` (scene CRS), on the scene's pixel grid."""
+    left, bottom, right, top = bounds
+    if left >= right or bottom >= top:
+        raise InputError(f"--bounds {bounds}: expected LEFT BOTTOM RIGHT TOP with left < right")
+    exact = from_bounds(left, bottom, right, top, scene.transform)
+    col0, row0 = math.floor(exact.col_off + 1e-9), math.floor(exact.row_off + 1e-9)
+    col1 = math.ceil(exact.col_off + exact.width - 1e-9)
+    row1 = math.ceil(exact.row_off + exact.height - 1e-9)
+    col0, row0 = max(col0, 0), max(row0, 0)
+    col1, row1 = min(col1, scene.width), min(row1, scene.height)
+    if col1 <= col0 or row1 <= row0:
+        extent = ", ".join(f"{value:.10g}" for value in scene.bounds)
+        raise CoverageError(
+            f"--bounds {bounds} do not meet the scene {raster_name(scene)}, which spans "
+            f"({extent}) in its CRS {scene.crs}"
+        )
+    return Window(col0, row0, col1 - col0, row1 - row0)
+
+
+def _refuse_empty_scene(scene: rasterio.io.DatasetReader, bands: tuple[int, ...]) -> None:
+    """A scene with no valid pixel would 'succeed' with an all-nodata output: refuse it.
+    Looked at decimated, so it stays cheap however large the scene."""
+    if not declares_mask(scene, bands):
+        return  # every pixel is valid
+    shape = decimated_shape(scene, _EMPTY_CHECK_PIXELS)
+    if not scene.read_masks(bands, out_shape=(len(bands), *shape)).any():
+        raise InputError(
+            f"scene {raster_name(scene)} has no valid pixel in bands {bands}: nothing to do"
+        )
+
+
+def _refuse_overwriting_inputs(output_path: Path, inputs: list[str]) -> None:
+    """--overwrite replaces an old output, never the data it is made from."""
+    target = output_path.resolve()
+    for path in map(local_file, inputs):
+        if path is not None and path.resolve() == target:
+            raise OutputError(f"-o {output_path} is an input of this run ({path}): choose another")
+
+
+def _expand_stac(
+    items: list[str | Path], lr_grid: RasterGrid, options: SROptions
+) -> tuple[list[str | Path], dict[str, int]]:
+    """STAC documents -> their assets' hrefs, with each href's rank in the collection
+    (0 = preferred), which decides compositing ahead of coverage."""
+    expanded: list[str | Path] = []
+    ranks: dict[str, int] = {}
+    for item in items:
+        if not is_stac(item):
+            expanded.append(item)
+            continue
+        footprint = lr_grid.footprint(COMMON_CRS)
+        try:
+            hrefs = stac_hrefs(
+                str(item), footprint, options.http, options.ref_asset, options.ref_prefer
+            )
+        except CoverageError:
+            if not options.allow_missing_ref:
+                raise
+            hrefs = []
+        for rank, href in enumerate(hrefs):
+            ranks[href] = rank
+            expanded.append(href)
+    return expanded, ranks
+
+
+@dataclass(frozen=True)
+class _PlannedReferences:
+    specs: tuple[ReferenceSpec, ...] = ()
+    """The references that meet the scene, best first."""
+    coverage: float = 0.0
+    """Their footprints' coverage of the scene."""
+    untagged_zeros: tuple[tuple[str, float], ...] = ()
+    """`SRPlan.untagged_ref_zeros`."""
+    pixel_sizes: tuple[tuple[str, float], ...] = ()
+    """`SRPlan.ref_pixel_sizes`."""
+
+
+def _plan_references(
+    items: list[str | Path], lr_grid: RasterGrid, options: SROptions, ranks: dict[str, int]
+) -> _PlannedReferences:
+    if not items:
+        return _PlannedReferences()
+    resampling = _parse_resampling(options.ref_resampling)
+    index = ReferenceIndex.build(items, options.http)
+    specs, zeros, pixel_sizes = [], [], []
+    for path, _ in index.covering(lr_grid, ranks):
+        path = declaring_nodata(path, options.ref_nodata, "reference")
+        with open_raster(path, "reference", options.http) as ref:
+            bands = select_bands(ref, options.ref_bands, "reference")
+            scaling = choose_scaling(ref, bands, options.ref_scale, "reference")
+            if not is_virtual(path):
+                zeros.append((display_name(path), untagged_zeros(ref, bands)))
+            grid = georeferenced_grid(ref, "reference")
+            size = grid.pixel_size_in(lr_grid.crs, lr_grid.centre())
+            pixel_sizes.append((display_name(path), size))
+        specs.append(ReferenceSpec(path, bands, scaling, resampling))
+    return _PlannedReferences(
+        tuple(specs), index.coverage(lr_grid), tuple(zeros), tuple(pixel_sizes)
+    )
