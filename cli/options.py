@@ -31,7 +31,8 @@ def tiling_options(command: Callable) -> Callable:
                 "--tile",
                 type=int,
                 help="Tile size in LR pixels (multiple of 4). Default: 256 on a GPU, "
-                "128 on the CPU (larger tiles waste less on margins but need more memory).",
+                "128 on the CPU, less where the scene needs less (larger tiles waste less "
+                "on margins but need more memory).",
             ),
             click.option(
                 "--margin",

@@ -48,7 +48,7 @@ from rrsgan_geo.scaling import ValueScaling, choose_scaling
 from rrsgan_geo.sources import ReferenceSpec
 from rrsgan_geo.stac import is_stac, stac_hrefs
 from rrsgan_geo.tile_services import is_tile_template, open_tile_service
-from rrsgan_geo.tiling import TileLayout
+from rrsgan_geo.tiling import TileLayout, fitted_tile
 
 _EMPTY_CHECK_PIXELS = 1 << 20  # decimated read that looks for any valid pixel
 
@@ -212,7 +212,9 @@ def _plan_sr(
         meanings = tuple(BandMeaning.of(scene, band) for band in bands)
         _refuse_empty_scene(scene, bands)
         zeros = untagged_zeros(scene, bands)
-    layout = TileLayout(lr_grid.width, lr_grid.height, layout.tile, layout.margin)
+    if options.tile is None:  # the default, no larger than the scene needs
+        tile = fitted_tile(tile, lr_grid.width, lr_grid.height)
+    layout = TileLayout(lr_grid.width, lr_grid.height, tile, layout.margin)
     if isinstance(references, str | Path):
         references = [references]
     references = [

@@ -19,6 +19,7 @@ from rrsgan_geo.pipeline import default_batch as pipeline_default_batch
 from rrsgan_geo.planning import SROptions, plan_sr
 from rrsgan_geo.planning import default_tile as pipeline_default_tile
 from rrsgan_geo.sources import TileReader
+from rrsgan_geo.tiling import TileLayout, fitted_tile
 from tests.conftest import SHARED
 from tests.rasters import lr_scene, mercator_reference, neon_path, write_raster
 
@@ -330,15 +331,16 @@ def test_several_reader_threads_give_the_same_output(tmp_path, monkeypatch):
 
 
 def test_tile_and_batch_default_to_the_devices_choice(tmp_path):
-    """CPU: one tile of 128 at a time; GPU: batches of 4 tiles of 256. A run records
-    what it used."""
+    """CPU: one tile of 128 at a time; GPU: batches of 4 tiles of 256; a scene that
+    needs less gets a smaller tile (this one is 100 x 100 LR px). A run records what it
+    used."""
     scene = lr_scene(tmp_path / "scene.tif")
     ref = mercator_reference(tmp_path / "ref.tif")
     plan, report = run(scene, ref, tmp_path / "o.tif", device="cpu")
-    assert plan.layout.tile == pipeline_default_tile(torch.device("cpu")) == 128
+    assert pipeline_default_tile(torch.device("cpu")) == 128 and plan.layout.tile == 100
     assert report.batch_size == pipeline_default_batch(torch.device("cpu")) == 1
     with rasterio.open(tmp_path / "o.tif") as out:
-        assert out.tags()["RRSGAN_TILE"] == "128"
+        assert out.tags()["RRSGAN_TILE"] == "100"
         assert json.loads(out.tags()["RRSGAN_OPTIONS"])["batch_size"] == 1
     assert pipeline_default_tile(torch.device("cuda")) == 256
     assert pipeline_default_batch(torch.device("cuda")) == 4
@@ -419,3 +421,24 @@ def test_the_moved_reference_is_what_the_tiles_read(tmp_path):
         for dx in range(-5, 6)
     }
     assert min(errors, key=errors.get) == 0
+
+
+@pytest.mark.parametrize(
+    ("width", "height", "fitted"),
+    [
+        (100, 100, 100),
+        (300, 300, 100),
+        (512, 512, 128),
+        (300, 500, 128),
+        (1000, 50, 128),
+        (130, 130, 68),
+        (4, 4, 4),
+    ],
+)
+def test_the_default_tile_is_no_larger_than_the_scene_needs(width, height, fitted):
+    """As many tiles as tiles of 128 would take, never more, each a multiple of 4 and
+    no larger than that: less of the last tile computed past the scene's edge."""
+    tile = fitted_tile(128, width, height)
+    assert tile == fitted
+    before, after = TileLayout(width, height, 128, 16), TileLayout(width, height, tile, 16)
+    assert (after.rows, after.cols) == (before.rows, before.cols)
