@@ -243,3 +243,20 @@ def test_two_gloo_processes_train_as_one_with_the_same_global_batch(tmp_path):
     assert not torch.allclose(
         one["gpcd_align.L3_dcnpack.weight"], initial["gpcd_align.L3_dcnpack.weight"]
     )
+
+
+def test_every_config_key_is_documented():
+    """docs/training_config.md lists every key a config may hold, so it cannot fall
+    behind the code: a new key without its line fails here."""
+    import dataclasses
+
+    from rrsgan_geo.adversarial import LossWeights
+    from rrsgan_geo.data import ReferenceConfig
+    from rrsgan_geo.reference_synthesis import SyntheticReferenceConfig
+    from rrsgan_geo.training import TrainConfig
+    from tests.conftest import REPO
+
+    text = (REPO / "docs" / "training_config.md").read_text()
+    for section in (TrainConfig, LossWeights, ReferenceConfig, SyntheticReferenceConfig):
+        for item in dataclasses.fields(section):
+            assert f"| `{item.name}` |" in text, f"{section.__name__}.{item.name}"
