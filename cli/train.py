@@ -45,7 +45,8 @@ def train(config: Path, resume: bool, device: str, max_minutes: float | None) ->
     validation prints the reference's effect (PSNR with the reference minus without
     it), so a run shows whether the reference path is learning. Under torchrun, each
     process trains on its share of the batch with DistributedDataParallel (gloo on
-    CPU, NCCL on GPUs).
+    CPU, NCCL on GPUs). Every config key, its default and meaning:
+    docs/training_config.md in the project.
 
     \b
     Example:
