@@ -10,6 +10,7 @@ by blocks of samples, so neighbouring crops never straddle it.
 
 import json
 import math
+import os
 import shutil
 from collections import Counter
 from collections.abc import Callable
@@ -28,6 +29,7 @@ from rrsgan_geo.degradation import down_up_4x, downsample_4x, upsample_4x
 from rrsgan_geo.errors import ConfigError, CoverageError, OutputError
 from rrsgan_geo.files import interrupts_deferred, new_temp_file, publish
 from rrsgan_geo.grids import RasterGrid
+from rrsgan_geo.locations import display_name
 from rrsgan_geo.model import SCALE
 from rrsgan_geo.rasters import (
     band_validity,
@@ -341,8 +343,9 @@ def _make_sample(hr_raster, ref_raster, row, col, index, split, out_dir, options
         "split": split,
         "crs": grid.crs.to_string(),
         "bounds": list(rasterio.transform.array_bounds(size, size, grid.transform)),
-        "hr_source": str(hr_raster.path),
-        "ref_source": str(ref_raster.path),
+        # Names only: a data set is shared, the machine it was cut on is not.
+        "hr_source": display_name(str(hr_raster.path)),
+        "ref_source": display_name(str(ref_raster.path)),
         "ref_coverage": round(coverage, 6),
         "nodata_fraction": round(nodata_fraction, 6),
     }
@@ -363,9 +366,10 @@ def index_images(folder: Path, out_dir: Path, options: BuildOptions) -> BuildRep
                 "id": sample.name,
                 "split": split,
                 "place": place_key(sample.name, 32),
-                "hr": str(sample.hr),
-                "lr": str(sample.lr),
-                "ref": str(sample.ref),
+                # Relative to the manifest, so the index moves with the data beside it.
+                "hr": os.path.relpath(sample.hr, out_dir),
+                "lr": os.path.relpath(sample.lr, out_dir),
+                "ref": os.path.relpath(sample.ref, out_dir),
             }
             manifest.write(json.dumps(record) + "\n")
             report.written[split] += 1

@@ -15,6 +15,7 @@ from rrsgan_geo.cli.main import main
 from rrsgan_geo.data import RefSRDataset, find_samples
 from rrsgan_geo.degradation import downsample_4x
 from rrsgan_geo.training import Trainer, load_config
+from tests.folders import make_refsr_folder
 from tests.rasters import mercator_reference, neon_path, reprojected, write_raster
 
 FIVE = ("HR", "LR", "LR_UX4", "Ref", "Ref_DUX4")
@@ -122,7 +123,8 @@ def test_mixed_crs_references_and_coverage_skips(tmp_path):
     assert result.exit_code == 0, result.output
     assert "skipped" in result.output and "reference coverage below 90%" in result.output
     records = [json.loads(x) for x in (tmp_path / "out/manifest.jsonl").read_text().splitlines()]
-    assert {r["ref_source"] for r in records} == {str(left), str(right)}
+    assert {r["ref_source"] for r in records} == {left.name, right.name}  # no local paths
+    assert not any(str(tmp_path) in json.dumps(r) for r in records)
 
 
 @pytest.mark.parametrize(
@@ -180,6 +182,22 @@ def test_from_images_indexes_rrssrd(tmp_path):
     records = [json.loads(x) for x in (tmp_path / "idx/manifest.jsonl").read_text().splitlines()]
     assert len(records) == 40 and {r["split"] for r in records} == {"train", "val"}
     assert not list((tmp_path / "idx").glob("*/*.jpg"))  # indexed, never copied
+
+
+def test_from_images_records_paths_relative_to_the_manifest(tmp_path):
+    """The index names its images relative to itself: no local path, and it still
+    finds them when the index and the data move together."""
+    folder = make_refsr_folder(tmp_path / "data" / "area", count=3)
+    out = tmp_path / "data" / "index"
+    result = CliRunner().invoke(
+        main, ["build-dataset", str(folder), "--from-images", "-o", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    records = [json.loads(x) for x in (out / "manifest.jsonl").read_text().splitlines()]
+    assert len(records) == 3
+    for record in records:
+        assert record["hr"] == f"../area/HR/{record['id']}.png" and str(tmp_path) not in str(record)
+        assert (out / record["lr"]).is_file() and (out / record["ref"]).is_file()
 
 
 def test_percentile_stretch_is_computed_once_per_source(tmp_path):
