@@ -177,6 +177,7 @@ def build_dataset(
     )
     with hr_rasters, ref_rasters:
         jobs = _plan_samples(hr_paths, references, hr_rasters, ref_rasters, options)
+        folder_existed = out_dir.is_dir()
         prepare_output(out_dir, options.overwrite)
         if on_start is not None:
             on_start(len(jobs))
@@ -185,14 +186,27 @@ def build_dataset(
             _write_samples(jobs, out_dir, hr_rasters, ref_rasters, options, report, on_sample)
         except BaseException:
             if not report.written:  # nothing usable: leave nothing
-                shutil.rmtree(out_dir, ignore_errors=True)
+                _remove_build(out_dir, folder_existed)
             raise
     if not report.written:
-        shutil.rmtree(out_dir)
+        _remove_build(out_dir, folder_existed)
         reasons = "; ".join(f"{n} {reason}" for reason, n in report.skipped.most_common())
         raise CoverageError(f"no sample written ({reasons or 'the HR sources are too small'})")
     report.manifest = out_dir / MANIFEST
     return report
+
+
+def _remove_build(out_dir: Path, keep_folder: bool) -> None:
+    """Remove what a build that wrote no sample made: the folder itself, or only its
+    contents where the folder was the user's (an empty one made for the build)."""
+    if not keep_folder:
+        shutil.rmtree(out_dir, ignore_errors=True)
+        return
+    for entry in out_dir.iterdir():
+        if entry.is_dir():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
 
 
 @dataclass(frozen=True)

@@ -169,6 +169,13 @@ def test_bad_input(tmp_path, case, message):
         assert not (tmp_path / "out").exists()
 
 
+def test_a_failed_build_into_an_empty_folder_of_ones_own_keeps_the_folder(tmp_path):
+    (tmp_path / "out").mkdir()
+    failed = build(tmp_path, "--min-ref-coverage", "1.0", "--max-nodata", "0")
+    assert failed.exit_code == 1 and "no sample written" in failed.output, failed.output
+    assert (tmp_path / "out").is_dir() and not any((tmp_path / "out").iterdir())
+
+
 def test_from_images_indexes_rrssrd(tmp_path):
     from tests.conftest import SHARED
 
