@@ -136,12 +136,36 @@ def plan_notes(plan: SRPlan) -> list[str]:
         if share >= UNTAGGED_ZEROS_NOTE
     ]
     sr_pixel = plan.sr_grid.pixel_size_in(plan.sr_grid.crs, plan.sr_grid.centre())
-    return notes + [
+    notes += [
         f"reference {name}'s pixels are {size / sr_pixel:.1f}x the output's ({size:.3g} vs "
         f"{sr_pixel:.3g} CRS units): it has no detail of the output's scale to give; the "
         "model expects a reference at the output's pixel size or finer"
         for name, size in plan.ref_pixel_sizes
         if size >= COARSE_REFERENCE_NOTE * sr_pixel
+    ]
+    return notes + _disk_space_note(plan)
+
+
+def _disk_space_note(plan: SRPlan) -> list[str]:
+    """A run that would fill the disk fails at its end, hours in: say so before it
+    starts. The output's size before compression is what a run may need (deflate
+    usually saves a third to two thirds of it on imagery, less on noisy data)."""
+    import shutil
+
+    import numpy as np
+
+    grid = plan.sr_grid
+    needed = grid.width * grid.height * len(plan.scene_bands) * np.dtype(plan.dtype).itemsize
+    folder = plan.output_path.absolute().parent
+    while not folder.exists():  # batch plans outputs in a folder it has not made yet
+        folder = folder.parent
+    free = shutil.disk_usage(folder).free
+    if free >= needed:
+        return []
+    return [
+        f"the output is {needed / 1e9:.1f} GB before compression and {folder} has "
+        f"{free / 1e9:.1f} GB free: compression may not save enough; free some space or "
+        "write elsewhere"
     ]
 
 

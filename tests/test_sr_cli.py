@@ -247,6 +247,20 @@ def test_sr_says_how_far_it_moved_the_reference(files, tmp_path):
     assert "co-registered" not in as_is.output
 
 
+def test_sr_notes_an_output_larger_than_the_free_disk_space(files, tmp_path, monkeypatch):
+    """A run that would fill the disk is said to before it starts, not hours in."""
+    import shutil
+    from collections import namedtuple
+
+    roomy = sr(files, tmp_path, "--dry-run")
+    assert roomy.exit_code == 0 and "GB free" not in roomy.output
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda _path: usage(10**9, 10**9, 1000))
+    full = sr(files, tmp_path, "--dry-run")
+    assert full.exit_code == 0, full.output
+    assert "GB before compression and" in full.output and "0.0 GB free" in full.output
+
+
 def test_sr_notes_a_reference_too_coarse_to_add_the_outputs_detail(files, tmp_path):
     """The scene itself (its own pixels, 4x the output's) as reference is what a user
     with two dates of one sensor would give: sr says it has no detail to add. The Web
