@@ -31,6 +31,7 @@ from rrsgan_geo.files import interrupts_deferred, new_temp_file, publish
 from rrsgan_geo.grids import RasterGrid
 from rrsgan_geo.locations import display_name
 from rrsgan_geo.model import SCALE
+from rrsgan_geo.output import check_complete
 from rrsgan_geo.rasters import (
     band_validity,
     declaring_nodata,
@@ -134,7 +135,9 @@ def _write_sample(images: dict[str, tuple[torch.Tensor, RasterGrid]], paths: lis
     temps: list[Path] = []
     try:
         for (image, grid), path in zip(images.values(), paths, strict=True):
-            _write(new_temp_file(path, ".part", temps), image[0], grid)
+            temp = new_temp_file(path, ".part", temps)
+            _write(temp, image[0], grid)
+            check_complete(temp, path)  # a full disk is only a message from GDAL
         with interrupts_deferred():  # never some of the five renamed, some not
             for temp, path in zip(temps, paths, strict=True):
                 publish(temp, path)

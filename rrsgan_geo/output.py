@@ -5,8 +5,10 @@ the data goes to a hidden `.NAME.*.part` file beside it (same filesystem, so the
 rename is atomic), which is removed on any error or interrupt.
 """
 
+import itertools
 import logging
 import os
+import shutil
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +17,7 @@ from types import TracebackType
 import numpy as np
 import rasterio
 import rasterio.shutil
+from rasterio.enums import Interleaving
 
 from rrsgan_geo.errors import OutputError
 from rrsgan_geo.files import new_temp_file, publish
@@ -159,6 +162,53 @@ def remove_stale_parts(path: Path) -> list[Path]:
     return removed
 
 
+def check_complete(path: Path, destination: Path, sparse_ok: bool = False) -> None:
+    """Every block of the written file is in it. GDAL reports a write that failed (a
+    full disk, a quota) as a message, not as an error: without this, a file with its
+    last blocks and its directory missing was published as a finished output, and
+    could not even be opened. Reading each block's place from the TIFF directory costs
+    about a microsecond a block; no pixel is decoded. `sparse_ok`: the file was written
+    with SPARSE_OK, which leaves empty blocks out on purpose."""
+    try:
+        with rasterio.open(path) as written:
+            missing = _first_missing_block(written, path.stat().st_size, sparse_ok)
+    except rasterio.errors.RasterioIOError:
+        raise OutputError(
+            f"writing {destination} failed: the file written cannot be read back"
+            f"{_disk_hint(destination)}"
+        ) from None
+    if missing is not None:
+        band, col, row = missing
+        raise OutputError(
+            f"writing {destination} failed: block {col},{row} of band {band} is missing"
+            f"{_disk_hint(destination)}"
+        )
+
+
+def _first_missing_block(
+    written: rasterio.io.DatasetReader, file_size: int, sparse_ok: bool
+) -> tuple[int, int, int] | None:
+    """(band, block column, block row) of the first block the directory lists nowhere,
+    or somewhere past the end of the file; None when all are there."""
+    block_rows, block_cols = written.block_shapes[0]
+    rows, cols = -(-written.height // block_rows), -(-written.width // block_cols)
+    bands = [1] if written.interleaving == Interleaving.pixel else written.indexes
+    for band, row, col in itertools.product(bands, range(rows), range(cols)):
+        offset = written.get_tag_item(f"BLOCK_OFFSET_{col}_{row}", "TIFF", band)
+        length = written.get_tag_item(f"BLOCK_SIZE_{col}_{row}", "TIFF", band)
+        if offset and length:
+            if int(offset) + int(length) > file_size:
+                return band, col, row
+        elif not sparse_ok:
+            return band, col, row
+    return None
+
+
+def _disk_hint(destination: Path) -> str:
+    free = shutil.disk_usage(destination.parent).free
+    return f" ({free / 2**20:.1f} MiB free there: the disk may be full)" if free < 2**30 else ""
+
+
 class StreamingGeoTIFF:
     """A tiled, compressed GeoTIFF written row band by row band, finished atomically.
 
@@ -298,4 +348,10 @@ class StreamingGeoTIFF:
             options.update(self.cog_options)
             rasterio.shutil.copy(finished, cog_temp, driver="COG", **options)
             finished = cog_temp
+        options = self.cog_options if self.cog_options is not None else self.profile
+        sparse_ok = any(
+            key.upper() == "SPARSE_OK" and str(value).upper() in ("TRUE", "YES", "ON", "1")
+            for key, value in options.items()
+        )
+        check_complete(finished, self.path, sparse_ok)
         publish(finished, self.path)

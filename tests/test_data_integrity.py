@@ -21,7 +21,7 @@ from rrsgan_geo.cli.main import main
 from rrsgan_geo.errors import OutputError
 from rrsgan_geo.files import new_temp_file, write_text_atomically
 from rrsgan_geo.model import RRSNet
-from rrsgan_geo.output import StreamingGeoTIFF
+from rrsgan_geo.output import StreamingGeoTIFF, check_complete
 from rrsgan_geo.weight_files import WeightsMetadata, save_weights
 from tests.conftest import REPO
 from tests.rasters import lr_scene, mercator_reference, write_raster
@@ -365,3 +365,38 @@ def test_a_report_is_written_whole_or_not_at_all(tmp_path):
     with pytest.raises(OutputError, match="cannot write .*report.json"):
         write_text_atomically(tmp_path / "report.json", "{}")
     assert [p.name for p in tmp_path.iterdir()] == ["report.json"]
+
+
+def test_an_output_the_disk_could_not_hold_is_an_error_not_a_published_file(
+    tmp_path, weights, monkeypatch
+):
+    """A full disk: GDAL only prints its write errors, and the run said "wrote ..." and
+    published a file that could not be opened (seen on a 200 kB tmpfs). The written
+    file is checked before it is published; here its end is cut off, as a full disk
+    leaves it."""
+    from rrsgan_geo import output
+
+    real_check = output.check_complete
+
+    def disk_filled_up(path, destination, sparse_ok=False):
+        with open(path, "r+b") as written:
+            written.truncate(path.stat().st_size // 2)
+        real_check(path, destination, sparse_ok)
+
+    monkeypatch.setattr(output, "check_complete", disk_filled_up)
+    scene = lr_scene(tmp_path / "s.tif", window_px=128)
+    result = run_sr(scene, tmp_path / "o.tif", weights)
+    assert result.exit_code == 1 and "writing" in result.output and "failed" in result.output
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "o.tif").exists() and not list(tmp_path.glob(".o.tif*"))
+
+
+def test_check_complete_finds_a_missing_block_unless_sparse_files_were_asked_for(tmp_path):
+    data = np.zeros((1, 512, 512), np.uint8)
+    data[:, :256, :256] = 7  # three of the four blocks empty: SPARSE_OK leaves them out
+    transform = rasterio.Affine(0.4, 0, 404000, 0, -0.4, 3285000)
+    tiling = {"tiled": True, "blockxsize": 256, "blockysize": 256, "sparse_ok": True}
+    sparse = write_raster(tmp_path / "sparse.tif", data, "EPSG:32617", transform, **tiling)
+    check_complete(sparse, sparse, sparse_ok=True)
+    with pytest.raises(OutputError, match="block 1,0 of band 1 is missing"):
+        check_complete(sparse, sparse)
