@@ -91,6 +91,12 @@ def georeferenced_grid(dataset: rasterio.io.DatasetReader, what: str) -> RasterG
             f"{what} {name} is placed by {len(gcps)} ground control points, not on a grid: "
             f"warp it onto one first, e.g. gdalwarp {target}IN.tif OUT.tif"
         )
+    if dataset.rpcs and dataset.transform.is_identity:  # a satellite level-1 product
+        raise InputError(
+            f"{what} {name} is placed by its sensor model (RPCs), not on a grid: "
+            "orthorectify it first, e.g. gdalwarp -rpc -t_srs EPSG:<UTM zone> IN.tif OUT.tif "
+            "(with -to RPC_DEM=dem.tif for terrain)"
+        )
     if dataset.crs is None:
         raise InputError(f"{what} {name} has no CRS: it must be georeferenced")
     if dataset.transform.is_identity:

@@ -272,6 +272,27 @@ def test_a_scene_placed_by_ground_control_points_is_refused_with_the_way_out(tmp
     assert "gdalwarp -t_srs EPSG:32611 IN.tif OUT.tif" in result.output
 
 
+def test_a_scene_placed_by_rpcs_is_refused_with_the_way_out(tmp_path, weights):
+    """A satellite level-1 scene carries its sensor model (RPCs) and no grid."""
+    from rasterio.rpc import RPC
+
+    identity = [1.0] + [0.0] * 19
+    rpc = RPC(
+        height_off=100, height_scale=500, lat_off=36.8, lat_scale=0.01, long_off=-119.7,
+        long_scale=0.01, line_off=50, line_scale=50, samp_off=50, samp_scale=50,
+        line_num_coeff=[0.0, 0.0, -1.0] + [0.0] * 17, line_den_coeff=identity,
+        samp_num_coeff=[0.0, 1.0] + [0.0] * 18, samp_den_coeff=identity,
+    )  # fmt: skip
+    scene = tmp_path / "l1.tif"
+    profile = {"driver": "GTiff", "width": 100, "height": 100, "count": 3, "dtype": "uint8"}
+    with rasterio.open(scene, "w", **profile, rpcs=rpc) as dst:
+        dst.write(np.full((3, 100, 100), 7, np.uint8))
+    result = run_sr(scene, tmp_path / "o.tif", weights)
+    assert result.exit_code == 1, result.output
+    assert "is placed by its sensor model (RPCs), not on a grid" in result.output
+    assert "gdalwarp -rpc" in result.output
+
+
 def test_a_seven_band_scene_must_say_which_bands(tmp_path, weights):
     """A 7-band Landsat-like file once silently got bands 1, 2, 3."""
     with rasterio.open(lr_scene(tmp_path / "rgb.tif", window_px=128)) as src:
