@@ -24,7 +24,7 @@ from rrsgan_geo.cli.options import (
     weights_option,
     write_json,
 )
-from rrsgan_geo.cli.sr import compute_estimate, plan_notes
+from rrsgan_geo.cli.sr import compute_estimate, disk_space_notes, plan_notes
 from rrsgan_geo.locations import display_name
 
 if TYPE_CHECKING:
@@ -161,6 +161,9 @@ def _dry_run(
         _print_notes(results[-1])
     _summary(results, len(jobs), json_path)
     plans = [r.plan for r in results if r.status == "planned"]
+    if len(plans) > 1:  # each scene's own note is above; together they may not fit
+        for note in disk_space_notes(plans):
+            click.echo(f"note        {note}")
     if plans:
         click.echo(compute_estimate(plans, generator, resolve_device(options.device)))
     if any(r.status == "failed" for r in results):

@@ -143,30 +143,37 @@ def plan_notes(plan: SRPlan) -> list[str]:
         for name, size in plan.ref_pixel_sizes
         if size >= COARSE_REFERENCE_NOTE * sr_pixel
     ]
-    return notes + _disk_space_note(plan)
+    return notes + disk_space_notes([plan])
 
 
-def _disk_space_note(plan: SRPlan) -> list[str]:
+def disk_space_notes(plans: list[SRPlan]) -> list[str]:
     """A run that would fill the disk fails at its end, hours in: say so before it
-    starts. The output's size before compression is what a run may need (deflate
-    usually saves a third to two thirds of it on imagery, less on noisy data)."""
+    starts. The outputs' size before compression is what the runs may need (deflate
+    usually saves a third to two thirds of it on imagery, less on noisy data); outputs
+    on one disk are added up (batch)."""
     import shutil
 
     import numpy as np
 
-    grid = plan.sr_grid
-    needed = grid.width * grid.height * len(plan.scene_bands) * np.dtype(plan.dtype).itemsize
-    folder = plan.output_path.absolute().parent
-    while not folder.exists():  # batch plans outputs in a folder it has not made yet
-        folder = folder.parent
-    free = shutil.disk_usage(folder).free
-    if free >= needed:
-        return []
-    return [
-        f"the output is {needed / 1e9:.1f} GB before compression and {folder} has "
-        f"{free / 1e9:.1f} GB free: compression may not save enough; free some space or "
-        "write elsewhere"
-    ]
+    needed: dict[Path, int] = {}
+    for plan in plans:
+        grid = plan.sr_grid
+        size = grid.width * grid.height * len(plan.scene_bands) * np.dtype(plan.dtype).itemsize
+        folder = plan.output_path.absolute().parent
+        while not folder.exists():  # batch plans outputs in a folder it has not made yet
+            folder = folder.parent
+        needed[folder] = needed.get(folder, 0) + size
+    notes = []
+    for folder, size in needed.items():
+        free = shutil.disk_usage(folder).free
+        if free < size:
+            what = "the output is" if len(plans) == 1 else f"the {len(plans)} outputs are"
+            notes.append(
+                f"{what} {size / 1e9:.1f} GB before compression and {folder} has "
+                f"{free / 1e9:.1f} GB free: compression may not save enough; free some "
+                "space or write elsewhere"
+            )
+    return notes
 
 
 @click.command()

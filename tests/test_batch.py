@@ -138,6 +138,21 @@ def test_dry_run_plans_every_scene_and_writes_nothing(workspace):
     assert not out.exists()
 
 
+def test_dry_run_adds_up_the_outputs_against_the_free_disk_space(workspace, monkeypatch):
+    """Each output fits the disk alone, the three together do not: the dry run says so
+    (each scene's own note would not)."""
+    import shutil
+    from collections import namedtuple
+
+    tmp_path, weights = workspace
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda _path: usage(10**9, 10**9, 200_000))
+    result = CliRunner().invoke(main, batch_args(tmp_path, weights, tmp_path / "o", "--dry-run"))
+    assert result.exit_code == 0, result.output
+    assert "the output is" not in result.output  # no scene alone is too large
+    assert "the 3 outputs are" in result.output and "0.0 GB free" in result.output
+
+
 def test_corrupt_scene_skipped_or_fatal(workspace):
     tmp_path, weights = workspace
     (tmp_path / "scenes" / "scene_0_corrupt.tif").write_bytes(b"II*\x00" + b"junk" * 64)
