@@ -9,7 +9,9 @@ import itertools
 import logging
 import os
 import shutil
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -22,6 +24,7 @@ from rasterio.enums import Interleaving
 from rrsgan_geo.errors import OutputError
 from rrsgan_geo.files import new_temp_file, publish
 from rrsgan_geo.grids import RasterGrid
+from rrsgan_geo.rasters import GDAL_ERRORS, gdal_message
 
 BLOCK = 256
 
@@ -204,6 +207,18 @@ def _first_missing_block(
     return None
 
 
+@contextmanager
+def _gdal_write_errors(destination: Path) -> Iterator[None]:
+    """A GDAL error while writing (a block, the directory, the COG copy) is an
+    OutputError naming the output, not a traceback."""
+    try:
+        yield
+    except GDAL_ERRORS as error:
+        raise OutputError(
+            f"writing {destination} failed: {gdal_message(error)}{_disk_hint(destination)}"
+        ) from None
+
+
 def _disk_hint(destination: Path) -> str:
     free = shutil.disk_usage(destination.parent).free
     return f" ({free / 2**20:.1f} MiB free there: the disk may be full)" if free < 2**30 else ""
@@ -293,7 +308,8 @@ class StreamingGeoTIFF:
         """Let the write in flight finish; its error, if any, is raised here."""
         if self.in_flight is not None:
             in_flight, self.in_flight = self.in_flight, None
-            in_flight.result()
+            with _gdal_write_errors(self.path):
+                in_flight.result()
 
     def __exit__(
         self,
@@ -336,7 +352,8 @@ class StreamingGeoTIFF:
             self.dataset.scales = [meaning.scale for meaning in self.meanings]
             self.dataset.offsets = [meaning.offset for meaning in self.meanings]
             self.dataset.units = [meaning.units for meaning in self.meanings]
-        self.dataset.close()
+        with _gdal_write_errors(self.path):
+            self.dataset.close()
         finished = self.temp_paths[-1]
         if self.cog_options is not None:
             cog_temp = new_temp_file(self.path, ".part.cog.tif", self.temp_paths)
@@ -346,7 +363,8 @@ class StreamingGeoTIFF:
                 "OVERVIEW_RESAMPLING": "AVERAGE",
             }
             options.update(self.cog_options)
-            rasterio.shutil.copy(finished, cog_temp, driver="COG", **options)
+            with _gdal_write_errors(self.path):
+                rasterio.shutil.copy(finished, cog_temp, driver="COG", **options)
             finished = cog_temp
         options = self.cog_options if self.cog_options is not None else self.profile
         sparse_ok = any(

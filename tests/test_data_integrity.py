@@ -412,6 +412,23 @@ def test_an_output_the_disk_could_not_hold_is_an_error_not_a_published_file(
     assert not (tmp_path / "o.tif").exists() and not list(tmp_path.glob(".o.tif*"))
 
 
+def test_a_gdal_error_while_writing_the_cog_is_one_line(tmp_path, weights, monkeypatch):
+    """The COG copy on a full disk raised GDAL's own error as a traceback."""
+    from rasterio._err import CPLE_AppDefinedError
+
+    from rrsgan_geo import output
+
+    def copy_on_a_full_disk(*_args, **_kwargs):
+        raise CPLE_AppDefinedError(1, 1, "TIFFAppendToStrip:Seek error at scanline 0")
+
+    monkeypatch.setattr(output.rasterio.shutil, "copy", copy_on_a_full_disk)
+    scene = lr_scene(tmp_path / "s.tif", window_px=128)
+    result = run_sr(scene, tmp_path / "o.tif", weights, "--cog")
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "failed: TIFFAppendToStrip:Seek error at scanline 0" in result.output
+    assert not (tmp_path / "o.tif").exists() and not list(tmp_path.glob(".o.tif*"))
+
+
 def test_check_complete_finds_a_missing_block_unless_sparse_files_were_asked_for(tmp_path):
     data = np.zeros((1, 512, 512), np.uint8)
     data[:, :256, :256] = 7  # three of the four blocks empty: SPARSE_OK leaves them out
