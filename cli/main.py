@@ -33,8 +33,9 @@ COMMANDS = {
 
 
 class _OneLineErrors(click.Group):
-    """Loads commands on demand, and turns the library's exceptions into `Error: ...`
-    and exit code 1, never a traceback."""
+    """Loads commands on demand, and turns the library's exceptions, and the operating
+    system's (a full disk, a permission), into `Error: ...` and exit code 1, never a
+    traceback."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return list(COMMANDS)
@@ -54,6 +55,9 @@ class _OneLineErrors(click.Group):
             return super().invoke(ctx)
         except RRSGANGeoError as error:
             raise click.ClickException(str(error)) from None
+        except OSError as error:  # the machine's answer (a full disk, a permission), not a bug
+            where = f": {error.filename}" if error.filename else ""
+            raise click.ClickException(f"{error.strerror or error}{where}") from None
 
 
 @click.group(cls=_OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})

@@ -346,3 +346,16 @@ def test_a_failed_overwrite_keeps_the_earlier_build(tmp_path):
     failed = build(tmp_path, "--max-nodata", "0.5", "--overwrite", hr=hr)
     assert failed.exit_code == 1 and "has 4 bands" in failed.output
     assert (tmp_path / "out/manifest.jsonl").read_text() == manifest
+
+
+def test_an_operating_system_error_is_one_line(tmp_path, monkeypatch):
+    """A disk that fills while the manifest is written: Python's OSError, one line."""
+    import errno
+
+    def disk_full(*_args, **_kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "out/manifest.jsonl"))
+
+    monkeypatch.setattr(dataset_builder, "_write_samples", disk_full)
+    result = build(tmp_path, "--max-nodata", "0.5")
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "Error: No space left on device: " in result.output and "manifest.jsonl" in result.output
