@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import click
 from tqdm import tqdm
 
+from rrsgan_geo.cli.interrupts import sigterm_as_interrupt
 from rrsgan_geo.cli.options import (
     device_option,
     json_option,
@@ -127,16 +128,32 @@ def batch(
     else:
         results_iter = run_local(jobs, weights, options, threads)
     results: list[SceneResult] = []
-    with tqdm(
-        total=len(jobs), unit="scene", desc=f"batch ({scheduler})", dynamic_ncols=True
-    ) as bar:
-        for result in results_iter:
-            results.append(result)
-            bar.update()
-            _print_notes(result)
-            if result.status == "failed" and on_error == "fail":
-                results_iter.close()
-                break
+    try:
+        with (
+            sigterm_as_interrupt(),
+            tqdm(
+                total=len(jobs), unit="scene", desc=f"batch ({scheduler})", dynamic_ncols=True
+            ) as bar,
+        ):
+            for result in results_iter:
+                results.append(result)
+                bar.update()
+                _print_notes(result)
+                if result.status == "failed" and on_error == "fail":
+                    results_iter.close()
+                    break
+    except KeyboardInterrupt:  # Ctrl-C, or a scheduler's SIGTERM: say what is done
+        results_iter.close()
+        _summary(results, len(jobs), json_path)
+        under_way = (
+            "the scene under way left no output"
+            if scheduler == "local"
+            else "scenes already running on Dask workers may still write theirs"
+        )
+        raise click.ClickException(
+            f"interrupted after {len(results)} of {len(jobs)} scenes; {under_way}: run the "
+            "same command again to do the rest (finished outputs are skipped)"
+        ) from None
     _summary(results, len(jobs), json_path)
     failed = [r for r in results if r.status == "failed"]
     if failed and on_error == "fail":

@@ -193,8 +193,11 @@ def run_dask(
                 client.submit(_dask_task, job, weights, options, threads, pure=False)
                 for job in jobs
             ]
-            for future in as_completed(futures):
-                yield future.result()
+            try:
+                for future in as_completed(futures):
+                    yield future.result()
+            finally:  # stopped early (an error, Ctrl-C): queued scenes do not start
+                client.cancel([future for future in futures if not future.done()])
     finally:
         if cluster is not None:
             cluster.close()

@@ -153,6 +153,36 @@ def test_dry_run_adds_up_the_outputs_against_the_free_disk_space(workspace, monk
     assert "the 3 outputs are" in result.output and "0.0 GB free" in result.output
 
 
+def test_an_interrupted_batch_says_what_is_done_and_resumes(workspace, monkeypatch):
+    """Ctrl-C (or SIGTERM) during the second scene: the table and --json list the
+    scene done, the message says how to go on, and the same command does the rest."""
+    from rrsgan_geo import batch
+
+    tmp_path, weights = workspace
+    out, summary = tmp_path / "out", tmp_path / "run.json"
+    real_run_scene, calls = batch.run_scene, []
+
+    def interrupted_on_the_second(*args, **kwargs):
+        calls.append(args[0])
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_run_scene(*args, **kwargs)
+
+    monkeypatch.setattr(batch, "run_scene", interrupted_on_the_second)
+    args = batch_args(tmp_path, weights, out, "--json", str(summary))
+    stopped = CliRunner().invoke(main, args)
+    assert stopped.exit_code == 1 and "Traceback" not in stopped.output
+    assert "1 done, 0 skipped, 0 failed" in stopped.output
+    assert "interrupted after 1 of 3 scenes" in stopped.output
+    assert [r["status"] for r in json.loads(summary.read_text())] == ["done"]
+    assert len(list(out.glob("*_x4.tif"))) == 1 and not list(out.glob(".*"))
+
+    monkeypatch.undo()
+    resumed = CliRunner().invoke(main, args)
+    assert resumed.exit_code == 0, resumed.output
+    assert "2 done, 1 skipped, 0 failed" in resumed.output
+
+
 def test_corrupt_scene_skipped_or_fatal(workspace):
     tmp_path, weights = workspace
     (tmp_path / "scenes" / "scene_0_corrupt.tif").write_bytes(b"II*\x00" + b"junk" * 64)
