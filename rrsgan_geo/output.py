@@ -175,7 +175,7 @@ def check_complete(path: Path, destination: Path, sparse_ok: bool = False) -> No
     try:
         with rasterio.open(path) as written:
             missing = _first_missing_block(written, path.stat().st_size, sparse_ok)
-    except rasterio.errors.RasterioIOError:
+    except GDAL_ERRORS:
         raise OutputError(
             f"writing {destination} failed: the file written cannot be read back"
             f"{_disk_hint(destination)}"
