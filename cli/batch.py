@@ -25,7 +25,7 @@ from rrsgan_geo.cli.options import (
     weights_option,
     write_json,
 )
-from rrsgan_geo.cli.sr import compute_estimate, disk_space_notes, plan_notes
+from rrsgan_geo.cli.sr import compute_estimate
 from rrsgan_geo.locations import display_name
 
 if TYPE_CHECKING:
@@ -169,6 +169,7 @@ def _dry_run(
     the planned scenes need; run nothing."""
     from rrsgan_geo.batch import generator_for, plan_scene
     from rrsgan_geo.devices import resolve_device
+    from rrsgan_geo.plan_notes import disk_space_notes
 
     generator = generator_for(weights, options.device)
     margin = options.margin if options.margin is not None else generator.margin
@@ -189,7 +190,7 @@ def _dry_run(
 
 def _print_notes(result: SceneResult) -> None:
     """What `sr` would note about the scene's plan, above the progress bar."""
-    for note in plan_notes(result.plan) if result.plan else ():
+    for note in result.plan.notes if result.plan else ():
         tqdm.write(f"note: {display_name(result.scene)}: {note}", file=sys.stderr)
 
 
@@ -219,7 +220,7 @@ def _record(result: SceneResult) -> dict:
         "references": list(plan.ref_paths) if plan else None,
         "reference_coverage": report.pixel_coverage if report else None,
         "reference_offsets": [asdict(o) for o in report.reference_offsets] if report else [],
-        "notes": plan_notes(plan) if plan else [],
+        "notes": list(plan.notes) if plan else [],
     }
 
 

@@ -33,14 +33,6 @@ if TYPE_CHECKING:
     from rrsgan_geo.planning import SRPlan
 
 
-UNTAGGED_ZEROS_NOTE = 0.01
-"""Share of all-zero pixels in a scene that tags no nodata from which the run suggests
---nodata 0 (real imagery is rarely 0 in every band; fill often is)."""
-COARSE_REFERENCE_NOTE = 2.0
-"""Reference pixel / output pixel from which the run says the reference is too coarse
-to add the output's detail (the model learnt from references at the HR's pixel size)."""
-
-
 def _load(weights: Path | None, dry_run: bool, device: torch.device) -> Generator | None:
     """The generator to run (by default the shipped weights for the device: full-size
     on CUDA, compact on the CPU); for a dry run without installed weights, None."""
@@ -92,7 +84,7 @@ def _plan_record(plan: SRPlan, generator: Generator | None) -> dict[str, object]
         "references": [display_name(path) for path in plan.ref_paths],
         "footprint_coverage": plan.footprint_coverage,
         "weights": {"file": generator.name, "sha256": generator.sha256} if generator else None,
-        "notes": plan_notes(plan),
+        "notes": list(plan.notes),
     }
 
 
@@ -120,60 +112,6 @@ def _describe_plan(plan: SRPlan, generator: Generator | None) -> list[str]:
         "(grows with width, not height) plus the model",
         f"weights     {weights}",
     ]
-
-
-def plan_notes(plan: SRPlan) -> list[str]:
-    """What the user may want to change before trusting the output (`sr` and `batch`
-    print these)."""
-    untagged = [("the scene", plan.untagged_zeros, "--nodata")]
-    untagged += [
-        (f"reference {name}", share, "--ref-nodata") for name, share in plan.untagged_ref_zeros
-    ]
-    notes = [
-        f"about {share:.0%} of {what}'s pixels are 0 in every band and it tags "
-        f"no nodata value: if they are fill, pass {option} 0"
-        for what, share, option in untagged
-        if share >= UNTAGGED_ZEROS_NOTE
-    ]
-    sr_pixel = plan.sr_grid.pixel_size_in(plan.sr_grid.crs, plan.sr_grid.centre())
-    notes += [
-        f"reference {name}'s pixels are {size / sr_pixel:.1f}x the output's ({size:.3g} vs "
-        f"{sr_pixel:.3g} CRS units): it has no detail of the output's scale to give; the "
-        "model expects a reference at the output's pixel size or finer"
-        for name, size in plan.ref_pixel_sizes
-        if size >= COARSE_REFERENCE_NOTE * sr_pixel
-    ]
-    return notes + disk_space_notes([plan])
-
-
-def disk_space_notes(plans: list[SRPlan]) -> list[str]:
-    """A run that would fill the disk fails at its end, hours in: say so before it
-    starts. The outputs' size before compression is what the runs may need (deflate
-    usually saves a third to two thirds of it on imagery, less on noisy data); outputs
-    on one disk are added up (batch)."""
-    import shutil
-
-    import numpy as np
-
-    needed: dict[Path, int] = {}
-    for plan in plans:
-        grid = plan.sr_grid
-        size = grid.width * grid.height * len(plan.scene_bands) * np.dtype(plan.dtype).itemsize
-        folder = plan.output_path.absolute().parent
-        while not folder.exists():  # batch plans outputs in a folder it has not made yet
-            folder = folder.parent
-        needed[folder] = needed.get(folder, 0) + size
-    notes = []
-    for folder, size in needed.items():
-        free = shutil.disk_usage(folder).free
-        if free < size:
-            what = "the output is" if len(plans) == 1 else f"the {len(plans)} outputs are"
-            notes.append(
-                f"{what} {size / 1e9:.1f} GB before compression and {folder} has "
-                f"{free / 1e9:.1f} GB free: compression may not save enough; free some "
-                "space or write elsewhere"
-            )
-    return notes
 
 
 @click.command()
@@ -285,7 +223,7 @@ def sr(
     plan = plan_sr(scene, ref, output, options, margin)
     lines = _describe_plan(plan, generator)
     if dry_run:
-        notes = [f"note        {note}" for note in plan_notes(plan)]
+        notes = [f"note        {note}" for note in plan.notes]
         click.echo("\n".join([*lines, *notes, compute_estimate([plan], generator, device)]))
         if json_path is not None:
             write_json(json_path, _plan_record(plan, generator))
@@ -294,7 +232,7 @@ def sr(
         click.echo(lines[2], err=True)
         default = "" if weights else f" (default for {device.type})"
         click.echo(f"weights     {generator.name}{default}", err=True)
-        for note in plan_notes(plan):
+        for note in plan.notes:
             click.echo(f"note        {note}", err=True)
     try:
         with (
@@ -315,7 +253,7 @@ def sr(
             **dataclasses.asdict(report),
             "output": str(report.output),
             "weights": {"file": generator.name, "sha256": generator.sha256},
-            "notes": plan_notes(plan),  # what --quiet keeps off the console
+            "notes": list(plan.notes),  # what --quiet keeps off the console
         }
         write_json(json_path, summary)
     if quiet:

@@ -6,6 +6,7 @@ is needed, an output that would overwrite an input, a scene with no valid pixel)
 any output exists. The CLI's --dry-run prints the plan; `pipeline.super_resolve` runs it.
 """
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ from rrsgan_geo.output import (
     check_destination,
     validate_creation_options,
 )
+from rrsgan_geo.plan_notes import plan_notes
 from rrsgan_geo.rasters import (
     decimated_shape,
     declares_mask,
@@ -141,6 +143,9 @@ class SRPlan:
     """(name, pixel side in the scene's CRS units, at the scene's centre) of each
     reference: one much coarser than the output's pixels has no detail of that scale
     to give (another date of the scene's own sensor, say)."""
+    notes: tuple[str, ...] = ()
+    """What the user may want to change before trusting the output (`plan_notes`),
+    measured once, before the run writes anything."""
 
     @property
     def accumulator_bytes(self) -> int:
@@ -242,7 +247,7 @@ def _plan_sr(
             f"{reason} the scene {undeclared(scene_path)}; pass --allow-missing-ref to run with "
             "LR_UX4 standing in for the reference"
         )
-    return SRPlan(
+    plan = SRPlan(
         scene_path,
         tuple(spec.path for spec in specs),
         output_path,
@@ -262,6 +267,7 @@ def _plan_sr(
         planned.untagged_zeros,
         planned.pixel_sizes,
     )
+    return dataclasses.replace(plan, notes=plan_notes(plan))
 
 
 def _window_of_bounds(
