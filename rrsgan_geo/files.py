@@ -78,18 +78,26 @@ def publish(temp: str | os.PathLike, path: str | os.PathLike) -> None:
     os.replace(temp, Path(path))
 
 
+@contextmanager
+def published_when_done(path: Path, suffix: str = ".part") -> Iterator[Path]:
+    """A new temp file beside `path` (`new_temp_file`) for the block to write: renamed
+    onto `path` (`publish`) when the block ends, removed when it fails or is
+    interrupted, so `path` is whole or untouched."""
+    temps: list[Path] = []
+    try:
+        temp = new_temp_file(path, suffix, temps)
+        yield temp
+        publish(temp, path)
+    finally:
+        for temp in temps:
+            temp.unlink(missing_ok=True)  # nothing left once renamed
+
+
 def write_text_atomically(path: Path, text: str) -> None:
     """`text` in `path`, whole or not at all (a report written after a long run must not
     be left half-written by a full disk or an interrupt). OutputError when it cannot."""
-    temps: list[Path] = []
     try:
-        temp = new_temp_file(path, ".part", temps)
-        temp.write_text(text)
-        with interrupts_deferred():
-            publish(temp, path)
-            temps.clear()
+        with published_when_done(path) as temp:
+            temp.write_text(text)
     except OSError as error:
         raise OutputError(f"cannot write {path}: {error.strerror or error}") from None
-    finally:
-        for temp in temps:
-            temp.unlink(missing_ok=True)

@@ -13,7 +13,6 @@ slice of the same global batch (DistributedDataParallel averages the gradients).
 import bisect
 import dataclasses
 import math
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,6 +30,7 @@ from rrsgan_geo.data import ReferenceConfig, RefSRDataset, split_samples
 from rrsgan_geo.devices import to_device
 from rrsgan_geo.errors import ConfigError
 from rrsgan_geo.evaluation import evaluate, summarise
+from rrsgan_geo.files import published_when_done
 from rrsgan_geo.model import GeneratorConfig, RRSNet
 from rrsgan_geo.weight_files import WeightsMetadata, load_generator, save_weights
 
@@ -404,10 +404,8 @@ class Trainer:
         }
         if self.stage2 is not None:
             state.update(self.stage2.state_dict())
-        path = self.config.output_dir / STATE_FILE
-        temp = path.with_suffix(".pt.part")
-        torch.save(state, temp)
-        os.replace(temp, path)
+        with published_when_done(self.config.output_dir / STATE_FILE) as temp:
+            torch.save(state, temp)
         self._export("latest.safetensors")
 
     def _load_state(self, path: Path) -> None:

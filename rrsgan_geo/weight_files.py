@@ -26,7 +26,7 @@ from rrsgan_geo.errors import (
     WeightsMismatchError,
     WeightsNotFoundError,
 )
-from rrsgan_geo.files import new_temp_file, publish
+from rrsgan_geo.files import published_when_done
 from rrsgan_geo.model import GeneratorConfig, RRSNet
 
 FORMAT_TAG = "rrsgan-geo/1"
@@ -230,15 +230,8 @@ def save_weights(state_dict: StateDict, path: str | os.PathLike, metadata: Weigh
     """Write safetensors with metadata, atomically: a crash never leaves a partial file."""
     path = Path(path)
     tensors = {key: tensor.detach().to("cpu").contiguous() for key, tensor in state_dict.items()}
-    temps: list[Path] = []
-    try:
-        temp = new_temp_file(path, ".part", temps)
+    with published_when_done(path) as temp:
         safetensors.torch.save_file(tensors, temp, metadata=metadata.to_strings())
-        publish(temp, path)
-    except BaseException:
-        for temp in temps:
-            temp.unlink(missing_ok=True)
-        raise
 
 
 def convert_weights(
