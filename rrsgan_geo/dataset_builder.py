@@ -221,6 +221,8 @@ class _SampleJob:
     """(source, block row, block col): whole blocks go to train or val."""
     ref_path: Path | None
     """The best-covering reference, None where none overlaps."""
+    grid: RasterGrid
+    """The sample's HR grid."""
 
 
 def _plan_samples(
@@ -233,17 +235,17 @@ def _plan_samples(
     """Every sample's place and reference, each raster opened and checked on the way."""
     jobs = []
     for source_index, path in enumerate(hr_paths):
-        hr = hr_rasters.raster(path)
-        georeferenced_grid(hr.dataset, "HR source")
-        rows, cols = hr.dataset.height // options.hr_size, hr.dataset.width // options.hr_size
-        for row in range(rows):
-            for col in range(cols):
+        source_grid = georeferenced_grid(hr_rasters.raster(path).dataset, "HR source")
+        size = options.hr_size
+        for row in range(source_grid.height // size):
+            for col in range(source_grid.width // size):
                 block = (source_index, row // options.block, col // options.block)
-                covering = references.covering(_sample_grid(hr, row, col, options.hr_size))
+                grid = source_grid.shifted(col * size, row * size, size, size)
+                covering = references.covering(grid)
                 ref_path = covering[0][0] if covering else None
                 if ref_path is not None:
                     ref_rasters.raster(ref_path)  # opened and checked now, not mid-build
-                jobs.append(_SampleJob(path, row, col, block, ref_path))
+                jobs.append(_SampleJob(path, row, col, block, ref_path, grid))
     return jobs
 
 
@@ -265,7 +267,7 @@ def _write_samples(
             split = "val" if job.block in held_out else "train"
             hr = hr_rasters.raster(job.hr_path)
             ref = None if job.ref_path is None else ref_rasters.raster(job.ref_path)
-            record = _make_sample(hr, ref, job.row, job.col, index, split, out_dir, options)
+            record = _make_sample(hr, ref, job, index, split, out_dir, options)
             if "skipped" in record:
                 report.skipped[record["skipped"]] += 1
             else:
@@ -315,15 +317,9 @@ class _Raster:
     scaling: ValueScaling
 
 
-def _sample_grid(hr: _Raster, row: int, col: int, size: int) -> RasterGrid:
-    grid = georeferenced_grid(hr.dataset, "HR source")
-    return grid.shifted(col * size, row * size, size, size)
-
-
-def _make_sample(hr_raster, ref_raster, row, col, index, split, out_dir, options) -> dict:
-    size = options.hr_size
-    window = Window(col * size, row * size, size, size)
-    grid = _sample_grid(hr_raster, row, col, size)
+def _make_sample(hr_raster, ref_raster, job, index, split, out_dir, options) -> dict:
+    size, grid = options.hr_size, job.grid
+    window = Window(job.col * size, job.row * size, size, size)
     valid = band_validity(hr_raster.dataset, hr_raster.bands, window)
     # A training pixel needs every band: one missing band makes it unusable.
     nodata_fraction = 0.0 if valid is None else 1.0 - float(valid.all(axis=0).mean())
