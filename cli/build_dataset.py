@@ -3,6 +3,7 @@
 The library (torch, GDAL) is imported inside the command, so that its `--help` and
 shell completion answer at once."""
 
+from collections import Counter
 from pathlib import Path
 
 import click
@@ -116,12 +117,11 @@ def build_dataset_command(
     else:
         if not ref_sources:
             raise click.UsageError("give the reference with --ref (or use --from-images)")
-        written = []
+        outcomes: Counter[str] = Counter()
 
         def on_sample(outcome: str) -> None:
             bar.update()
-            if outcome == "written":
-                written.append(outcome)
+            outcomes[outcome] += 1
 
         def on_start(samples: int) -> None:
             bar.reset(total=samples)
@@ -135,12 +135,12 @@ def build_dataset_command(
                     list(hr_sources), list(ref_sources), output, options, on_sample, on_start
                 )
         except KeyboardInterrupt:
-            if not written:
+            if not outcomes["written"]:
                 message = "interrupted before the first sample was written"
                 raise click.ClickException(message) from None
             raise click.ClickException(
-                f"interrupted: the {len(written)} samples written are complete and listed in "
-                f"{output / MANIFEST}; run again with --overwrite to start over"
+                f"interrupted: the {outcomes['written']} samples written are complete and "
+                f"listed in {output / MANIFEST}; run again with --overwrite to start over"
             ) from None
     written = ", ".join(f"{n} {split}" for split, n in sorted(report.written.items())) or "none"
     click.echo(f"wrote {written} samples; manifest {report.manifest}")

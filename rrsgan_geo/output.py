@@ -207,6 +207,14 @@ def _first_missing_block(
     return None
 
 
+def _asks_for_sparse(creation_options: dict) -> bool:
+    """Whether the creation options let GDAL leave empty blocks out (SPARSE_OK)."""
+    return any(
+        key.upper() == "SPARSE_OK" and str(value).upper() in ("TRUE", "YES", "ON", "1")
+        for key, value in creation_options.items()
+    )
+
+
 @contextmanager
 def _gdal_write_errors(destination: Path) -> Iterator[None]:
     """A GDAL error while writing (a block, the directory, the COG copy) is an
@@ -366,10 +374,6 @@ class StreamingGeoTIFF:
             with _gdal_write_errors(self.path):
                 rasterio.shutil.copy(finished, cog_temp, driver="COG", **options)
             finished = cog_temp
-        options = self.cog_options if self.cog_options is not None else self.profile
-        sparse_ok = any(
-            key.upper() == "SPARSE_OK" and str(value).upper() in ("TRUE", "YES", "ON", "1")
-            for key, value in options.items()
-        )
-        check_complete(finished, self.path, sparse_ok)
+        creation = self.cog_options if self.cog_options is not None else self.profile
+        check_complete(finished, self.path, _asks_for_sparse(creation))
         publish(finished, self.path)
