@@ -9,7 +9,13 @@ import click
 from tqdm import tqdm
 
 from rrsgan_geo.cli.interrupts import sigterm_as_interrupt
-from rrsgan_geo.cli.options import device_option, json_option, weights_option, write_json
+from rrsgan_geo.cli.options import (
+    device_option,
+    json_option,
+    self_ensemble_option,
+    weights_option,
+    write_json,
+)
 from rrsgan_geo.errors import InputError
 
 
@@ -31,8 +37,11 @@ from rrsgan_geo.errors import InputError
     help="Move each reference (and the truth as reference) onto the LR by the translation "
     "phase correlation finds, as sr does.",
 )
+@self_ensemble_option
 @json_option("the full results")
-def evaluate_command(data_dirs, weights, held_out, limit, co_register, device, json_path) -> None:
+def evaluate_command(
+    data_dirs, weights, held_out, limit, co_register, device, self_ensemble, json_path
+) -> None:
     """Score a generator on RRSSRD-style folders (HR/, LR/, Ref/ or google_Ref/).
 
     A build-dataset output is scored through its val/ folder, or given whole with
@@ -82,7 +91,7 @@ def evaluate_command(data_dirs, weights, held_out, limit, co_register, device, j
             tqdm(total=len(samples), unit="image", desc="evaluating", dynamic_ncols=True) as bar,
         ):
             data = RefSRDataset(samples, co_register)
-            evaluate(model, data, device, on_sample=on_sample)
+            evaluate(model, data, device, on_sample=on_sample, views=self_ensemble)
     except KeyboardInterrupt:
         if not scores:
             raise click.ClickException("interrupted before the first image was scored") from None
@@ -90,9 +99,11 @@ def evaluate_command(data_dirs, weights, held_out, limit, co_register, device, j
     summary = summarise(scores)
     summary["weights"] = {"file": weight_file.path.name, "sha256": weight_file.sha256}
     summary["co_register"] = co_register
+    summary["self_ensemble"] = self_ensemble
     summary["complete"] = not interrupted
     registered = "references co-registered" if co_register else "references as given"
-    click.echo(f"{len(scores)} samples, {registered}, {summary['protocol']}")
+    views = f", self-ensemble of {self_ensemble} views" if self_ensemble > 1 else ""
+    click.echo(f"{len(scores)} samples, {registered}{views}, {summary['protocol']}")
     click.echo(f"{'method':<16} {'RGB PSNR':>9} {'RGB SSIM':>9} {'Y PSNR':>8} {'Y SSIM':>7}")
     for method in METHODS:
         row = [summary[f"mean_{m}"][method] for m in ("psnr_rgb", "ssim_rgb", "psnr_y", "ssim_y")]

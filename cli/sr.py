@@ -50,20 +50,23 @@ def _load(weights: Path | None, dry_run: bool, device: torch.device) -> Generato
     return Generator(model, weight_file.path.name, weight_file.sha256, weight_file.metadata.margin)
 
 
-def compute_estimate(plans: list[SRPlan], generator: Generator | None, device: torch.device) -> str:
+def compute_estimate(
+    plans: list[SRPlan], generator: Generator | None, device: torch.device, views: int = 1
+) -> str:
     """Model time for the plans, from a short timed forward on the device (dry runs of
-    `sr` and `batch`). Without weights, for the authors' default architecture (random
-    weights: speed does not depend on them)."""
+    `sr` and `batch`), `views` times over with --self-ensemble. Without weights, for the
+    authors' default architecture (random weights: speed does not depend on them)."""
     from rrsgan_geo.inference import count_macs_per_lr_pixel, measure_gmac_per_second
     from rrsgan_geo.model import RRSNet
 
     model = generator.model if generator else RRSNet()
     tile_pixels = sum(plan.layout.count * plan.layout.lr_tile_size**2 for plan in plans)
-    gmac = count_macs_per_lr_pixel(model) * tile_pixels / 1e9
+    gmac = count_macs_per_lr_pixel(model) * tile_pixels * views / 1e9
     seconds = gmac / measure_gmac_per_second(model, device)
+    ensemble = f", {views} views a tile" if views > 1 else ""
     return (
         f"compute     {gmac:,.0f} GMAC: ~{seconds:,.0f} s of model time on {device} "
-        "(timed on a 48 x 48 tile here, fp32)"
+        f"(timed on a 48 x 48 tile here, fp32{ensemble})"
     )
 
 
@@ -224,7 +227,11 @@ def sr(
     lines = _describe_plan(plan, generator)
     if dry_run:
         notes = [f"note        {note}" for note in plan.notes]
-        click.echo("\n".join([*lines, *notes, compute_estimate([plan], generator, device)]))
+        click.echo(
+            "\n".join(
+                [*lines, *notes, compute_estimate([plan], generator, device, options.self_ensemble)]
+            )
+        )
         if json_path is not None:
             write_json(json_path, _plan_record(plan, generator))
         return

@@ -20,6 +20,7 @@ from rrsgan_geo.metrics import Scorer, psnr
 from rrsgan_geo.model import RRSNet
 from rrsgan_geo.reference_synthesis import TRUTH_AS_REFERENCE, synthesize
 from rrsgan_geo.registration import co_registered
+from rrsgan_geo.self_ensemble import ensembled
 
 METHODS = ("model", "model_no_ref", "model_truth_ref", "bicubic")
 PROTOCOL = (
@@ -45,8 +46,15 @@ def evaluate(
     data: RefSRDataset,
     device: torch.device,
     on_sample: Callable[[SampleScores], None] | None = None,
+    views: int = 1,
 ) -> list[SampleScores]:
+    """Score every sample; `views` > 1 scores the model as a geometric self-ensemble
+    (`self_ensemble`), as `sr --self-ensemble` runs it."""
     model = model.to(device).eval()
+
+    def generate(*inputs: torch.Tensor) -> torch.Tensor:
+        return ensembled(lambda view: model(*view), inputs, views)
+
     scores = []
     for index, sample in enumerate(data.samples):
         item = {k: v[None].to(device) for k, v in data[index].items()}
@@ -56,9 +64,9 @@ def evaluate(
             truth_ref = co_registered(lr_ux4[0], truth_ref)[0]
         truth_ref = truth_ref[None]
         outputs = {
-            "model": model(lr, lr_ux4, item["Ref"], item["Ref_DUX4"]),
-            "model_no_ref": model(lr, lr_ux4, lr_ux4, down_up_4x(lr_ux4)),
-            "model_truth_ref": model(lr, lr_ux4, truth_ref, down_up_4x(truth_ref)),
+            "model": generate(lr, lr_ux4, item["Ref"], item["Ref_DUX4"]),
+            "model_no_ref": generate(lr, lr_ux4, lr_ux4, down_up_4x(lr_ux4)),
+            "model_truth_ref": generate(lr, lr_ux4, truth_ref, down_up_4x(truth_ref)),
             "bicubic": lr_ux4,
         }
         outputs = {k: v.clamp(0, 1)[0].cpu() for k, v in outputs.items()}

@@ -11,6 +11,7 @@ from rrsgan_geo.devices import to_device
 from rrsgan_geo.errors import ConfigError
 from rrsgan_geo.model import SCALE, RRSNet
 from rrsgan_geo.model.deform import SeparateOffsetDeformConv
+from rrsgan_geo.self_ensemble import check_views, ensembled
 from rrsgan_geo.sources import Strip
 
 PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -68,6 +69,8 @@ class TileModel:
     with_relevance: bool = False
     """Append the x4 relevance attention's weight (`RelevanceAttention.relevance`) to
     each output as a 4th channel, so it is blended across tiles like the image."""
+    views: int = 1
+    """Rotated/mirrored views of each tile averaged (`self_ensemble`): 1, 2, 4 or 8."""
     oom_halvings: int = 0
     host_seconds: float = 0.0
     """Time in the model measured on the host: all of it on the CPU."""
@@ -82,6 +85,7 @@ class TileModel:
             raise ConfigError(f"precision {self.precision!r}: use one of {', '.join(PRECISIONS)}")
         if self.batch_size < 1:
             raise ConfigError(f"batch size must be at least 1, got {self.batch_size}")
+        check_views(self.views)
         if self.precision == "fp16" and self.device.type == "cpu":
             # Measured: about 16x slower than fp32 on the CPU, which has no fp16 units.
             raise ConfigError(
@@ -142,20 +146,24 @@ class TileModel:
                 relevance.append(module.relevance(*args))
 
             hook = attention.register_forward_hook(keep_relevance)
+
+        def run(view: tuple[torch.Tensor, ...]) -> torch.Tensor:
+            output = self.model(
+                *(
+                    t.to(self.device, non_blocking=True, memory_format=self.memory_format)
+                    for t in view
+                )
+            )
+            if relevance:  # moved back and averaged with the image, as a 4th channel
+                output = torch.cat([output.float(), relevance.pop().float()[:, None]], dim=1)
+            return output.float()
+
         try:
             with (
                 torch.inference_mode(),
                 torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None),
             ):
-                output = self.model(
-                    *(
-                        t.to(self.device, non_blocking=True, memory_format=self.memory_format)
-                        for t in inputs
-                    )
-                )
-                if relevance:
-                    output = torch.cat([output.float(), relevance[0].float()[:, None]], dim=1)
-                output = output.float()
+                output = ensembled(run, inputs, self.views)
         finally:
             if hook is not None:
                 hook.remove()

@@ -154,7 +154,14 @@ def _super_resolve(
         overwrite=options.overwrite,
         tags=tags,
     )
-    runner = TileModel(generator.model, device, options.precision, batch_size, maps.with_relevance)
+    runner = TileModel(
+        generator.model,
+        device,
+        options.precision,
+        batch_size,
+        maps.with_relevance,
+        views=options.self_ensemble,
+    )
     bands = 4 if maps.with_relevance else 3  # the relevance is blended as a 4th band
     blender = RowBandBlender(layout, bands, device)
     tally = _Tally(device, maps.with_relevance)
@@ -365,6 +372,7 @@ def _provenance_tags(
         or "none",
         "RRSGAN_DEVICE": device,
         "RRSGAN_PRECISION": options.precision,
+        "RRSGAN_SELF_ENSEMBLE": str(options.self_ensemble),
         "RRSGAN_OPTIONS": json.dumps(recorded),
     }
 

@@ -47,6 +47,7 @@ from rrsgan_geo.rasters import (
 )
 from rrsgan_geo.references import COMMON_CRS, ReferenceIndex
 from rrsgan_geo.scaling import ValueScaling, choose_scaling
+from rrsgan_geo.self_ensemble import check_views
 from rrsgan_geo.sources import ReferenceSpec
 from rrsgan_geo.stac import is_stac, stac_hrefs
 from rrsgan_geo.tile_services import is_tile_template, open_tile_service
@@ -76,6 +77,9 @@ class SROptions:
     `STRIP_TILES` tiles at a time at least."""
     device: str = "auto"
     precision: str = "fp32"
+    self_ensemble: int = 1
+    """Rotated/mirrored views of each tile the model runs on and averages
+    (`self_ensemble`): 1, 2, 4 or 8; the model's time grows in proportion."""
     scene_bands: tuple[int, ...] | None = None
     ref_bands: tuple[int, ...] | None = None
     scale: str | None = None
@@ -109,6 +113,9 @@ class SROptions:
     co_register: bool = True
     """Move each reference onto the scene by the translation phase correlation measures
     on a few windows of the scene (`co_registration`) before the run."""
+
+    def __post_init__(self) -> None:
+        check_views(self.self_ensemble)  # before anything is read or written
 
 
 @dataclass(frozen=True)

@@ -94,3 +94,21 @@ def test_a_json_destination_is_checked_before_the_work(tmp_path, command):
     assert result.exit_code == 2, result.output
     assert f"folder {missing.parent} does not exist" in result.output
     assert "Traceback" not in result.output
+
+
+def test_evaluate_scores_the_self_ensemble_that_sr_runs(tmp_path):
+    """--self-ensemble 2 scores the mean of the model and its mirror image (as
+    `sr --self-ensemble 2` writes it), says so, and records it; bicubic is unchanged."""
+    folder = make_refsr_folder(tmp_path / "data", count=1)
+    weights = _tiny_weights(tmp_path)
+    summaries = {}
+    for views in ("1", "2"):
+        out = tmp_path / f"eval{views}.json"
+        args = ["evaluate", str(folder), "--weights", str(weights), "--json", str(out)]
+        result = CliRunner().invoke(main, [*args, "--device", "cpu", "--self-ensemble", views])
+        assert result.exit_code == 0, result.output
+        summaries[views] = json.loads(out.read_text())
+    assert "self-ensemble of 2 views" in result.output
+    one, two = (summaries[v]["mean_psnr_rgb"] for v in ("1", "2"))
+    assert summaries["2"]["self_ensemble"] == 2 and summaries["1"]["self_ensemble"] == 1
+    assert one["bicubic"] == two["bicubic"] and one["model"] != two["model"]
