@@ -269,6 +269,7 @@ def sr(
         f"wrote {report.output}: {report.sr_size[0]} x {report.sr_size[1]} px, "
         f"{report.tiles} tiles, reference valid on {report.pixel_coverage:.1%} of pixels, "
         f"{report.seconds:.1f} s (model {report.model_seconds:.1f} s) on {report.device}"
+        + (f", {options.self_ensemble} views a tile" if options.self_ensemble > 1 else "")
         + (f", batch halved {report.oom_halvings}x on out-of-memory" if report.oom_halvings else "")
     )
     pixel_size = (plan.sr_grid.transform.a, -plan.sr_grid.transform.e)
