@@ -184,6 +184,8 @@ self_ensemble_option = click.option(
     "self_ensemble",
     default="1",
     show_default=True,
+    # self_ensemble.VIEW_COUNTS, spelled out: importing that module would import torch
+    # for every --help (a test keeps the two equal).
     type=click.Choice(["1", "2", "4", "8"]),
     callback=lambda _ctx, _param, value: int(value),
     help="Run the model on this many turned/mirrored copies of its input and average "

@@ -43,6 +43,18 @@ def test_each_view_is_moved_back_before_the_average(views):
     torch.testing.assert_close(output, ref + expected_ramp)
 
 
+def test_the_cli_offers_the_view_counts_the_library_defines():
+    """`cli.options` spells the counts out (importing the library would import torch
+    and slow every --help), so this keeps the two lists one."""
+    from rrsgan_geo.cli.options import self_ensemble_option
+
+    @self_ensemble_option
+    def command(self_ensemble: int) -> None: ...
+
+    (option,) = command.__click_params__
+    assert tuple(int(choice) for choice in option.type.choices) == VIEW_COUNTS
+
+
 def test_unknown_view_counts_are_refused():
     with pytest.raises(ConfigError, match="use one of"):
         ensembled(_column_ramp_model, _inputs(), 3)
