@@ -5,6 +5,8 @@ inputs it never learnt from. Bicubic with antialiasing when shrinking is the clo
 torch has to MATLAB's `imresize`, which the RRSSRD data set was made with.
 """
 
+import functools
+
 import torch
 from torch.nn import functional as F
 
@@ -26,31 +28,40 @@ def downsample_4x(images: torch.Tensor) -> torch.Tensor:
 
 def upsample_4x(images: torch.Tensor) -> torch.Tensor:
     """4x bicubic upsampling, equal to `bicubic_resize(images, 4)` within float rounding
-    (tested) and about twice as fast on the CPU: a 4x bicubic upsample is, per axis,
-    four 5-tap filters (one per output phase) over the edge-replicated input, which two
-    small convolutions compute; torch's generic kernel recomputes the weights per pixel."""
+    (tested) and several times faster on the CPU. Per axis, a 4x bicubic upsample is
+    four 5-tap filters, one per output phase, over the edge-replicated input: each
+    phase is five shifted, weighted copies of the input added up, and the phases
+    interleave. Measured on the 2-core CPU, one thread, a strip of `sr` (3 x 160 x 544
+    LR): 5.7 ms, where torch's generic kernel (which recomputes the weights per pixel)
+    takes 24 ms and the same filters as convolutions with one input channel 37 ms
+    (oneDNN has no fast path for them)."""
     n, c, h, w = images.shape
-    taps = _phase_taps(images.dtype, images.device)  # SCALE x 1 x 1 x 5
-    planes = F.pad(images.reshape(n * c, 1, h, w), (2, 2, 0, 0), mode="replicate")
-    planes = F.conv2d(planes, taps).permute(0, 2, 3, 1).reshape(n * c, 1, h, SCALE * w)
-    planes = F.pad(planes, (0, 0, 2, 2), mode="replicate")
-    planes = F.conv2d(planes, taps.transpose(2, 3)).permute(0, 2, 1, 3)
+    planes = F.pad(images.reshape(n * c, 1, h, w), (2, 2, 2, 2), mode="replicate")[:, 0]
+    planes = _interleaved_phases(planes, -1)  # n*c x (h + 4) x 4w
+    planes = _interleaved_phases(planes, -2)  # n*c x 4h x 4w
     return planes.reshape(n, c, SCALE * h, SCALE * w).clamp_(0.0, 1.0)
 
 
-def _phase_taps(dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+def _interleaved_phases(planes: torch.Tensor, dim: int) -> torch.Tensor:
+    """Along `dim` (-1 or -2) of `planes`, padded by 2 pixels each side: output 4i + p
+    is phase p's filter over inputs i-2 .. i+2."""
+    size = planes.shape[dim] - 4
+    phases = []
+    for taps in _phase_taps():
+        phase = planes.narrow(dim, 0, size) * taps[0]
+        for offset in range(1, 5):
+            phase.add_(planes.narrow(dim, offset, size), alpha=taps[offset])
+        phases.append(phase)
+    return torch.stack(phases, dim=dim).flatten(dim - 1, dim)
+
+
+@functools.cache
+def _phase_taps() -> tuple[tuple[float, ...], ...]:
     """The weights torch's bicubic (align_corners=False) gives output 4i + p on inputs
     i-2 .. i+2, read off by upsampling unit impulses (so they are torch's own)."""
-    key = (dtype, device)
-    if key not in _TAPS:
-        impulses = torch.eye(9, dtype=torch.float64)[None, None]
-        spread = F.interpolate(impulses, size=(9, 9 * SCALE), mode="bicubic", align_corners=False)
-        taps = torch.stack([spread[0, 0, 2:7, SCALE * 4 + phase] for phase in range(SCALE)])
-        _TAPS[key] = taps.reshape(SCALE, 1, 1, 5).to(dtype=dtype, device=device)
-    return _TAPS[key]
-
-
-_TAPS: dict[tuple[torch.dtype, torch.device], torch.Tensor] = {}
+    impulses = torch.eye(9, dtype=torch.float64)[None, None]
+    spread = F.interpolate(impulses, size=(9, 9 * SCALE), mode="bicubic", align_corners=False)
+    return tuple(tuple(spread[0, 0, 2:7, SCALE * 4 + phase].tolist()) for phase in range(SCALE))
 
 
 def down_up_4x(images: torch.Tensor) -> torch.Tensor:

@@ -17,7 +17,7 @@ RRSSRD = SHARED / "data" / "rrssrd_val"
 
 @pytest.mark.parametrize("shape", [(2, 3, 7, 5), (1, 3, 40, 200), (1, 1, 1, 1), (3, 2, 2, 9)])
 def test_fast_4x_upsampling_equals_torchs_bicubic(shape):
-    """The two-convolution upsampling is torch's bicubic (align_corners=False, edges
+    """The phase-filter upsampling is torch's bicubic (align_corners=False, edges
     replicated), edges, 1-pixel images and values outside [0, 1] included."""
     images = torch.rand(shape, generator=torch.Generator().manual_seed(0)) * 1.6 - 0.3
     torch.testing.assert_close(upsample_4x(images), bicubic_resize(images, 4.0), atol=1e-6, rtol=0)
