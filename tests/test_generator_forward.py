@@ -6,6 +6,7 @@ from torch.nn import functional as F
 
 from rrsgan_geo.errors import ConfigError
 from rrsgan_geo.model import RRSNet
+from rrsgan_geo.model.blocks import SELU
 
 
 def _inputs(lr_size: int, batch: int = 1) -> tuple[torch.Tensor, ...]:
@@ -72,3 +73,26 @@ def test_bad_shapes_are_refused(compact_model, lr_shape, grid_shape, message):
     grid = torch.rand(grid_shape)
     with pytest.raises(ConfigError, match=message):
         compact_model(torch.rand(lr_shape), grid, grid, grid)
+
+
+def test_inference_selu_equals_torchs():
+    """The encoders' SELU without gradients (exp-based, for the CPU's speed) gives
+    torch's values within float rounding, infinities and NaN included; with gradients
+    it is torch's own, so training is unchanged."""
+    values = torch.cat([torch.linspace(-30, 30, 10_001), torch.tensor([0.0, -1e-8, 1e-8])])
+    values = torch.cat([values, torch.tensor([float("inf"), float("-inf"), float("nan")])])
+    expected = F.selu(values)
+    with torch.inference_mode():
+        fast = SELU()(values)
+        in_place = values.clone()
+        returned = SELU(inplace=True)(in_place)
+    torch.testing.assert_close(fast, expected, atol=2e-7, rtol=1e-6, equal_nan=True)
+    assert returned.data_ptr() == in_place.data_ptr()
+    torch.testing.assert_close(in_place, expected, atol=2e-7, rtol=1e-6, equal_nan=True)
+    assert not torch.equal(fast[:-1], expected[:-1])  # the fast path ran (exp(x) - 1 rounds)
+
+    leaf = values[:-3].clone().requires_grad_()
+    trained = SELU()(leaf)
+    assert torch.equal(trained, F.selu(values[:-3]))
+    trained.sum().backward()
+    assert torch.isfinite(leaf.grad).all()
