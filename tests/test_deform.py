@@ -144,3 +144,7 @@ def test_the_sampled_formulation_equals_torchvision_with_its_gradients():
     torch.testing.assert_close(out, expected, rtol=1e-4, atol=1e-4)
     for key in inputs:
         torch.testing.assert_close(grads[key], expected_grads[key], rtol=1e-3, atol=1e-3)
+    with torch.inference_mode():  # the mask applied in place, as `sr` runs it
+        torch.testing.assert_close(
+            sampled_deform_conv2d(**inputs), expected.detach(), rtol=1e-4, atol=1e-4
+        )

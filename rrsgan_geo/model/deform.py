@@ -110,14 +110,23 @@ def sampled_deform_conv2d(
     taps = kernel * kernel
     groups = offset.shape[1] // (2 * taps)
     offset = offset.view(n, groups, taps, 2, height, width)
-    tap = torch.arange(taps, device=features.device)
-    tap_y = (tap // kernel - kernel // 2).to(features.dtype).view(1, 1, taps, 1, 1)
-    tap_x = (tap % kernel - kernel // 2).to(features.dtype).view(1, 1, taps, 1, 1)
-    rows = torch.arange(height, device=features.device, dtype=features.dtype)
-    cols = torch.arange(width, device=features.device, dtype=features.dtype)
-    y = rows.view(1, 1, 1, height, 1) + tap_y + offset[:, :, :, 0]
-    x = cols.view(1, 1, 1, 1, width) + tap_x + offset[:, :, :, 1]
-    grid = torch.stack(((2 * x + 1) / width - 1, (2 * y + 1) / height - 1), dim=-1)
+    # Sampling coordinates normalised for align_corners=False, (2 * pixel + 1) / size - 1,
+    # as the regular grid's (one value per tap and row or column) plus the offset
+    # scaled by 2 / size: one pass over the offsets per axis.
+    tap = torch.arange(taps, device=features.device, dtype=torch.float64)
+    tap_y = (tap // kernel - kernel // 2).view(taps, 1, 1)
+    tap_x = (tap % kernel - kernel // 2).view(taps, 1, 1)
+    rows = torch.arange(height, device=features.device, dtype=torch.float64).view(1, height, 1)
+    cols = torch.arange(width, device=features.device, dtype=torch.float64).view(1, 1, width)
+    grid_y = ((2 * (rows + tap_y) + 1) / height - 1).to(features.dtype)
+    grid_x = ((2 * (cols + tap_x) + 1) / width - 1).to(features.dtype)
+    grid = torch.stack(
+        (
+            torch.add(grid_x, offset[:, :, :, 1], alpha=2 / width),
+            torch.add(grid_y, offset[:, :, :, 0], alpha=2 / height),
+        ),
+        dim=-1,
+    )
     sampled = F.grid_sample(
         features.reshape(n * groups, channels // groups, height, width),
         grid.view(n * groups, taps * height, width, 2),
@@ -126,9 +135,11 @@ def sampled_deform_conv2d(
         align_corners=False,
     )
     sampled = sampled.view(n, groups, channels // groups, taps, height, width)
-    columns = (sampled * mask.view(n, groups, 1, taps, height, width)).view(
-        n, channels * taps, height * width
-    )
+    mask = mask.view(n, groups, 1, taps, height, width)
+    # In place where no gradient needs the samples: the columns are the layer's largest
+    # tensor (295 MB for 20 channels on 640^2), so a second copy would set the peak.
+    columns = sampled * mask if torch.is_grad_enabled() else sampled.mul_(mask)
+    columns = columns.view(n, channels * taps, height * width)
     # bmm on the expanded weight: matmul(2-D, 3-D) would fold the batch into the rows
     # and copy the columns transposed (18 % of the compact model's CPU time).
     kernel_matrix = weight.reshape(out_channels, channels * taps).to(product_dtype)
