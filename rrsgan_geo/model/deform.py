@@ -73,8 +73,10 @@ class SeparateOffsetDeformConv(nn.Module):
             memory_format=torch.channels_last
         )
         out = self.conv_offset_mask(offset_features)
-        o1, o2, mask_logits = torch.chunk(out, 3, dim=1)
-        offset = torch.cat((o1, o2), dim=1)
+        # [o1 | o2 | mask logits]: the offsets, concat(o1, o2), are the first two thirds
+        # as they lie, a view rather than a copy.
+        third = out.shape[1] // 3
+        offset, mask_logits = out.split([2 * third, third], dim=1)
         device_type = features.device.type
         # Sampling in float32 whatever the autocast precision (fractional offsets want
         # it); the matrix product may use the autocast precision on CUDA (tensor cores).
