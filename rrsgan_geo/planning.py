@@ -134,7 +134,7 @@ class SRPlan:
     footprint_coverage: float
     dtype: str
     nodata: float | None
-    descriptions: tuple[str | None, ...]
+    descriptions: tuple[str, ...]
     meanings: tuple[BandMeaning, ...]
     """Scale, offset and units of the scene's bands, which the output's values share."""
     scene_window: Window | None = None
@@ -220,7 +220,9 @@ def _plan_sr(
         bands = select_bands(scene, options.scene_bands, "scene")
         scaling = choose_scaling(scene, bands, options.scale, "scene")
         dtype, nodata = scene.dtypes[bands[0] - 1], scene.nodata
-        descriptions = tuple(scene.descriptions[band - 1] for band in bands)
+        # The scene's descriptions, else the scene band each output band is made from:
+        # every output band says what it is, a reordered --bands included.
+        descriptions = tuple(scene.descriptions[band - 1] or f"band {band}" for band in bands)
         meanings = tuple(BandMeaning.of(scene, band) for band in bands)
         _refuse_empty_scene(scene, bands)
         zeros = untagged_zeros(scene, bands)

@@ -190,6 +190,24 @@ def test_missing_reference_pixels_take_lr_ux4(tmp_path):
 SENTINEL2 = SHARED / "data" / "sentinel2"
 
 
+def test_every_output_band_has_a_description(tmp_path):
+    """The scene's band descriptions where it has them, else the scene band each output
+    band was made from, so that a reordered --bands stays legible in the output."""
+    scene = lr_scene(tmp_path / "scene.tif")
+    with rasterio.open(scene, "r+") as dataset:
+        assert dataset.descriptions == (None, None, None)
+        dataset.set_band_description(2, "green")
+    run(
+        scene,
+        mercator_reference(tmp_path / "ref.tif"),
+        tmp_path / "out.tif",
+        tile=32,
+        scene_bands=(3, 2, 1),
+    )
+    with rasterio.open(tmp_path / "out.tif") as sr:
+        assert sr.descriptions == ("band 3", "green", "band 1")
+
+
 def test_single_band_uint16_scene_with_percentile_stretch_and_nodata(tmp_path):
     """A real bi-temporal pair: the 29 May Sentinel-2 band averaged to 40 m is the
     scene, the 8 June 10 m image the reference. One uint16 band, nodata=0 along the
