@@ -51,7 +51,10 @@ def evaluate_command(
     RefSR papers report), 4-pixel border cropped, 8-bit images, for: the model; the
     model with its reference replaced by LR_UX4 (model_no_ref: what the reference
     adds); the model with the truth itself, shifted 3 px and recoloured, as reference
-    (model_truth_ref: does the reference path work at all); and bicubic. Also how well
+    (model_truth_ref: does the reference path work at all); and bicubic. Where the
+    folders hold the same place on two dates (RRSSRD's val_1st and val_2nd, same file
+    names), also the model with the other date's HR as reference
+    (model_other_date_ref: a real reference from the same kind of sensor). Also how well
     the SR image, downsampled 4x, matches the LR. References are co-registered to the
     LR first, as sr does, unless --no-co-register.
 
@@ -62,7 +65,7 @@ def evaluate_command(
     """
     from rrsgan_geo.data import RefSRDataset, find_samples, split_samples
     from rrsgan_geo.devices import resolve_device
-    from rrsgan_geo.evaluation import METHODS, evaluate, summarise
+    from rrsgan_geo.evaluation import OTHER_DATE, evaluate, summarise
     from rrsgan_geo.training import load_config
     from rrsgan_geo.weight_files import load_generator, shipped_weights_path
 
@@ -104,16 +107,22 @@ def evaluate_command(
     registered = "references co-registered" if co_register else "references as given"
     views = f", self-ensemble of {self_ensemble} views" if self_ensemble > 1 else ""
     click.echo(f"{len(scores)} samples, {registered}{views}, {summary['protocol']}")
-    click.echo(f"{'method':<16} {'RGB PSNR':>9} {'RGB SSIM':>9} {'Y PSNR':>8} {'Y SSIM':>7}")
-    for method in METHODS:
+    click.echo(f"{'method':<20} {'RGB PSNR':>9} {'RGB SSIM':>9} {'Y PSNR':>8} {'Y SSIM':>7}")
+    for method in summary["mean_psnr_rgb"]:
         row = [summary[f"mean_{m}"][method] for m in ("psnr_rgb", "ssim_rgb", "psnr_y", "ssim_y")]
-        click.echo(f"{method:<16} {row[0]:>9.3f} {row[1]:>9.4f} {row[2]:>8.3f} {row[3]:>7.4f}")
+        click.echo(f"{method:<20} {row[0]:>9.3f} {row[1]:>9.4f} {row[2]:>8.3f} {row[3]:>7.4f}")
     rgb = summary["mean_psnr_rgb"]
     click.echo(
         f"reference adds {rgb['model'] - rgb['model_no_ref']:+.3f} dB (RGB); "
         f"model vs bicubic {rgb['model'] - rgb['bicubic']:+.3f} dB; "
         f"truth as reference vs bicubic {rgb['model_truth_ref'] - rgb['bicubic']:+.3f} dB"
     )
+    if summary["other_date_samples"]:
+        click.echo(
+            f"another date's HR as reference adds {summary['other_date_ref_adds_rgb']:+.3f} dB "
+            f"(RGB; {OTHER_DATE}, on the {summary['other_date_samples']} samples whose place "
+            "the data holds on another date)"
+        )
     click.echo(f"SR downsampled 4x vs LR: {summary['mean_lr_consistency_psnr']:.2f} dB (RGB)")
     if json_path is not None:
         write_json(json_path, summary)

@@ -305,15 +305,20 @@ class RefSRDataset(torch.utils.data.Dataset):
         co-registering, with the HR's context: for training crops only (validation and
         evaluation never use other dates, so they never pay for the registration)."""
         context_hr = SCALE * CONTEXT_LR
-        padded = {}
-        for index, others in enumerate(self.other_dates):
-            lr_ux4 = self._lr_ux4(index) if others and self.co_register else None
-            for other in others:
-                hr_other = self.images[other][2]
-                if lr_ux4 is not None:
-                    hr_other = _to_uint8(co_registered(lr_ux4, _to_tensor(hr_other))[0])
-                padded[index, other] = _pad(hr_other, context_hr)
-        return padded
+        return {
+            (index, other): _pad(_to_uint8(self.other_date_reference(index, other)), context_hr)
+            for index, others in enumerate(self.other_dates)
+            for other in others
+        }
+
+    def other_date_reference(self, index: int, other: int) -> torch.Tensor:
+        """Sample `other`'s HR, the same place on another date (`other_dates`), as a
+        reference for sample `index`: 3 x H x W in [0, 1], moved onto the sample when
+        co-registering, as `sr` moves a reference onto the scene."""
+        hr_other = _to_tensor(self.images[other][2])
+        if self.co_register:
+            hr_other = co_registered(self._lr_ux4(index), hr_other)[0]
+        return hr_other
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         """The whole sample, unaugmented (validation, evaluation)."""

@@ -3,10 +3,12 @@
 For each sample: the model with its reference; with the reference replaced by LR_UX4
 (what the reference contributes); with the truth itself, shifted and recoloured, as
 reference (`TRUTH_AS_REFERENCE`: proof that the reference path works at all); and
-bicubic (LR_UX4 itself). Each is scored by PSNR and SSIM on RGB (the authors' released
-protocol) and on Y (as later RefSR papers report), 4-pixel border, 8-bit images
-(`metrics.py`). Also the consistency of the SR image: its 4x downsampling against the
-LR (RGB PSNR, 1-pixel border), which should be high for a faithful super-resolution.
+bicubic (LR_UX4 itself). Where the data holds the same place on another date (RRSSRD's
+val_1st and val_2nd), also the model with that date's HR as reference (`OTHER_DATE`).
+Each is scored by PSNR and SSIM on RGB (the authors' released protocol) and on Y (as
+later RefSR papers report), 4-pixel border, 8-bit images (`metrics.py`). Also the
+consistency of the SR image: its 4x downsampling against the LR (RGB PSNR, 1-pixel
+border), which should be high for a faithful super-resolution.
 """
 
 from collections.abc import Callable
@@ -23,6 +25,11 @@ from rrsgan_geo.registration import co_registered
 from rrsgan_geo.self_ensemble import ensembled
 
 METHODS = ("model", "model_no_ref", "model_truth_ref", "bicubic")
+OTHER_DATE = "model_other_date_ref"
+"""The model with another date's HR of the same place, co-registered, as reference: a
+real reference from the same kind of sensor, as an older aerial survey would be, where
+RRSSRD's own references come from Google Earth. Scored only for samples that have one,
+so its means are over those samples."""
 PROTOCOL = (
     "PSNR/SSIM on RGB (the authors' val.py) and on Y (BT.601, MATLAB rgb2ycbcr), "
     "4-pixel border cropped, 8-bit images"
@@ -47,9 +54,11 @@ def evaluate(
     device: torch.device,
     on_sample: Callable[[SampleScores], None] | None = None,
     views: int = 1,
+    other_dates: bool = True,
 ) -> list[SampleScores]:
     """Score every sample; `views` > 1 scores the model as a geometric self-ensemble
-    (`self_ensemble`), as `sr --self-ensemble` runs it."""
+    (`self_ensemble`), as `sr --self-ensemble` runs it. `other_dates`: also score
+    `OTHER_DATE` where a sample has another date (one more model run for each)."""
     model = model.to(device).eval()
 
     def generate(*inputs: torch.Tensor) -> torch.Tensor:
@@ -69,6 +78,10 @@ def evaluate(
             "model_truth_ref": generate(lr, lr_ux4, truth_ref, down_up_4x(truth_ref)),
             "bicubic": lr_ux4,
         }
+        others = data.other_dates[index] if other_dates else []
+        if others:
+            other_ref = data.other_date_reference(index, others[0]).to(device)[None]
+            outputs[OTHER_DATE] = generate(lr, lr_ux4, other_ref, down_up_4x(other_ref))
         outputs = {k: v.clamp(0, 1)[0].cpu() for k, v in outputs.items()}
         hr = hr[0].cpu()
         consistency = psnr(
@@ -93,9 +106,15 @@ def evaluate(
 def summarise(scores: list[SampleScores]) -> dict[str, object]:
     """Means over samples, per method and metric, plus the per-sample rows."""
     count = len(scores)
+    methods = METHODS + ((OTHER_DATE,) if any(OTHER_DATE in s.psnr_rgb for s in scores) else ())
 
     def mean(metric: str) -> dict[str, float]:
-        return {m: sum(getattr(s, metric)[m] for s in scores) / count for m in METHODS}
+        """Per method, over the samples that have it (`OTHER_DATE` may be on some only)."""
+        means = {}
+        for method in methods:
+            values = [getattr(s, metric)[method] for s in scores if method in s.psnr_rgb]
+            means[method] = sum(values) / len(values)
+        return means
 
     return {
         "samples": count,
@@ -105,5 +124,16 @@ def summarise(scores: list[SampleScores]) -> dict[str, object]:
             for metric in ("psnr_rgb", "ssim_rgb", "psnr_y", "ssim_y")
         },
         "mean_lr_consistency_psnr": sum(s.lr_consistency_psnr for s in scores) / count,
+        **_other_date_effect(scores),
         "per_sample": [asdict(s) for s in scores],
     }
+
+
+def _other_date_effect(scores: list[SampleScores]) -> dict[str, float | int]:
+    """How many samples had another date, and what its HR as reference adds over no
+    reference (RGB PSNR) on those samples, comparable with the real reference's gain."""
+    having = [s for s in scores if OTHER_DATE in s.psnr_rgb]
+    if not having:
+        return {"other_date_samples": 0}
+    gain = sum(s.psnr_rgb[OTHER_DATE] - s.psnr_rgb["model_no_ref"] for s in having)
+    return {"other_date_samples": len(having), "other_date_ref_adds_rgb": gain / len(having)}

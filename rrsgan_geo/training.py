@@ -322,7 +322,8 @@ class Trainer:
         without its reference, with the truth as reference, and bicubic; `ref_effect`
         (PSNR with the reference minus without) shows whether the path is learning."""
         self.generator.eval()
-        summary = summarise(evaluate(self.generator, self.val_data, self.device))
+        scores = evaluate(self.generator, self.val_data, self.device, other_dates=False)
+        summary = summarise(scores)
         self.generator.train()
         means = summary["mean_psnr_rgb"]
         return {

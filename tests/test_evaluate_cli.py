@@ -2,12 +2,17 @@
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from PIL import Image
 
 from rrsgan_geo import evaluation
 from rrsgan_geo.cli.main import main
+from rrsgan_geo.data import RefSRDataset, find_samples
+from rrsgan_geo.degradation import down_up_4x
+from rrsgan_geo.metrics import Scorer
 from rrsgan_geo.model import RRSNet
 from rrsgan_geo.weight_files import WeightsMetadata, save_weights
 from tests.folders import make_refsr_folder
@@ -49,6 +54,48 @@ def test_evaluate_prints_a_table_and_writes_json(tmp_path):
     # SR image downsampled matches the LR closely; random weights are not faithful.
     assert summary["mean_lr_consistency_psnr"] > 10
     assert summary["weights"]["sha256"]
+    # One date only: no other-date row.
+    assert summary["other_date_samples"] == 0 and "model_other_date_ref" not in result.output
+
+
+def test_another_dates_hr_is_scored_as_a_reference(tmp_path):
+    """Two folders holding the same places (RRSSRD's val_1st and val_2nd): each sample
+    is also scored with the other date's HR, co-registered, as reference, and the CLI
+    says what it adds over no reference on those samples."""
+    first = make_refsr_folder(tmp_path / "date1", count=2)
+    second = make_refsr_folder(tmp_path / "date2", count=2)
+    for path in (second / "HR").iterdir():  # another date: the same place, recoloured
+        image = np.asarray(Image.open(path)).astype(np.float32)
+        Image.fromarray(np.clip(image * 0.85 + 20, 0, 255).astype(np.uint8)).save(path)
+    data = RefSRDataset([*find_samples(first), *find_samples(second)])
+    torch.manual_seed(0)
+    model = RRSNet(TINY).eval()
+    scores = evaluation.evaluate(model, data, torch.device("cpu"))
+    for index, score in enumerate(scores):
+        item, (other_index,) = data[index], data.other_dates[index]
+        assert data.samples[other_index].name == data.samples[index].name
+        other = data.other_date_reference(index, other_index)
+        assert torch.equal(other, data[other_index]["HR"])  # same grid: nothing to move
+        with torch.no_grad():
+            expected = model(
+                item["LR"][None], item["LR_UX4"][None], other[None], down_up_4x(other[None])
+            ).clamp(0, 1)[0]
+        assert score.psnr_rgb[evaluation.OTHER_DATE] == pytest.approx(
+            Scorer(item["HR"]).psnr(expected, y_channel=False), abs=1e-6
+        )
+    summary = evaluation.summarise(scores)
+    gains = [s.psnr_rgb[evaluation.OTHER_DATE] - s.psnr_rgb["model_no_ref"] for s in scores]
+    assert summary["other_date_samples"] == 4
+    assert summary["other_date_ref_adds_rgb"] == pytest.approx(sum(gains) / 4)
+
+    args = ["evaluate", str(first), str(second), "--weights", str(_tiny_weights(tmp_path))]
+    result = CliRunner().invoke(main, [*args, "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert "model_other_date_ref" in result.output
+    assert (
+        "another date's HR as reference adds" in result.output
+        and "on the 4 samples" in result.output
+    )
 
 
 def test_evaluate_bad_folder_is_one_line(tmp_path):
