@@ -16,7 +16,7 @@ from pathlib import Path
 import rasterio
 import torch
 
-from rrsgan_geo.errors import InputError, RRSGANGeoError
+from rrsgan_geo.errors import CoverageError, InputError, RRSGANGeoError
 from rrsgan_geo.host_memory import keep_freed_memory
 from rrsgan_geo.locations import display_name
 from rrsgan_geo.pipeline import Generator, SRReport, super_resolve
@@ -38,6 +38,10 @@ class SceneJob:
     references: tuple[str, ...]
     """Every reference whose footprint meets the scene, best-covering first."""
     output: Path
+    indexed: int = 0
+    """How many references the footprint index held for the scene to meet (0 also for a
+    scene that could not be read): none of them meeting it is then said as such, not
+    as no reference given."""
 
 
 @dataclass(frozen=True)
@@ -68,9 +72,11 @@ def plan_jobs(
         try:
             with open_raster(scene, "scene") as dataset:
                 hits = index.covering(georeferenced_grid(dataset, "scene"))
-        except RRSGANGeoError:
-            hits = []
-        jobs.append(SceneJob(scene, (*(path for path, _ in hits), *per_scene), output))
+            searched = len(index.paths)
+        except RRSGANGeoError:  # its run says why the scene cannot be read
+            hits, searched = [], 0
+        references = (*(path for path, _ in hits), *per_scene)
+        jobs.append(SceneJob(scene, references, output, searched))
     return jobs
 
 
@@ -112,6 +118,7 @@ def run_scene(
     if existing is not None:
         return existing
     try:
+        _refuse_unmet(job, options)
         generator = generator_for(weights, options.device)
         margin = options.margin if options.margin is not None else generator.margin
         plan = plan_sr(job.scene, job.references, job.output, options, margin)
@@ -130,10 +137,26 @@ def plan_scene(job: SceneJob, margin: int, options: SROptions) -> SceneResult:
     if existing is not None:
         return existing
     try:
+        _refuse_unmet(job, options)
         plan = plan_sr(job.scene, job.references, job.output, options, margin, check_output=False)
     except RRSGANGeoError as error:
         return SceneResult(job.scene, job.output, "failed", str(error))
     return SceneResult(job.scene, job.output, "planned", plan=plan)
+
+
+def _refuse_unmet(job: SceneJob, options: SROptions) -> None:
+    """A scene that none of the given references meets fails saying so (`plan_sr`,
+    handed no reference, could only say that none was given)."""
+    if job.references or not job.indexed or options.allow_missing_ref:
+        return
+    unmet = (
+        "the reference given does not meet this scene"
+        if job.indexed == 1
+        else f"none of the {job.indexed} references given meets this scene"
+    )
+    raise CoverageError(
+        f"{unmet}; pass --allow-missing-ref to run with LR_UX4 standing in for the reference"
+    )
 
 
 def _existing_output(job: SceneJob, options: SROptions) -> SceneResult | None:

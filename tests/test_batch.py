@@ -118,6 +118,26 @@ def test_batch_notes_untagged_fill_per_scene_and_reference_coverage(workspace):
     assert offset["reference"] == "left_3857.tif" and offset["windows"] >= 0
 
 
+def test_a_scene_no_given_reference_meets_says_so(workspace):
+    """A scene away from every reference of the folder fails with that reason (it
+    used to read "no reference given"), in the run and in the dry run; with
+    --allow-missing-ref it runs on LR_UX4."""
+    tmp_path, weights = workspace
+    far = tmp_path / "far"
+    far.mkdir()
+    with rasterio.open(tmp_path / "scenes" / "scene_a.tif") as scene:
+        data, transform, crs = scene.read(), scene.transform, scene.crs
+    write_raster(far / "far.tif", data, crs, Affine.translation(10_000, 0) * transform)
+    reason = "none of the 2 references given meets this scene; pass --allow-missing-ref"
+    for extra in ((), ("--dry-run",)):
+        args = batch_args(tmp_path, weights, tmp_path / "out", *extra, scenes=[str(far)])
+        result = CliRunner().invoke(main, [*args, "--on-error", "skip"])
+        assert "0 skipped, 1 failed" in result.output and reason in result.output
+    args = batch_args(tmp_path, weights, tmp_path / "out", scenes=[str(far)])
+    result = CliRunner().invoke(main, [*args, "--allow-missing-ref"])
+    assert result.exit_code == 0 and "1 done" in result.output, result.output
+
+
 def test_dry_run_plans_every_scene_and_writes_nothing(workspace):
     """--dry-run: each scene planned as its run would be (references found, size,
     tiles), notes printed, nothing written, not even the output folder; a scene that
