@@ -4,9 +4,9 @@ Runs `Trainer.train_step` for a few steps (after warm-up) on the config's data w
 reference mix, model size, batch and crop, and prints one table. Rows marked "before"
 are earlier paths kept for comparison in the same run: the batch built on the device at
 the start of each step (now: on the CPU, for the next step, while the device computes
-this one), the deformable convolution through torchvision's `deform_conv2d`, and the
-first data recipe, which re-ran the bicubic degradations on the whole image for every
-crop.
+this one), the deformable convolution through torchvision's `deform_conv2d`, the model
+in the standard (NCHW) memory layout instead of channels_last, and the first data
+recipe, which re-ran the bicubic degradations on the whole image for every crop.
 
     python benchmarks/train_bench.py examples/train/rrsnet_compact_refaware_cpu.yaml
     python benchmarks/train_bench.py full.yaml --device cuda --steps 50
@@ -136,6 +136,19 @@ def main() -> None:
                     _time_steps(trainer, args.steps, args.warmup),
                 )
             )
+        standard = trainer._build_batch
+        trainer.generator.to(memory_format=torch.contiguous_format)
+        with mock.patch.object(
+            trainer,
+            "_build_batch",
+            lambda step: {key: images.contiguous() for key, images in standard(step).items()},
+        ):
+            rows.append(
+                (
+                    "train step, standard (NCHW) layout instead of channels_last (before)",
+                    _time_steps(trainer, args.steps, args.warmup),
+                )
+            )
     print(
         f"{config.name}: model nf={config.model.nf} blocks={config.model.n_blocks} "
         f"groups={config.model.groups}, batch {batch}, LR crop {config.lr_crop}, "
@@ -148,6 +161,7 @@ def main() -> None:
     now = rows[3][1]
     print(f"step with the batch built ahead vs at its start: {rows[4][1] / now:.2f}x")
     print(f"step with the batched DCN product vs torchvision's: {rows[5][1] / now:.2f}x")
+    print(f"step channels_last vs the standard layout: {rows[6][1] / now:.2f}x")
 
 
 if __name__ == "__main__":

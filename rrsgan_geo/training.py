@@ -203,7 +203,10 @@ class Trainer:
             self.init_note = f", continued from {config.init_weights.name} ({weights.sha256[:12]})"
         else:
             self.generator = RRSNet(config.model)
-        self.generator.to(device)
+        # channels_last, as `sr` runs the model (`inference.TileModel`): on the 2-core CPU
+        # a compact stage-1 step (batch 8, LR crop 32) took 0.82-0.87 s against
+        # 0.97-1.13 s in the standard layout, alternating in one process.
+        self.generator.to(device, memory_format=torch.channels_last)
         # The content extractor's `tail` exists for checkpoint compatibility only (the
         # forward never uses it): frozen, so DDP does not wait for its gradients.
         self.generator.content_extractor.tail.requires_grad_(False)
@@ -263,7 +266,7 @@ class Trainer:
 
     def _build_batch(self, step: int) -> dict[str, torch.Tensor]:
         """This rank's batch of `step`, built on the CPU and handed to the device through
-        pinned memory (an asynchronous copy on CUDA)."""
+        pinned memory (an asynchronous copy on CUDA), channels_last like the model."""
         config = self.config
         batch = self.train_data.batch(
             config.batch_size,
@@ -274,7 +277,10 @@ class Trainer:
             rank=self.rank,
             world_size=self.world_size,
         )
-        return {key: to_device(images, self.device) for key, images in batch.items()}
+        return {
+            key: to_device(images, self.device).contiguous(memory_format=torch.channels_last)
+            for key, images in batch.items()
+        }
 
     def _batch(self, step: int) -> dict[str, torch.Tensor]:
         """The batch of `step`: the one built ahead during the previous step, if any."""
