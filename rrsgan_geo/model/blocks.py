@@ -41,9 +41,9 @@ class SELU(nn.SELU):
     wanted (inference). torch's CPU `elu` kernel is bound by its expm1, which ran 11x
     slower than `exp` on the same values: measured on the 2-core CPU, 33-37 ms for one
     16 x 640^2 map of the encoders (a tile of 128 + 2 x 16 LR pixels), against 6.7 ms
-    here, and the encoders' SELUs were a fifth of the compact model's time. The values differ by at most 1.2e-7
-    (exp(x) - 1 instead of expm1(x): tested). Training and CUDA (where torch's kernel
-    is fused and fast) use torch's own."""
+    here, and the encoders' SELUs were a fifth of the compact model's time. The values
+    differ by at most 1.2e-7 (exp(x) - 1 instead of expm1(x): tested). Training and CUDA
+    (where torch's kernel is fused and fast) use torch's own."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.device.type != "cpu" or (torch.is_grad_enabled() and x.requires_grad):
