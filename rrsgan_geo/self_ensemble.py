@@ -4,9 +4,9 @@ each output turned back and all of them averaged.
 Why: the generator is trained on crops flipped and turned at random, yet it is not
 exactly equivariant to those moves, so averaging over them cancels part of its error at
 no cost in training. Measured with the shipped compact weights on the 16 held-out
-area-A images (RGB, the authors' protocol, co-registered references): one view +1.032 dB
-over bicubic; 2 views (a mirror) +1.064; 4 views (the quarter turns) +1.083; 8 views
-(turns and mirrors) +1.090, the reference adding +0.100, +0.107, +0.108 and +0.111 dB
+area-A images (RGB, the authors' protocol, co-registered references): one view +1.050 dB
+over bicubic; 2 views (a mirror) +1.083; 4 views (the quarter turns) +1.103; 8 views
+(turns and mirrors) +1.110, the reference adding +0.101, +0.110, +0.113 and +0.116 dB
 over none. The model runs once per view, so the time grows in proportion.
 
 LR, LR_UX4, Ref and Ref_DUX4 are moved together (they share one ground), so the
