@@ -63,11 +63,15 @@ def compute_estimate(
     tile_pixels = sum(plan.layout.count * plan.layout.lr_tile_size**2 for plan in plans)
     gmac = count_macs_per_lr_pixel(model) * tile_pixels * views / 1e9
     seconds = gmac / measure_gmac_per_second(model, device)
-    ensemble = f", {views} views a tile" if views > 1 else ""
     return (
         f"compute     {gmac:,.0f} GMAC: ~{seconds:,.0f} s of model time on {device} "
-        f"(timed on a 48 x 48 tile here, fp32{ensemble})"
+        f"(timed on a 48 x 48 tile here, fp32{_views_note(views)})"
     )
+
+
+def _views_note(views: int) -> str:
+    """What the dry run's estimate and the run's last line add for --self-ensemble."""
+    return f", {views} views a tile" if views > 1 else ""
 
 
 def _plan_record(plan: SRPlan, generator: Generator | None) -> dict[str, object]:
@@ -269,7 +273,7 @@ def sr(
         f"wrote {report.output}: {report.sr_size[0]} x {report.sr_size[1]} px, "
         f"{report.tiles} tiles, reference valid on {report.pixel_coverage:.1%} of pixels, "
         f"{report.seconds:.1f} s (model {report.model_seconds:.1f} s) on {report.device}"
-        + (f", {options.self_ensemble} views a tile" if options.self_ensemble > 1 else "")
+        + _views_note(options.self_ensemble)
         + (f", batch halved {report.oom_halvings}x on out-of-memory" if report.oom_halvings else "")
     )
     pixel_size = (plan.sr_grid.transform.a, -plan.sr_grid.transform.e)

@@ -72,11 +72,11 @@ def plan_jobs(
         try:
             with open_raster(scene, "scene") as dataset:
                 hits = index.covering(georeferenced_grid(dataset, "scene"))
-            searched = len(index.paths)
+            indexed = len(index.paths)
         except RRSGANGeoError:  # its run says why the scene cannot be read
-            hits, searched = [], 0
+            hits, indexed = [], 0
         references = (*(path for path, _ in hits), *per_scene)
-        jobs.append(SceneJob(scene, references, output, searched))
+        jobs.append(SceneJob(scene, references, output, indexed))
     return jobs
 
 
