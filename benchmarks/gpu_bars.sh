@@ -2,7 +2,7 @@
 # Every GPU figure the performance targets name, in one call: GPU time often comes in
 # short windows, so the whole check is prepared here and run there once.
 #
-#   bash benchmarks/gpu_bars.sh                      # CUDA: 4096^2 LR, full model, bf16 (~9 min)
+#   bash benchmarks/gpu_bars.sh                      # CUDA: 4096^2 LR, full model, bf16 (~6 min)
 #   bash benchmarks/gpu_bars.sh cpu 64 64            # a smoke run of the same script
 #
 # Arguments: DEVICE (cuda), SIZE of the end-to-end scene in LR pixels (4096), SIZE of
@@ -39,17 +39,17 @@ step() {  # step LIMIT_SECONDS TITLE COMMAND...: run one, note its failure, go o
 
 (
     python3 -c "import torch; print('torch', torch.__version__, '|', torch.cuda.get_device_name() if torch.cuda.is_available() else 'no CUDA')"
-    step 420 "end to end vs model only, ${size}^2 LR, full model, bf16" \
+    step 300 "end to end vs model only, ${size}^2 LR, full model, bf16" \
         python3 sr_bench.py --device "$device" --precision bf16 --width "$size" \
         --heights "$size" --peak-tflops "$peak"
-    step 150 "bf16 vs fp32 output, ${precision_size}^2 LR, shipped weights" \
+    step 90 "bf16 vs fp32 output, ${precision_size}^2 LR, shipped weights" \
         python3 precision_check.py --device "$device" --size "$precision_size"
     config=../examples/train/rrsnet_full_coreg_h100_1.yaml
     if [ "$device" = cpu ]; then
         echo "## training steps/s: skipped on the CPU (the config is the full model's)"
     elif python3 -c "import sys; from rrsgan_geo.training import load_config
 sys.exit(not all(path.is_dir() for path in load_config('$config').data))" 2>/dev/null; then
-        step 120 "training steps/s, $(basename $config)" \
+        step 90 "training steps/s, $(basename $config)" \
             python3 train_bench.py "$config" --device "$device" --steps 20
     else
         echo "## training steps/s: skipped (the RRSSRD folders $config names are not here)"
