@@ -4,19 +4,28 @@
 `--ref-asset`. An ItemCollection (saved search results, say) gives every item whose
 footprint meets the scene, composited in the order `--ref-prefer` says: the newest
 (or oldest) acquisition first, so its valid pixels win where items overlap.
+
+pystac is imported where a STAC document is read, not with the module: every `sr` plan
+asks `is_stac`, and a run on local files then works where pystac is not installed (the
+GPU machines this project benchmarks on lack it) and starts a little sooner.
 """
+
+from __future__ import annotations
 
 import json
 import urllib.error
 import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pystac
 from shapely.geometry import Polygon, shape
 
 from rrsgan_geo.errors import CoverageError, InputError
 from rrsgan_geo.locations import HttpOptions, display_name, http_failure, scheme
+
+if TYPE_CHECKING:
+    import pystac
 
 DEFAULT_ASSET = "visual"
 PREFERENCES = ("newest", "oldest")
@@ -36,6 +45,8 @@ def stac_hrefs(
 ) -> list[str]:
     """The asset hrefs to use as references for a scene whose footprint (EPSG:4326,
     as STAC geometries are) is `footprint`, in the order they should composite."""
+    import pystac
+
     if prefer not in PREFERENCES:
         raise InputError(f"--ref-prefer {prefer!r}: use newest or oldest")
     document = _load(location, http)
@@ -81,6 +92,8 @@ def _load(location: str, http: HttpOptions) -> dict:
 
 
 def _item(document: dict, location: str) -> pystac.Item:
+    import pystac
+
     try:
         item = pystac.Item.from_dict(document, preserve_dict=False)
     except (KeyError, ValueError, pystac.STACError) as error:

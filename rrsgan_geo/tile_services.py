@@ -22,7 +22,6 @@ from typing import TypeVar
 from xml.sax.saxutils import escape
 
 import rasterio
-from pyproj import Geod, Transformer
 from rasterio.crs import CRS
 from rasterio.windows import Window
 
@@ -127,6 +126,8 @@ def zoom_for(sr_grid: RasterGrid) -> int:
 def _centre_latitude_and_pixel_m(grid: RasterGrid) -> tuple[float, float]:
     """Latitude of the grid's centre and the ground size (m) of its pixel there, the
     smaller of its two sides: right for projected and geographic CRSs alike."""
+    from pyproj import Geod, Transformer  # here: a run on local files never needs pyproj
+
     to_lonlat = Transformer.from_crs(grid.crs, "EPSG:4326", always_xy=True)
     col, row = grid.width / 2, grid.height / 2
     corner = to_lonlat.transform(*(grid.transform @ (col, row)))
@@ -140,6 +141,8 @@ def _centre_latitude_and_pixel_m(grid: RasterGrid) -> tuple[float, float]:
 def tiles_under(grid: RasterGrid, zoom: int) -> list[tuple[int, int]]:
     """(x, y) from the top of the tiles under the grid's centre and its four quarter
     points at `zoom`, each once, centre first."""
+    from pyproj import Transformer
+
     to_mercator = Transformer.from_crs(grid.crs, WEB_MERCATOR, always_xy=True)
     size = 2 * HALF_WORLD_M / 2**zoom
     found: list[tuple[int, int]] = []
