@@ -10,8 +10,8 @@
 # DATA_ROOT holds the RRSSRD folders the config names (val_1st, val_2nd: HR, LR and
 # google_Ref are enough), copied beside the checkout since ../shared is not there; the
 # config is run from a copy whose data lines point at them (exports record only a
-# folder's last two parts, never a local path). The project must be importable
-# (benchmarks/gpu_bars.sh's install, or `pip install --no-deps` of the checkout).
+# folder's last two parts, never a local path). `rrsgan-geo` must be on PATH (the GPU
+# machine's install script, or `pip install --no-deps` of the checkout).
 set -euo pipefail
 config=$(realpath "$1")
 minutes=$2
@@ -25,7 +25,7 @@ sed -E "s#^(  - ).*/([^/]+)\$#\1$data_root/\2#" "$config" > "$run_config"
 trap 'rm -f "$run_config"' EXIT
 grep -E '^  - ' "$run_config"
 
-cli=(python3 -m rrsgan_geo.cli.main)
+cli=(rrsgan-geo)  # the installed command: from the checkout, `python3 -m` would find the source tree
 # The log without the progress bar's redraws; a failed run stops here.
 "${cli[@]}" train "$run_config" --device "${DEVICE:-cuda}" --max-minutes "$minutes" 2>&1 \
     | stdbuf -oL tr '\r' '\n' | { grep --line-buffered -v -E '^ *[0-9]+%\|' || true; } \
