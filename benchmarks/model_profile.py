@@ -13,7 +13,8 @@ by its time limit still says what it got:
   compiled        torch.compile (default mode) on top of cudnn.benchmark, with the
                   seconds the compilation took (--compile; minutes on a CPU)
 
-and a torch.profiler table of the cudnn.benchmark setting's kernels (--profile-rows).
+and a torch.profiler table of the cudnn.benchmark setting's kernels over four calls
+(--profile-rows).
 Imports the model only (no rasterio), so it runs where the geospatial stack is not
 installed.
 
