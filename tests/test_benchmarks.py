@@ -1,0 +1,108 @@
+"""The GPU-session scripts, smoke-run on the CPU as a GPU machine would run them.
+
+GPU time comes in short windows, prepared here and run there in one call: a script
+that fails there costs minutes of it (the H200 session's first bar runs failed on
+`pyproj` and `pystac`, which that machine lacks). So each script runs here the way it
+runs there:
+`gpu_bars.sh` and `model_profile.py` with pyproj and pystac missing (model_profile
+with rasterio and shapely missing too), `gpu_window.sh` on a generated RRSSRD-style
+pair of dates, each in seconds."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.folders import make_refsr_folder
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _environment(tmp_path: Path, missing: tuple[str, ...] = ()) -> dict[str, str]:
+    """This interpreter and its scripts first on PATH (the scripts call `python3` and
+    `rrsgan-geo`); each module in `missing` fails to import, as where it is absent."""
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    if missing:
+        stand_ins = tmp_path / "missing_modules"
+        for name in missing:
+            (stand_ins / name).mkdir(parents=True)
+            (stand_ins / name / "__init__.py").write_text(
+                f"raise ImportError('{name} is not installed here')\n"
+            )
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(stand_ins), env.get("PYTHONPATH")]))
+    return env
+
+
+def _run(command: list[str], env: dict[str, str]) -> str:
+    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    return output
+
+
+def test_gpu_bars_runs_without_pyproj_or_pystac(tmp_path):
+    env = _environment(tmp_path, ("pyproj", "pystac"))
+    env["OUT"] = str(tmp_path)
+    output = _run(["bash", "benchmarks/gpu_bars.sh", "cpu", "32", "32"], env)
+    assert "| 32x32 |" in output  # sr_bench's row, end to end and model alone
+    assert "within 1 DN:" in output  # precision_check's verdict
+    assert "(failed or timed out" not in output
+    assert "within 1 DN:" in (tmp_path / "gpu_bars.log").read_text()
+
+
+def test_model_profile_runs_without_the_geospatial_stack(tmp_path):
+    env = _environment(tmp_path, ("rasterio", "shapely", "pyproj", "pystac"))
+    env["PYTHONPATH"] += os.pathsep + str(ROOT)  # the model from the source tree
+    command = [sys.executable, "benchmarks/model_profile.py", "--device", "cpu"]
+    command += ["--nf", "16", "--blocks", "1", "--groups", "4", "--tile", "16", "--margin", "4"]
+    command += ["--batch", "1", "--iterations", "1", "--profile-rows", "3"]
+    output = _run(command, env)
+    rows = ("| eager | 1 |", "| cudnn.benchmark | 1 |", "| cudnn.benchmark, batch x2 | 2 |")
+    assert all(row in output for row in rows), output
+    assert "aten::" in output  # the profiler's table
+
+
+def _tiny_config(path: Path) -> Path:
+    """A config in the project's style whose data lines name folders elsewhere, as the
+    examples' configs name ../shared: gpu_window.sh points them at DATA_ROOT."""
+    path.write_text(
+        "name: tiny_window\n"
+        "output_dir: run\n"
+        "data:\n"
+        "  - ../not/here/rrssrd_val/val_1st\n"
+        "  - ../not/here/rrssrd_val/val_2nd\n"
+        "model: {nf: 8, n_blocks: 1, groups: 2}\n"
+        "steps: 50\n"
+        "batch_size: 2\n"
+        "lr_crop: 8\n"
+        "val_fraction: 0.25\n"
+        "split_block: 32\n"
+        "val_images: 1\n"
+        "val_every: 1000\n"
+        "checkpoint_every: 1000\n"
+    )
+    return path
+
+
+def test_gpu_window_trains_exports_and_scores(tmp_path):
+    data = tmp_path / "rrssrd_val"
+    for date in ("val_1st", "val_2nd"):
+        make_refsr_folder(data / date, count=4)
+    config = _tiny_config(tmp_path / "tiny.yaml")
+    env = _environment(tmp_path)
+    env.update(DEVICE="cpu", OUT=str(tmp_path / "out"))
+    window = ["bash", "examples/train/gpu_window.sh", str(config), "0.0001", str(data)]
+    output = _run(window, env)
+    out = tmp_path / "out"
+    assert "stopped after" in (out / "train.log").read_text()
+    assert (out / "latest.safetensors").is_file()  # no splitter given: copied whole
+    assert '"mean_psnr_rgb"' in (out / "eval.json").read_text()
+    assert "model_other_date_ref" in output  # both dates were found where DATA_ROOT says
+    assert not list(tmp_path.glob(".window_*"))  # the run's copy of the config is gone
+    # A second window on the same output_dir: train refuses, and nothing is scored.
+    env["OUT"] = str(tmp_path / "again")
+    again = subprocess.run(window, cwd=ROOT, env=env, capture_output=True, text=True)
+    assert again.returncode != 0
+    assert "holds a run already" in again.stdout + again.stderr
+    assert not (tmp_path / "again" / "eval.json").exists()
