@@ -144,7 +144,7 @@ def run_one(args: argparse.Namespace) -> dict:
     # inputs made beforehand: no reading, no degradation, no blending, no writing.
     device = resolve_device(args.device)
     batch_size = args.batch or default_batch(device)
-    runner = TileModel(generator.model, device, args.precision, batch_size)
+    runner = TileModel(generator.model, device, report.precision, batch_size)
     layout, size = plan.layout, plan.layout.lr_tile_size
     # One input per batch size, reused: speed does not depend on the pixels, and a
     # 4096^2 scene's inputs all made at once would take 12 GB and seconds to draw.
@@ -186,6 +186,7 @@ def run_one(args: argparse.Namespace) -> dict:
         "overhead": report.seconds / model_only,
         "peak_rss_mib": peak_rss,
         "device": report.device,
+        "precision": report.precision,
     }
 
 
@@ -314,7 +315,9 @@ def main() -> None:
     parser.add_argument("--blocks", type=int, default=16)
     parser.add_argument("--groups", type=int, default=8, help="deformable groups (compact: 4)")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--precision", default="fp32", help="fp32, bf16 or fp16 (GPUs)")
+    parser.add_argument(
+        "--precision", default="auto", help="auto (as sr: bf16 on CUDA), fp32, bf16, fp16"
+    )
     parser.add_argument(
         "--peak-tflops", type=float, help="the device's peak, to print model TFLOP/s as a %%"
     )
@@ -353,7 +356,7 @@ def main() -> None:
     print(
         f"model nf={args.nf} blocks={args.blocks} groups={args.groups}, "
         f"tile {rows[0]['tile']} LR px, "
-        f"batch {rows[0]['batch']}, device {rows[0]['device']}, {args.precision}, "
+        f"batch {rows[0]['batch']}, device {rows[0]['device']}, {rows[0]['precision']}, "
         f"torch threads {torch.get_num_threads()}"
     )
     header = (

