@@ -183,11 +183,7 @@ def _dry_run(
         for note in disk_space_notes(plans):
             click.echo(f"note        {note}")
     if plans:
-        click.echo(
-            compute_estimate(
-                plans, generator, resolve_device(options.device), options.self_ensemble
-            )
-        )
+        click.echo(compute_estimate(plans, generator, resolve_device(options.device), options))
     if any(r.status == "failed" for r in results):
         raise click.exceptions.Exit(1)
 

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     import torch
 
     from rrsgan_geo.pipeline import Generator
-    from rrsgan_geo.planning import SRPlan
+    from rrsgan_geo.planning import SROptions, SRPlan
 
 
 def _load(weights: Path | None, dry_run: bool, device: torch.device) -> Generator | None:
@@ -51,21 +51,28 @@ def _load(weights: Path | None, dry_run: bool, device: torch.device) -> Generato
 
 
 def compute_estimate(
-    plans: list[SRPlan], generator: Generator | None, device: torch.device, views: int = 1
+    plans: list[SRPlan], generator: Generator | None, device: torch.device, options: SROptions
 ) -> str:
-    """Model time for the plans, from a short timed forward on the device (dry runs of
-    `sr` and `batch`), `views` times over with --self-ensemble. Without weights, for the
-    authors' default architecture (random weights: speed does not depend on them)."""
-    from rrsgan_geo.inference import count_macs_per_lr_pixel, measure_gmac_per_second
+    """Model time for the plans, from a short timed forward on the device in the
+    precision the run would use (dry runs of `sr` and `batch`), once per view with
+    --self-ensemble. Without weights, for the authors' default architecture (random
+    weights: speed does not depend on them)."""
+    from rrsgan_geo.inference import (
+        count_macs_per_lr_pixel,
+        measure_gmac_per_second,
+        resolve_precision,
+    )
     from rrsgan_geo.model import RRSNet
 
     model = generator.model if generator else RRSNet()
+    precision = resolve_precision(options.precision, device)
+    views = options.self_ensemble
     tile_pixels = sum(plan.layout.count * plan.layout.lr_tile_size**2 for plan in plans)
     gmac = count_macs_per_lr_pixel(model) * tile_pixels * views / 1e9
-    seconds = gmac / measure_gmac_per_second(model, device)
+    seconds = gmac / measure_gmac_per_second(model, device, precision)
     return (
         f"compute     {gmac:,.0f} GMAC: ~{seconds:,.0f} s of model time on {device} "
-        f"(timed on a 48 x 48 tile here, fp32{_views_note(views)})"
+        f"(timed on a 48 x 48 tile here, {precision}{_views_note(views)})"
     )
 
 
@@ -232,9 +239,7 @@ def sr(
     if dry_run:
         notes = [f"note        {note}" for note in plan.notes]
         click.echo(
-            "\n".join(
-                [*lines, *notes, compute_estimate([plan], generator, device, options.self_ensemble)]
-            )
+            "\n".join([*lines, *notes, compute_estimate([plan], generator, device, options)])
         )
         if json_path is not None:
             write_json(json_path, _plan_record(plan, generator))

@@ -225,11 +225,11 @@ def count_macs_per_lr_pixel(model: RRSNet) -> float:
 _TIMED_TILE = 48
 
 
-def measure_gmac_per_second(model: RRSNet, device: torch.device) -> float:
-    """The model's speed on `device` as `sr` runs it (`TileModel`: same memory layout),
-    from one warm-up and one timed forward of a 48 x 48 LR tile: estimates from a
-    fixed constant were 3-6x off across machines."""
-    runner = TileModel(model, device)
+def measure_gmac_per_second(model: RRSNet, device: torch.device, precision: str = "fp32") -> float:
+    """The model's speed on `device` as `sr` runs it (`TileModel`: same memory layout
+    and precision), from one warm-up and one timed forward of a 48 x 48 LR tile:
+    estimates from a fixed constant were 3-6x off across machines."""
+    runner = TileModel(model, device, precision)
     lr = torch.rand(1, 3, _TIMED_TILE, _TIMED_TILE)
     grid = torch.rand(1, 3, 4 * _TIMED_TILE, 4 * _TIMED_TILE)
     runner((lr, grid, grid, grid))
