@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from rrsgan_geo import inference
 from rrsgan_geo.devices import resolve_device
 from rrsgan_geo.errors import ConfigError
 from rrsgan_geo.inference import TileModel, resolve_precision
@@ -58,11 +59,19 @@ def test_bad_devices(spec, message):
 
 
 @pytest.mark.parametrize(
-    ("device", "bf16_supported", "expected"),
-    [("cpu", True, "fp32"), ("cuda", True, "bf16"), ("cuda", False, "fp32")],
+    ("device", "bf16_hardware", "expected"),
+    [
+        ("cpu", False, "fp32"),
+        ("cpu", True, "bf16"),
+        ("cuda", True, "bf16"),
+        ("cuda", False, "fp32"),
+    ],
 )
-def test_auto_precision_is_bf16_on_capable_gpus_only(monkeypatch, device, bf16_supported, expected):
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *_, **__: bf16_supported)
+def test_auto_precision_is_bf16_where_the_hardware_computes_it(
+    monkeypatch, device, bf16_hardware, expected
+):
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *_, **__: bf16_hardware)
+    monkeypatch.setattr(inference, "cpu_has_bf16_arithmetic", lambda: bf16_hardware)
     assert resolve_precision("auto", torch.device(device)) == expected
     for given in ("fp32", "fp16", "bf16"):  # what the user asks for is what runs
         assert resolve_precision(given, torch.device(device)) == given

@@ -7,7 +7,7 @@ import rasterio
 import torch
 
 from rrsgan_geo.errors import ConfigError
-from rrsgan_geo.inference import TileModel
+from rrsgan_geo.inference import TileModel, resolve_precision
 from rrsgan_geo.planning import SROptions
 from rrsgan_geo.self_ensemble import VIEW_COUNTS, ensembled
 from tests.rasters import lr_scene, mercator_reference, write_raster
@@ -86,7 +86,7 @@ def test_self_ensemble_is_tiling_invariant(tmp_path):
         data, transform, crs = src.read().astype(np.float32), src.transform, src.crs
     scene = write_raster(tmp_path / "f32.tif", data, crs, transform)
     ref = mercator_reference(tmp_path / "ref.tif")
-    options = {"scale": "0,255", "margin": 36, "self_ensemble": 8}
+    options = {"scale": "0,255", "margin": 36, "self_ensemble": 8, "precision": "fp32"}
     for name, tile in (("tiled", 16), ("whole", 32)):
         relevance = tmp_path / f"{name}_relevance.tif"
         run(scene, ref, tmp_path / f"{name}.tif", tile=tile, relevance_map=relevance, **options)
@@ -101,15 +101,15 @@ def test_self_ensemble_is_tiling_invariant(tmp_path):
 
 
 def test_sr_self_ensemble_is_recorded_and_estimated(files, tmp_path):  # noqa: F811
+    ran = resolve_precision("auto", torch.device("cpu"))  # the default: bf16 or fp32 here
     dry = sr(files, tmp_path, "--dry-run", "--self-ensemble", "4")
     assert dry.exit_code == 0, dry.output
-    assert "fp32, 4 views a tile)" in dry.output
+    assert f"{ran}, 4 views a tile)" in dry.output
     result = sr(files, tmp_path, "--self-ensemble", "4")
     assert result.exit_code == 0, result.output
-    assert "on cpu, fp32, 4 views a tile" in result.output
+    assert f"on cpu, {ran}, 4 views a tile" in result.output
     with rasterio.open(tmp_path / "out.tif") as out:
         assert out.tags()["RRSGAN_SELF_ENSEMBLE"] == "4"
-        # --precision auto (the default) is recorded as what ran: fp32 on the CPU
-        assert out.tags()["RRSGAN_PRECISION"] == "fp32"
+        assert out.tags()["RRSGAN_PRECISION"] == ran  # what ran, not "auto"
     refused = sr(files, tmp_path, "--self-ensemble", "3", "--overwrite")
     assert refused.exit_code == 2 and "'3' is not one of '1', '2', '4', '8'" in refused.output

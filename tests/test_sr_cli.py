@@ -150,10 +150,11 @@ def test_success_with_cog_creation_options_and_dry_run(files, tmp_path):
 
     dry = sr(files, tmp_path, "--dry-run")
     assert dry.exit_code == 0 and "tiles" in dry.output and not (tmp_path / "out.tif").exists()
-    assert "s of model time on cpu (timed on a 48 x 48 tile here, fp32)" in dry.output
+    assert "s of model time on cpu (timed on a 48 x 48 tile here, " in dry.output
     # The estimate is timed in the precision the run would use.
-    bf16 = sr(files, tmp_path, "--dry-run", "--precision", "bf16")
-    assert "(timed on a 48 x 48 tile here, bf16)" in bf16.output, bf16.output
+    for precision in ("fp32", "bf16"):
+        timed = sr(files, tmp_path, "--dry-run", "--precision", precision)
+        assert f"(timed on a 48 x 48 tile here, {precision})" in timed.output, timed.output
     result = sr(files, tmp_path, "--cog", "--co", "BLOCKSIZE=128", "--co", "LEVEL=9")
     assert result.exit_code == 0, result.output
     assert "wrote" in result.output
