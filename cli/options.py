@@ -205,10 +205,11 @@ def processing_options(command: Callable) -> Callable:
                 default="auto",
                 show_default=True,
                 type=click.Choice(["auto", "fp32", "fp16", "bf16"]),
-                help="Model precision. auto: bf16 where the hardware computes it (CUDA "
-                "GPUs, CPUs with AVX512-BF16 or AMX: measured within 1 DN of fp32 on 100 % "
-                "of pixels, 1.3-1.45x faster), else fp32. Use fp32 for outputs identical "
-                "whatever the tile size (bf16: within 1 DN). fp16 is for GPUs only.",
+                help="Model precision. auto: bf16 for 8-bit outputs where the hardware "
+                "computes it (CUDA GPUs, CPUs with AVX512-BF16 or AMX: measured within 1 DN "
+                "of fp32 on 100 % of pixels, 1.3-1.45x faster), else fp32 (bf16 would move "
+                "16-bit outputs by tens of DN). Use fp32 for outputs identical whatever the "
+                "tile size (bf16: within 1 DN). fp16 is for GPUs only.",
             ),
             self_ensemble_option,
             click.option(

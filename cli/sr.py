@@ -54,7 +54,7 @@ def compute_estimate(
     plans: list[SRPlan], generator: Generator | None, device: torch.device, options: SROptions
 ) -> str:
     """Model time for the plans, from a short timed forward on the device in the
-    precision the run would use (dry runs of `sr` and `batch`), once per view with
+    precision each run would use (dry runs of `sr` and `batch`), once per view with
     --self-ensemble. Without weights, for the authors' default architecture (random
     weights: speed does not depend on them)."""
     from rrsgan_geo.inference import (
@@ -65,14 +65,20 @@ def compute_estimate(
     from rrsgan_geo.model import RRSNet
 
     model = generator.model if generator else RRSNet()
-    precision = resolve_precision(options.precision, device)
-    views = options.self_ensemble
-    tile_pixels = sum(plan.layout.count * plan.layout.lr_tile_size**2 for plan in plans)
-    gmac = count_macs_per_lr_pixel(model) * tile_pixels * views / 1e9
-    seconds = gmac / measure_gmac_per_second(model, device, precision)
+    gmac_per_pixel = count_macs_per_lr_pixel(model) * options.self_ensemble / 1e9
+    speeds: dict[str, float] = {}  # GMAC/s per precision, each timed once
+    gmac = seconds = 0.0
+    for plan in plans:
+        precision = resolve_precision(options.precision, device, plan.dtype)
+        if precision not in speeds:
+            speeds[precision] = measure_gmac_per_second(model, device, precision)
+        plan_gmac = gmac_per_pixel * plan.layout.count * plan.layout.lr_tile_size**2
+        gmac += plan_gmac
+        seconds += plan_gmac / speeds[precision]
     return (
         f"compute     {gmac:,.0f} GMAC: ~{seconds:,.0f} s of model time on {device} "
-        f"(timed on a 48 x 48 tile here, {precision}{_views_note(views)})"
+        f"(timed on a 48 x 48 tile here, {' and '.join(sorted(speeds))}"
+        f"{_views_note(options.self_ensemble)})"
     )
 
 

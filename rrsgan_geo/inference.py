@@ -18,21 +18,26 @@ PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
 AUTO_PRECISION = "auto"
 
 
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """`auto` (what `sr` and `batch` use unless told): bf16 autocast where the hardware
-    has bf16 arithmetic (a CUDA GPU that supports it, a CPU with AVX512-BF16 or AMX),
-    fp32 elsewhere; any other precision as given.
+def resolve_precision(precision: str, device: torch.device, output_dtype: str) -> str:
+    """`auto` (what `sr` and `batch` use unless told): bf16 autocast for an 8-bit output
+    where the hardware computes in bf16 (a CUDA GPU that supports it, a CPU with
+    AVX512-BF16 or AMX), fp32 otherwise; any other precision as given.
 
-    bf16 was measured writing what fp32 writes, and faster. GPU, the full weights,
-    `sr` of a 1024^2 LR scene: within 1 DN on 100.000 % of pixels (max 2 DN) on an H100
-    and an H200, 1.3x faster (the whole run 4.2 -> 3.2 s on the H200). CPU (a 2-core
-    AMD EPYC with AVX512-BF16): the compact weights within 1 DN on 100.000 % of a
-    256^2 LR scene's pixels (max 2 DN), `sr` 1.32x faster end to end (compact, 256^2 LR)
-    and 1.45x (full size, 128^2); on the 16 held-out RRSSRD images every `evaluate` row
-    within 0.004 dB of fp32. CPUs without bf16 arithmetic would emulate it, slower than
-    fp32, so they keep fp32 (and fp16 is refused on CPUs: TileModel)."""
+    bf16 moves the output by about 1/255 of the range the scene is scaled by: within
+    the 1 DN of an 8-bit output, but tens of DN of a 16-bit one (34 DN at most, 1.9 DN
+    on average, on a Landsat crop scaled to 0-8549), so 16-bit and float outputs keep
+    fp32. Measured for 8-bit outputs: GPU, the full weights, `sr` of a 1024^2 LR scene,
+    within 1 DN of fp32 on 100.000 % of pixels (max 2 DN) on an H100 and an H200, 1.3x
+    faster (the whole run 4.2 -> 3.2 s on the H200); CPU (a 2-core AMD EPYC with
+    AVX512-BF16), the compact weights within 1 DN on 100.000 % of a 256^2 LR scene's
+    pixels (max 2 DN), `sr` 1.32x faster end to end (compact, 256^2 LR) and 1.45x (full
+    size, 128^2), and on the 16 held-out RRSSRD images every `evaluate` row within
+    0.004 dB of fp32. CPUs without bf16 arithmetic would emulate it, slower than fp32,
+    so they keep fp32 (and fp16 is refused on CPUs: TileModel)."""
     if precision != AUTO_PRECISION:
         return precision
+    if np.dtype(output_dtype).itemsize != 1:
+        return "fp32"
     if device.type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
     return "bf16" if device.type == "cpu" and cpu_has_bf16_arithmetic() else "fp32"

@@ -146,7 +146,8 @@ def _super_resolve(
     started = time.perf_counter()
     device = resolve_device(options.device)
     # Resolved once, so that the output's tags record the precision that ran.
-    options = dataclasses.replace(options, precision=resolve_precision(options.precision, device))
+    precision = resolve_precision(options.precision, device, plan.dtype)
+    options = dataclasses.replace(options, precision=precision)
     layout = plan.layout
     batch_size = options.batch_size or default_batch(device)
     tags = _provenance_tags(plan, generator, options, str(device), batch_size)

@@ -57,6 +57,10 @@ def test_a_percentile_stretch_does_not_clip_bright_values(tmp_path, weights):
     assert result.exit_code == 0, result.output
     with rasterio.open(tmp_path / "out.tif") as out:
         sr = out.read()
+        # --precision auto keeps a 16-bit output in fp32 whatever the hardware: bf16
+        # would move it by about 1/255 of the stretch, tens of DN.
+        assert out.tags()["RRSGAN_PRECISION"] == "fp32"
+    assert "on cpu, fp32" in result.output
     for band, (lr_band, sr_band) in enumerate(zip(wide, sr, strict=True)):
         p98 = np.percentile(lr_band, 98)
         # Bright LR pixels come back above the stretch's top, as in the scene.

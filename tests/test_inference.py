@@ -67,14 +67,17 @@ def test_bad_devices(spec, message):
         ("cuda", False, "fp32"),
     ],
 )
-def test_auto_precision_is_bf16_where_the_hardware_computes_it(
+def test_auto_precision_is_bf16_for_8_bit_outputs_on_bf16_hardware(
     monkeypatch, device, bf16_hardware, expected
 ):
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *_, **__: bf16_hardware)
     monkeypatch.setattr(inference, "cpu_has_bf16_arithmetic", lambda: bf16_hardware)
-    assert resolve_precision("auto", torch.device(device)) == expected
+    here = torch.device(device)
+    assert resolve_precision("auto", here, "uint8") == expected
+    for wider in ("uint16", "int16", "float32"):  # bf16 would move them by tens of DN
+        assert resolve_precision("auto", here, wider) == "fp32"
     for given in ("fp32", "fp16", "bf16"):  # what the user asks for is what runs
-        assert resolve_precision(given, torch.device(device)) == given
+        assert resolve_precision(given, here, "uint16") == given
 
 
 def test_bf16_on_cpu_runs_close_to_fp32():

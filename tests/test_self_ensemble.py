@@ -101,7 +101,7 @@ def test_self_ensemble_is_tiling_invariant(tmp_path):
 
 
 def test_sr_self_ensemble_is_recorded_and_estimated(files, tmp_path):  # noqa: F811
-    ran = resolve_precision("auto", torch.device("cpu"))  # the default: bf16 or fp32 here
+    ran = resolve_precision("auto", torch.device("cpu"), "uint8")  # bf16 or fp32 here
     dry = sr(files, tmp_path, "--dry-run", "--self-ensemble", "4")
     assert dry.exit_code == 0, dry.output
     assert f"{ran}, 4 views a tile)" in dry.output
