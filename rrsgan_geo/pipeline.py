@@ -73,7 +73,7 @@ class SRReport:
     """Fraction of SR pixels with a valid reference pixel (after warping, masks)."""
     device: str
     precision: str
-    """What the model ran in: --precision auto resolved for the device."""
+    """What the model ran in: --precision auto resolved for the device and the output."""
     batch_size: int
     oom_halvings: int
     seconds: float

@@ -77,7 +77,8 @@ class SROptions:
     `STRIP_TILES` tiles at a time at least."""
     device: str = "auto"
     precision: str = "auto"
-    """fp32, fp16, bf16 or auto (`inference.resolve_precision`: bf16 on CUDA, else fp32)."""
+    """fp32, fp16, bf16 or auto (`inference.resolve_precision`: bf16 for 8-bit outputs
+    where the hardware computes in bf16, else fp32)."""
     self_ensemble: int = 1
     """Rotated/mirrored views of each tile the model runs on and averages
     (`self_ensemble`): 1, 2, 4 or 8; the model's time grows in proportion."""
