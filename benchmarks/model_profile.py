@@ -27,9 +27,8 @@ import time
 
 import torch
 
+from rrsgan_geo.devices import PRECISIONS
 from rrsgan_geo.model import SCALE, GeneratorConfig, RRSNet
-
-PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
 def make_batch(batch: int, size: int, device: torch.device) -> tuple[torch.Tensor, ...]:

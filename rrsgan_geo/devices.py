@@ -1,4 +1,5 @@
-"""Choosing the torch device from a user's `--device` value.
+"""Choosing the torch device from a user's `--device` value, and the precisions the
+model runs in there.
 
 Its own module, free of anything geospatial, so that `train` and `evaluate` (which run
 on GPU machines without rasterio or shapely) can use it.
@@ -7,6 +8,9 @@ on GPU machines without rasterio or shapely) can use it.
 import torch
 
 from rrsgan_geo.errors import ConfigError
+
+PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
+"""`--precision` and `amp` names and the autocast dtype each means (None: no autocast)."""
 
 
 def resolve_device(spec: str) -> torch.device:

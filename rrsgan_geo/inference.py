@@ -7,14 +7,13 @@ import numpy as np
 import torch
 
 from rrsgan_geo.degradation import down_up_4x, upsample_4x
-from rrsgan_geo.devices import to_device
+from rrsgan_geo.devices import PRECISIONS, to_device
 from rrsgan_geo.errors import ConfigError
 from rrsgan_geo.model import SCALE, RRSNet
 from rrsgan_geo.model.deform import SeparateOffsetDeformConv
 from rrsgan_geo.self_ensemble import check_views, ensembled
 from rrsgan_geo.sources import Strip
 
-PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
 AUTO_PRECISION = "auto"
 
 

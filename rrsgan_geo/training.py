@@ -27,7 +27,7 @@ from torch.nn.parallel import DistributedDataParallel
 from rrsgan_geo.adversarial import AdversarialStage, LossWeights
 from rrsgan_geo.config_numbers import check_numbers
 from rrsgan_geo.data import ReferenceConfig, RefSRDataset, split_samples
-from rrsgan_geo.devices import to_device
+from rrsgan_geo.devices import PRECISIONS, to_device
 from rrsgan_geo.errors import ConfigError
 from rrsgan_geo.evaluation import evaluate, summarise
 from rrsgan_geo.files import published_when_done
@@ -265,7 +265,7 @@ class Trainer:
         against 195 s in fp32 on the 2-core AVX512-BF16 CPU, with the same validation
         (31.82 dB, reference +0.096 vs +0.097, truth +4.537 vs +4.533). fp16 on a CPU
         has no fast kernels: it stays off there."""
-        dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(self.config.amp)
+        dtype = PRECISIONS.get(self.config.amp)  # amp "none": None
         enabled = self.config.amp == "bf16" or (
             self.config.amp == "fp16" and self.device.type == "cuda"
         )
