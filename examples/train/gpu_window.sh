@@ -25,9 +25,9 @@ sed -E "s#^(  - ).*/([^/]+)\$#\1$data_root/\2#" "$config" > "$run_config"
 trap 'rm -f "$run_config"' EXIT
 grep -E '^  - ' "$run_config"
 
-cli=(rrsgan-geo)  # the installed command: from the checkout, `python3 -m` would find the source tree
+# The installed command (from the checkout, `python3 -m` would find the source tree).
 # The log without the progress bar's redraws; a failed run stops here.
-"${cli[@]}" train "$run_config" --device "${DEVICE:-cuda}" --max-minutes "$minutes" 2>&1 \
+rrsgan-geo train "$run_config" --device "${DEVICE:-cuda}" --max-minutes "$minutes" 2>&1 \
     | stdbuf -oL tr '\r' '\n' | { grep --line-buffered -v -E '^ *[0-9]+%\|' || true; } \
     | tee "$out/train.log"
 export_file=$(sed -n 's/^output_dir: //p' "$config")
@@ -39,7 +39,7 @@ else
     cp "$export_file" "$out/"
 fi
 # The weights are safe under $OUT before the scoring starts.
-"${cli[@]}" evaluate "$data_root"/val_1st "$data_root"/val_2nd --weights "$export_file" \
+rrsgan-geo evaluate "$data_root"/val_1st "$data_root"/val_2nd --weights "$export_file" \
     --held-out "$run_config" --device "${DEVICE:-cuda}" --json "$out/eval.json" 2>&1 \
     | stdbuf -oL tr '\r' '\n' | { grep --line-buffered -v '^evaluating:' || true; } \
     | tee "$out/eval.log"
