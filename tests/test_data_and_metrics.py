@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from rrsgan_geo.data import RefSRDataset, find_samples, place_key, spatial_split
-from rrsgan_geo.degradation import bicubic_resize, downsample_4x, upsample_4x
+from rrsgan_geo.degradation import _phase_taps, bicubic_resize, downsample_4x, upsample_4x
 from rrsgan_geo.metrics import Scorer, psnr, rgb_to_y, ssim
 from tests.conftest import SHARED
 from tests.folders import make_refsr_folder
@@ -25,6 +25,27 @@ def test_fast_4x_upsampling_equals_torchs_bicubic(shape):
     torch.testing.assert_close(
         upsample_4x(as_float64), bicubic_resize(as_float64, 4.0), atol=1e-12, rtol=0
     )
+
+
+def test_fast_4x_upsampling_is_the_plain_five_tap_sum_to_the_bit():
+    """Skipping each phase's zero tap and writing phases into their output rows changes
+    no value: the same sums as all five taps added in order, phases interleaved after
+    (the training data and `sr` must get the same LR_UX4 as before)."""
+    images = torch.rand(2, 3, 9, 13, generator=torch.Generator().manual_seed(1))
+    padded = torch.nn.functional.pad(images.reshape(6, 1, 9, 13), (2, 2, 2, 2), mode="replicate")
+
+    def plain(planes, dim):
+        size = planes.shape[dim] - 4
+        phases = []
+        for taps in _phase_taps():
+            phase = planes.narrow(dim, 0, size) * taps[0]
+            for offset in range(1, 5):
+                phase.add_(planes.narrow(dim, offset, size), alpha=taps[offset])
+            phases.append(phase)
+        return torch.stack(phases, dim=dim).flatten(dim - 1, dim)
+
+    expected = plain(plain(padded[:, 0], -1), -2).reshape(2, 3, 36, 52).clamp(0.0, 1.0)
+    assert torch.equal(upsample_4x(images), expected)
 
 
 def test_random_crops_are_aligned_five_tuples(tmp_path):
