@@ -124,8 +124,10 @@ def _tile_reader(
     references: tuple[ReferenceSpec, ...],
     http: HttpOptions,
     layout: TileLayout | None = None,
+    column_parts: int = 1,
 ) -> TileReader:
-    """A reader of the plan's scene with `references`, in `layout` (default: the plan's)."""
+    """A reader of the plan's scene with `references`, in `layout` (default: the plan's),
+    each reference warped by `column_parts` threads side by side."""
     return TileReader(
         plan.scene_path,
         plan.scene_bands,
@@ -134,6 +136,7 @@ def _tile_reader(
         references,
         plan.scene_window,
         http,
+        column_parts,
     )
 
 
@@ -398,6 +401,14 @@ def reader_threads() -> int:
     return max(1, min(8, cores // 2))
 
 
+def reference_column_parts(readers: int) -> int:
+    """Threads that warp each strip's reference side by side (`ColumnSplitView`): two
+    where a single reader reads the strips one at a time (2 or 3 cores), so that the
+    warping, the pipeline's largest cost, has every core; one where several readers
+    already warp strips side by side."""
+    return 2 if readers == 1 and (os.cpu_count() or 1) >= 2 else 1
+
+
 class _Prefetcher:
     """Reads the next strips on a pool of reader threads while the model runs.
 
@@ -451,7 +462,8 @@ class _Prefetcher:
     def _read(self, tiles: list[Tile]) -> Strip:
         reader = getattr(self.local, "reader", None)
         if reader is None:
-            reader = _tile_reader(self.plan, self.plan.references, self.http)
+            parts = reference_column_parts(self.readers_count)
+            reader = _tile_reader(self.plan, self.plan.references, self.http, column_parts=parts)
             with self.lock:
                 self.readers.append(reader)
             self.local.reader = reader

@@ -8,7 +8,9 @@ a WarpedVRT brings it onto the (padded) SR grid by coordinates and each strip re
 window of it, with a validity mask.
 """
 
-from collections.abc import Iterator
+import concurrent.futures
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
@@ -22,7 +24,7 @@ from rasterio.windows import Window
 
 from rrsgan_geo.errors import InputError
 from rrsgan_geo.grids import RasterGrid
-from rrsgan_geo.locations import HttpOptions, display_name, gdal_path
+from rrsgan_geo.locations import HttpOptions, display_name, gdal_path, local_file
 from rrsgan_geo.model import SCALE
 from rrsgan_geo.rasters import (
     GDAL_ERRORS,
@@ -109,9 +111,11 @@ class TileReader:
         references: "tuple[ReferenceSpec, ...]" = (),
         window: Window | None = None,
         http: HttpOptions | None = None,
+        column_parts: int = 1,
     ) -> None:
         """`window`: the part of the scene processed (tile offsets are relative to it;
-        context beyond it is read from the scene where the scene has it)."""
+        context beyond it is read from the scene where the scene has it).
+        `column_parts`: threads that warp each reference side by side (`ColumnSplitView`)."""
         self.scene_path = scene_path
         self.scene = rasterio.open(gdal_path(scene_path))
         self.scene_bands = scene_bands
@@ -124,11 +128,16 @@ class TileReader:
         )
         self.http = http or HttpOptions()
         self.warp_args = (scene_grid, layout)
-        self.references = [(spec, spec.view(spec.path, *self.warp_args)) for spec in references]
+        self.column_parts = column_parts
+        self.references = [(spec, self._view(spec, spec.path)) for spec in references]
         # Tile services seen tolerating server errors, opened on a first failure.
-        self.lenient: dict[int, WarpedView] = {}
+        self.lenient: dict[int, WarpedView | ColumnSplitView] = {}
         self.server_errors = 0
         """Strip reads of a tile service that still failed after the retries."""
+
+    def _view(self, spec: "ReferenceSpec", location: str) -> "WarpedView | ColumnSplitView":
+        parts = self.column_parts if spec.reads_in_parallel else 1
+        return spec.view(location, *self.warp_args, parts)
 
     def read(self, tiles: list[Tile]) -> Strip:
         """The inputs of consecutive tiles of one tile row. A read that fails (a server
@@ -185,7 +194,7 @@ class TileReader:
         return ref, ref_valid
 
     def _read_reference(
-        self, index: int, view: "WarpedView", window: Window
+        self, index: int, view: "WarpedView | ColumnSplitView", window: Window
     ) -> tuple[np.ndarray, np.ndarray]:
         """A tile service's read is retried on failure (GDAL does not retry its tile
         requests; tiles already fetched are not asked again), then done once more with
@@ -193,15 +202,15 @@ class TileReader:
         spec = self.references[index][0]
         lenient = tolerating_server_errors(spec.path)
         if lenient is None:
-            return spec.read(view, window)
+            return view.read(spec.bands, window)
 
         def tolerating() -> tuple[np.ndarray, np.ndarray]:
             if index not in self.lenient:
-                self.lenient[index] = spec.view(lenient, *self.warp_args)
+                self.lenient[index] = self._view(spec, lenient)
             self.server_errors += 1
-            return spec.read(self.lenient[index], window)
+            return self.lenient[index].read(spec.bands, window)
 
-        return retried(lambda: spec.read(view, window), self.http, tolerating)
+        return retried(lambda: view.read(spec.bands, window), self.http, tolerating)
 
     def close(self) -> None:
         for view in [*(view for _, view in self.references), *self.lenient.values()]:
@@ -223,6 +232,13 @@ class ReferenceSpec:
     """(rows, cols) of the SR grid to move the reference by (down, right) so that it lies
     on the scene (`co_registration`)."""
 
+    @property
+    def reads_in_parallel(self) -> bool:
+        """Whether several threads may read this reference at once: a local file. Not
+        a tile service or a URL: each thread's GDAL handle would fetch the tiles their
+        windows share again (servers' usage policies ask for each tile once)."""
+        return local_file(self.path) is not None
+
     def warped(
         self, source: rasterio.io.DatasetReader, scene: RasterGrid, layout: TileLayout
     ) -> WarpedVRT:
@@ -238,19 +254,20 @@ class ReferenceSpec:
         )
         return warp_to_grid(source, padded, self.resampling)
 
-    def view(self, location: str, scene: RasterGrid, layout: TileLayout) -> "WarpedView":
-        """Open `location` (this reference, or a variant of it) as a WarpedView."""
-        source = rasterio.open(gdal_path(location))
-        vrt = self.warped(source, scene, layout)
-        return WarpedView(source, vrt, vrt.colorinterp[-1] == ColorInterp.alpha)
+    def view(
+        self, location: str, scene: RasterGrid, layout: TileLayout, column_parts: int = 1
+    ) -> "WarpedView | ColumnSplitView":
+        """Open `location` (this reference, or a variant of it) on the padded SR grid, as
+        one view or as `column_parts` views warped side by side."""
 
-    def read(self, view: "WarpedView", window: Window) -> tuple[np.ndarray, np.ndarray]:
-        """(this reference's bands, where they are valid) in `window` of the view."""
-        vrt = view.vrt
-        if view.alpha:  # one read: warped once
-            data = vrt.read([*self.bands, vrt.count], window=window)
-            return data[:-1], data[-1] > 0
-        return vrt.read(self.bands, window=window), vrt.dataset_mask(window=window) > 0
+        def open_view() -> WarpedView:
+            source = rasterio.open(gdal_path(location))
+            vrt = self.warped(source, scene, layout)
+            return WarpedView(source, vrt, vrt.colorinterp[-1] == ColorInterp.alpha)
+
+        if column_parts > 1:
+            return ColumnSplitView.open(open_view, column_parts)
+        return open_view()
 
 
 @dataclass
@@ -264,6 +281,98 @@ class WarpedView:
     vrt: WarpedVRT
     alpha: bool
 
+    def read(self, bands: tuple[int, ...], window: Window) -> tuple[np.ndarray, np.ndarray]:
+        """(`bands` of the reference, where they are valid) in `window` of the view."""
+        if self.alpha:  # one read: warped once
+            data = self.vrt.read([*bands, self.vrt.count], window=window)
+            return data[:-1], data[-1] > 0
+        return self.vrt.read(bands, window=window), self.vrt.dataset_mask(window=window) > 0
+
     def close(self) -> None:
         self.vrt.close()
         self.source.close()
+
+
+@dataclass
+class ColumnSplitView:
+    """One reference view warped by several threads side by side: each part is a
+    WarpedVRT of the same grid that owns a fixed range of its columns, cut at the VRT's
+    block edges, and a window is read as the parts it spans, concurrently. The first
+    part is read on the calling thread, the others each on a thread of their own.
+
+    Where strips are read one at a time (machines with few cores), this puts every core
+    to the warping, the pipeline's largest cost: on 2 cores, a 2176^2 EPSG:3857 -> UTM
+    view read in 4 strips took 0.15 s with one VRT and 0.09 s in two column halves.
+    Pixels do not change: GDAL warps a WarpedVRT block by block, so what a pixel gets
+    does not depend on which VRT reads it (tested against one view). Parts are cut at
+    fixed columns, not per window, so each VRT's block cache keeps the rows that the
+    next strip shares with this one, as a single VRT's does."""
+
+    parts: list[WarpedView]
+    starts: list[int]
+    """First column of each part; the last part runs to the view's right edge."""
+    helpers: list[ThreadPoolExecutor]
+    """One thread per part after the first: its VRT is only ever used on that thread."""
+
+    @classmethod
+    def open(cls, open_view: Callable[[], WarpedView], count: int) -> "ColumnSplitView":
+        """`count` parts, opened at once, each on the thread that will read it (a
+        thread's first GDAL open costs it 5-15 ms); fewer are kept where the view is
+        narrower than `count` blocks."""
+        helpers = [
+            ThreadPoolExecutor(1, thread_name_prefix="rrsgan-warp") for _ in range(count - 1)
+        ]
+        view = cls([], [], helpers)
+        try:
+            opening = [helper.submit(open_view) for helper in helpers]
+            try:
+                view.parts.append(open_view())
+            finally:  # every part opened is closed with the view if any open failed
+                concurrent.futures.wait(opening)
+                view.parts += [future.result() for future in opening if not future.exception()]
+            for future in opening:
+                future.result()  # a helper's error, raised
+            width, block = view.parts[0].vrt.width, view.parts[0].vrt.block_shapes[0][1]
+            view.starts = sorted({round(width * i / count / block) * block for i in range(count)})
+            kept = len(view.starts)
+            for part in view.parts[kept:]:
+                part.close()
+            for helper in helpers[kept - 1 :]:
+                helper.shutdown()
+            del view.parts[kept:], helpers[kept - 1 :]
+        except BaseException:
+            view.close()
+            raise
+        return view
+
+    @property
+    def alpha(self) -> bool:
+        return self.parts[0].alpha
+
+    def read(self, bands: tuple[int, ...], window: Window) -> tuple[np.ndarray, np.ndarray]:
+        """As `WarpedView.read`: the parts `window` spans, read at once and joined."""
+        left, right = int(window.col_off), int(window.col_off + window.width)
+        stops = [*self.starts[1:], right]  # the last part runs to the view's edge
+        spans = [
+            (index, Window(start, window.row_off, stop - start, window.height))
+            for index, (first, last) in enumerate(zip(self.starts, stops, strict=True))
+            for start, stop in [(max(left, first), min(right, last))]
+            if start < stop
+        ]
+        reads = [
+            self.helpers[index - 1].submit(self.parts[index].read, bands, columns)
+            for index, columns in spans
+            if index > 0
+        ]
+        try:
+            inline = [self.parts[0].read(bands, spans[0][1])] if spans[0][0] == 0 else []
+        finally:
+            concurrent.futures.wait(reads)  # all finish before any error is raised
+        values, valid = zip(*inline, *(read.result() for read in reads), strict=True)
+        return np.concatenate(values, axis=2), np.concatenate(valid, axis=1)
+
+    def close(self) -> None:
+        for part in self.parts:
+            part.close()
+        for helper in self.helpers:
+            helper.shutdown()

@@ -357,6 +357,38 @@ def test_several_reader_threads_give_the_same_output(tmp_path, monkeypatch):
         np.testing.assert_array_equal(a.read(), b.read())
 
 
+def test_a_reference_warped_in_column_parts_reads_what_one_view_reads(tmp_path):
+    """Each strip's reference, warped by three threads in column parts (cut at the
+    VRT's block edges), is the same pixels and validity as one view warps, strips
+    that span one part or several alike."""
+    scene = lr_scene(tmp_path / "scene.tif", factor=1)  # 400^2 LR: 1664 SR columns
+    ref = mercator_reference(tmp_path / "ref.tif", crop_right=0.4)  # valid and missing
+    plan = plan_sr(scene, ref, tmp_path / "o.tif", SROptions(tile=64), 8)
+    readers = {
+        parts: TileReader(
+            scene,
+            plan.scene_bands,
+            plan.scaling,
+            plan.layout,
+            plan.references,
+            column_parts=parts,
+        )
+        for parts in (1, 3)
+    }
+    try:
+        assert readers[3].references[0][1].starts == [0, 512, 1024]
+        strips = [plan.layout.tiles_in_row(row) for row in range(plan.layout.rows)]
+        strips += [plan.layout.tiles_in_row(2)[:2], plan.layout.tiles_in_row(3)[3:5]]
+        for tiles in strips:
+            one, split = (readers[parts].read(tiles) for parts in (1, 3))
+            assert 0.0 < one.ref_valid.mean() < 1.0 or len(tiles) < plan.layout.cols
+            np.testing.assert_array_equal(split.ref, one.ref)
+            np.testing.assert_array_equal(split.ref_valid, one.ref_valid)
+    finally:
+        for reader in readers.values():
+            reader.close()
+
+
 def test_tile_and_batch_default_to_the_devices_choice(tmp_path):
     """CPU: one tile of 128 at a time; GPU: batches of 4 tiles of 256; a scene that
     needs less gets a smaller tile (this one is 100 x 100 LR px). A run records what it
