@@ -52,14 +52,21 @@ _L18 = re.compile(r"L18_(\d+)_(\d+)_s\d+")
 
 
 def _read_rgb(path: Path) -> np.ndarray:
-    """H x W x 3 uint8."""
-    if path.suffix.lower() in {".tif", ".tiff"}:
-        import rasterio
+    """H x W x 3 uint8. A file that cannot be decoded (cut short, not an image) is an
+    InputError naming it: PIL's 'image file is truncated' alone does not say which of
+    a data set's files it is."""
+    try:
+        if path.suffix.lower() in {".tif", ".tiff"}:
+            import rasterio
 
-        with rasterio.open(path) as dataset:
-            return np.moveaxis(dataset.read((1, 2, 3)), 0, -1)
-    with Image.open(path) as image:
-        return np.asarray(image.convert("RGB"))
+            with rasterio.open(path) as dataset:
+                return np.moveaxis(dataset.read((1, 2, 3)), 0, -1)
+        with Image.open(path) as image:
+            return np.asarray(image.convert("RGB"))
+    except OSError as error:  # PIL's decoding errors, rasterio's (GDAL's words in the cause)
+        from rrsgan_geo.rasters import gdal_message  # only now: train loads no GDAL
+
+        raise InputError(f"reading image {path} failed: {gdal_message(error)}") from None
 
 
 def _to_tensor(array: np.ndarray) -> torch.Tensor:

@@ -36,6 +36,7 @@ from rrsgan_geo.rasters import (
     band_validity,
     declaring_nodata,
     georeferenced_grid,
+    naming_read_failures,
     open_raster,
     select_bands,
     to_model_bands,
@@ -297,7 +298,8 @@ class _OpenRasters:
             location = declaring_nodata(path, self.nodata, self.what)
             dataset = open_raster(location, self.what)
             bands = select_bands(dataset, self.bands, self.what)
-            scaling = choose_scaling(dataset, bands, self.scale, self.what)
+            with naming_read_failures(self.what, path):  # a stretch reads pixels
+                scaling = choose_scaling(dataset, bands, self.scale, self.what)
             self.open[path] = _Raster(path, dataset, bands, scaling)
         return self.open[path]
 
@@ -320,16 +322,20 @@ class _Raster:
 def _make_sample(hr_raster, ref_raster, job, index, split, out_dir, options) -> dict:
     size, grid = options.hr_size, job.grid
     window = Window(job.col * size, job.row * size, size, size)
-    valid = band_validity(hr_raster.dataset, hr_raster.bands, window)
-    # A training pixel needs every band: one missing band makes it unusable.
-    nodata_fraction = 0.0 if valid is None else 1.0 - float(valid.all(axis=0).mean())
-    if nodata_fraction > options.max_nodata:
-        return {"skipped": f"HR nodata above {options.max_nodata:.0%}"}
-    if ref_raster is None:
-        return {"skipped": "no reference overlaps"}
-    values = hr_raster.scaling.to_unit(hr_raster.dataset.read(hr_raster.bands, window=window))
-    hr = torch.from_numpy(to_model_bands(values))
-    with warp_to_grid(ref_raster.dataset, grid, Resampling.bilinear) as vrt:
+    with naming_read_failures("HR source", hr_raster.path):
+        valid = band_validity(hr_raster.dataset, hr_raster.bands, window)
+        # A training pixel needs every band: one missing band makes it unusable.
+        nodata_fraction = 0.0 if valid is None else 1.0 - float(valid.all(axis=0).mean())
+        if nodata_fraction > options.max_nodata:
+            return {"skipped": f"HR nodata above {options.max_nodata:.0%}"}
+        if ref_raster is None:
+            return {"skipped": "no reference overlaps"}
+        values = hr_raster.dataset.read(hr_raster.bands, window=window)
+    hr = torch.from_numpy(to_model_bands(hr_raster.scaling.to_unit(values)))
+    with (
+        naming_read_failures("reference", ref_raster.path),
+        warp_to_grid(ref_raster.dataset, grid, Resampling.bilinear) as vrt,
+    ):
         ref_valid = torch.from_numpy(vrt.dataset_mask() > 0)
         coverage = float(ref_valid.float().mean())
         if coverage < options.min_ref_coverage:

@@ -40,6 +40,7 @@ from rrsgan_geo.rasters import (
     declares_mask,
     declaring_nodata,
     georeferenced_grid,
+    naming_read_failures,
     open_raster,
     raster_name,
     select_bands,
@@ -213,7 +214,10 @@ def _plan_sr(
     tile = options.tile or default_tile(resolve_device(options.device))
     layout = TileLayout(0, 0, tile, margin)  # validates tile and margin early
     scene_path = declaring_nodata(scene_path, options.nodata, "scene")
-    with open_raster(scene_path, "scene", options.http) as scene:
+    with (
+        open_raster(scene_path, "scene", options.http) as scene,
+        naming_read_failures("scene", scene_path),  # statistics read pixels
+    ):
         lr_grid = georeferenced_grid(scene, "scene")
         window = None
         if options.bounds is not None:
@@ -371,7 +375,10 @@ def _plan_references(
     specs, zeros, pixel_sizes = [], [], []
     for path, _ in index.covering(lr_grid, ranks):
         path = declaring_nodata(path, options.ref_nodata, "reference")
-        with open_raster(path, "reference", options.http) as ref:
+        with (
+            open_raster(path, "reference", options.http) as ref,
+            naming_read_failures("reference", path),  # statistics read pixels
+        ):
             bands = select_bands(ref, options.ref_bands, "reference")
             scaling = choose_scaling(ref, bands, options.ref_scale, "reference")
             if not is_virtual(path):

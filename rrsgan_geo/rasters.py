@@ -3,6 +3,8 @@ their validity, and a view of it on another grid. Nothing here knows about tiles
 """
 
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -74,6 +76,18 @@ def gdal_message(error: Exception) -> str:
     previous exception for details.', the details being in the exception's cause."""
     cause = error.__cause__
     return str(cause) if "previous exception" in str(error) and cause else str(error)
+
+
+@contextmanager
+def naming_read_failures(what: str, location: str | Path) -> Iterator[None]:
+    """GDAL's errors while reading pixels (a truncated or corrupt file, a server gone)
+    as one InputError that names the raster and gives GDAL's own words: rasterio's
+    'Read failed. See previous exception for details.' names neither."""
+    try:
+        yield
+    except GDAL_ERRORS as error:
+        message = gdal_message(error)
+        raise InputError(f"reading {what} {display_name(location)} failed: {message}") from None
 
 
 def raster_name(dataset: rasterio.io.DatasetReader) -> str:

@@ -9,9 +9,8 @@ window of it, with a validity mask.
 """
 
 import concurrent.futures
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -22,15 +21,13 @@ from rasterio.fill import fillnodata
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
-from rrsgan_geo.errors import InputError
 from rrsgan_geo.grids import RasterGrid
-from rrsgan_geo.locations import HttpOptions, display_name, gdal_path, local_file
+from rrsgan_geo.locations import HttpOptions, gdal_path, local_file
 from rrsgan_geo.model import SCALE
 from rrsgan_geo.rasters import (
-    GDAL_ERRORS,
     band_validity,
-    gdal_message,
     georeferenced_grid,
+    naming_read_failures,
     to_model_bands,
     warp_to_grid,
 )
@@ -53,15 +50,6 @@ def _read_reflected(
     values = np.pad(dataset.read(bands, window=inside), ((0, 0), *pads), mode="symmetric")
     valid = band_validity(dataset, bands, inside)
     return values, None if valid is None else np.pad(valid, ((0, 0), *pads), mode="symmetric")
-
-
-@contextmanager
-def _naming_failures(what: str, location: str) -> Iterator[None]:
-    try:
-        yield
-    except GDAL_ERRORS as error:
-        message = gdal_message(error)
-        raise InputError(f"reading {what} {display_name(location)} failed: {message}") from None
 
 
 @dataclass
@@ -148,7 +136,7 @@ class TileReader:
             raise ValueError("a strip is consecutive tiles of one tile row")
         width = last.lr_col_off - first.lr_col_off + size
         window = Window(self.col0 + first.lr_col_off, self.row0 + first.lr_row_off, width, size)
-        with _naming_failures("scene", self.scene_path):
+        with naming_read_failures("scene", self.scene_path):
             values, valid = _read_reflected(self.scene, self.scene_bands, window)
         if valid is not None:
             # Each band's holes are filled from that band's valid neighbours only.
@@ -179,7 +167,7 @@ class TileReader:
         )
         ref, ref_valid = None, None
         for index, (spec, view) in enumerate(self.references):
-            with _naming_failures("reference", spec.path):
+            with naming_read_failures("reference", spec.path):
                 values, valid = self._read_reference(index, view, window)
             if ref_valid is not None:
                 valid &= ~ref_valid

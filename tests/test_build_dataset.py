@@ -359,3 +359,16 @@ def test_an_operating_system_error_is_one_line(tmp_path, monkeypatch):
     result = build(tmp_path, "--max-nodata", "0.5")
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert "Error: No space left on device: " in result.output and "manifest.jsonl" in result.output
+
+
+def test_a_truncated_reference_is_one_line_naming_it(tmp_path):
+    """A reference cut short fails where a sample first reads its missing part: one
+    line naming it with GDAL's words (it was rasterio's 'Read failed. See previous
+    exception for details.' alone); the samples written before it stay whole."""
+    ref = mercator_reference(tmp_path / "ref3857.tif")
+    with open(ref, "r+b") as file:
+        file.truncate(ref.stat().st_size * 6 // 10)
+    result = build(tmp_path, refs=[ref])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "reading reference ref3857.tif failed: " in result.output, result.output
+    assert "previous exception" not in result.output

@@ -442,3 +442,20 @@ def test_check_complete_finds_a_missing_block_unless_sparse_files_were_asked_for
     check_complete(sparse, sparse, sparse_ok=True)
     with pytest.raises(OutputError, match="block 1,0 of band 1 is missing"):
         check_complete(sparse, sparse)
+
+
+@pytest.mark.parametrize("damaged", ["scene", "reference"])
+def test_a_truncated_input_is_one_line_naming_it(tmp_path, weights, damaged):
+    """A file cut short (a download that stopped): planning reads pixels for its
+    statistics, and rasterio's 'Read failed. See previous exception for details.'
+    came out as the whole message, naming neither the file nor what failed."""
+    scene = lr_scene(tmp_path / "scene.tif")
+    ref = mercator_reference(tmp_path / "ref.tif")
+    cut = scene if damaged == "scene" else ref
+    with open(cut, "r+b") as file:
+        file.truncate(cut.stat().st_size * 6 // 10)
+    result = run_sr(scene, tmp_path / "o.tif", weights, ref=ref)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert f"reading {damaged} {cut.name} failed: " in result.output
+    assert "previous exception" not in result.output
+    assert not (tmp_path / "o.tif").exists() and not list(tmp_path.glob(".o.tif*"))

@@ -103,6 +103,19 @@ def test_evaluate_bad_folder_is_one_line(tmp_path):
     assert result.exit_code == 1 and "expected HR/, LR/ and Ref/" in result.output
 
 
+def test_an_image_cut_short_is_one_line_naming_it(tmp_path):
+    """PIL's 'image file is truncated' was the whole message: which of the data set's
+    files it was, it did not say."""
+    folder = make_refsr_folder(tmp_path / "data", count=2)
+    cut = sorted((folder / "HR").iterdir())[1]
+    with open(cut, "r+b") as file:
+        file.truncate(cut.stat().st_size // 2)
+    args = ["evaluate", str(folder), "--weights", str(_tiny_weights(tmp_path)), "--device", "cpu"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert f"reading image {cut} failed: image file is truncated" in result.output, result.output
+
+
 def test_an_interrupted_evaluation_reports_the_images_it_scored(tmp_path, monkeypatch):
     """Ctrl-C (or SIGTERM) during a long evaluation: the images scored so far are
     printed and written, marked incomplete, and the exit status says it stopped."""
