@@ -35,7 +35,7 @@ from rrsgan_geo.model import SCALE, RRSNet
 from rrsgan_geo.output import StreamingGeoTIFF, tiled_profile
 from rrsgan_geo.planning import SROptions, SRPlan
 from rrsgan_geo.rasters import band_validity
-from rrsgan_geo.sources import ReferenceSpec, Strip, TileReader
+from rrsgan_geo.sources import BLOCKWISE_WARPING, ReferenceSpec, Strip, TileReader
 from rrsgan_geo.tiling import RowBandBlender, Tile, TileLayout
 
 PREFETCH_BATCHES = 2
@@ -98,7 +98,7 @@ def super_resolve(
 ) -> SRReport:
     """Run the plan: references co-registered (unless turned off), then tiles row by
     row, blended, streamed to the output file."""
-    with rasterio.Env(**options.http.gdal_config()):
+    with rasterio.Env(**options.http.gdal_config(), **BLOCKWISE_WARPING):
         offsets: tuple[ReferenceOffset, ...] = ()
         if options.co_register and plan.references:
             plan, offsets = co_registered_plan(plan, options.http)
