@@ -35,6 +35,11 @@ from rrsgan_geo.scaling import ValueScaling
 from rrsgan_geo.tile_services import retried, tolerating_server_errors
 from rrsgan_geo.tiling import Tile, TileLayout
 
+MAX_SPLIT_REFERENCES = 4
+"""References a reader warps in column parts at most: a mosaic of many reference tiles
+keeps one VRT each, so that open files stay one per tile (a folder of hundreds of
+tiles would otherwise double them towards the process's limit)."""
+
 BLOCKWISE_WARPING = {"GDAL_VRT_WARP_USE_DATASET_RASTERIO": "NO"}
 """GDAL configuration for reading the reference views: every window warped block by
 block. Since GDAL 3.9 a WarpedVRT serves a request that spans its whole width through a
@@ -111,7 +116,9 @@ class TileReader:
     ) -> None:
         """`window`: the part of the scene processed (tile offsets are relative to it;
         context beyond it is read from the scene where the scene has it).
-        `column_parts`: threads that warp each reference side by side (`ColumnSplitView`)."""
+        `column_parts`: threads that warp each reference side by side (`ColumnSplitView`:
+        the reader's own and `column_parts - 1` helpers, shared by its references; up to
+        `MAX_SPLIT_REFERENCES` local references)."""
         self.scene_path = scene_path
         self.scene = rasterio.open(gdal_path(scene_path))
         self.scene_bands = scene_bands
@@ -124,16 +131,26 @@ class TileReader:
         )
         self.http = http or HttpOptions()
         self.warp_args = (scene_grid, layout)
-        self.column_parts = column_parts
-        self.references = [(spec, self._view(spec, spec.path)) for spec in references]
+        split = column_parts > 1 and len(references) <= MAX_SPLIT_REFERENCES
+        self.helpers = [
+            ThreadPoolExecutor(1, thread_name_prefix="rrsgan-warp")
+            for _ in range(column_parts - 1 if split else 0)
+        ]
         # Tile services seen tolerating server errors, opened on a first failure.
         self.lenient: dict[int, WarpedView | ColumnSplitView] = {}
         self.server_errors = 0
         """Strip reads of a tile service that still failed after the retries."""
+        self.references: list[tuple[ReferenceSpec, WarpedView | ColumnSplitView]] = []
+        try:
+            for spec in references:
+                self.references.append((spec, self._view(spec, spec.path)))
+        except BaseException:  # a reference that fails to open leaves nothing open
+            self.close()
+            raise
 
     def _view(self, spec: "ReferenceSpec", location: str) -> "WarpedView | ColumnSplitView":
-        parts = self.column_parts if spec.reads_in_parallel else 1
-        return spec.view(location, *self.warp_args, parts)
+        helpers = self.helpers if spec.reads_in_parallel else None
+        return spec.view(location, *self.warp_args, helpers)
 
     def read(self, tiles: list[Tile]) -> Strip:
         """The inputs of consecutive tiles of one tile row. A read that fails (a server
@@ -211,6 +228,8 @@ class TileReader:
     def close(self) -> None:
         for view in [*(view for _, view in self.references), *self.lenient.values()]:
             view.close()
+        for helper in self.helpers:
+            helper.shutdown()
         self.scene.close()
 
 
@@ -251,18 +270,22 @@ class ReferenceSpec:
         return warp_to_grid(source, padded, self.resampling)
 
     def view(
-        self, location: str, scene: RasterGrid, layout: TileLayout, column_parts: int = 1
+        self,
+        location: str,
+        scene: RasterGrid,
+        layout: TileLayout,
+        helpers: list[ThreadPoolExecutor] | None = None,
     ) -> "WarpedView | ColumnSplitView":
         """Open `location` (this reference, or a variant of it) on the padded SR grid, as
-        one view or as `column_parts` views warped side by side."""
+        one view, or with `helpers` as views warped side by side (`ColumnSplitView`)."""
 
         def open_view() -> WarpedView:
             source = rasterio.open(gdal_path(location))
             vrt = self.warped(source, scene, layout)
             return WarpedView(source, vrt, vrt.colorinterp[-1] == ColorInterp.alpha)
 
-        if column_parts > 1:
-            return ColumnSplitView.open(open_view, column_parts)
+        if helpers:
+            return ColumnSplitView.open(open_view, helpers)
         return open_view()
 
 
@@ -294,30 +317,31 @@ class ColumnSplitView:
     """One reference view warped by several threads side by side: each part is a
     WarpedVRT of the same grid that owns a fixed range of its columns, cut at the VRT's
     block edges, and a window is read as the parts it spans, concurrently. The first
-    part is read on the calling thread, the others each on a thread of their own.
+    part is read on the calling thread, the others each on a helper thread (the
+    reader's, shared by its references).
 
     Where strips are read one at a time (machines with few cores), this puts every core
     to the warping, the pipeline's largest cost: on 2 cores, a 2176^2 EPSG:3857 -> UTM
     view read in 4 strips took 0.15 s with one VRT and 0.09 s in two column halves.
-    Pixels do not change: GDAL warps a WarpedVRT block by block, so what a pixel gets
-    does not depend on which VRT reads it (tested against one view). Parts are cut at
-    fixed columns, not per window, so each VRT's block cache keeps the rows that the
-    next strip shares with this one, as a single VRT's does."""
+    Pixels do not change: every window is warped block by block (`BLOCKWISE_WARPING`),
+    so what a pixel gets does not depend on which VRT reads it (tested against one
+    view). Parts are cut at fixed columns, not per window, so each VRT's block cache
+    keeps the rows that the next strip shares with this one, as a single VRT's does."""
 
     parts: list[WarpedView]
     starts: list[int]
     """First column of each part; the last part runs to the view's right edge."""
     helpers: list[ThreadPoolExecutor]
-    """One thread per part after the first: its VRT is only ever used on that thread."""
+    """Part i > 0 is only ever used on helpers[i - 1]."""
 
     @classmethod
-    def open(cls, open_view: Callable[[], WarpedView], count: int) -> "ColumnSplitView":
-        """`count` parts, opened at once, each on the thread that will read it (a
-        thread's first GDAL open costs it 5-15 ms); fewer are kept where the view is
-        narrower than `count` blocks."""
-        helpers = [
-            ThreadPoolExecutor(1, thread_name_prefix="rrsgan-warp") for _ in range(count - 1)
-        ]
+    def open(
+        cls, open_view: Callable[[], WarpedView], helpers: list[ThreadPoolExecutor]
+    ) -> "ColumnSplitView":
+        """One part per helper and one more, opened at once, each on the thread that
+        will read it (a thread's first GDAL open costs it 5-15 ms); fewer are kept
+        where the view is narrower than that many blocks."""
+        count = len(helpers) + 1
         view = cls([], [], helpers)
         try:
             opening = [helper.submit(open_view) for helper in helpers]
@@ -330,12 +354,9 @@ class ColumnSplitView:
                 future.result()  # a helper's error, raised
             width, block = view.parts[0].vrt.width, view.parts[0].vrt.block_shapes[0][1]
             view.starts = sorted({round(width * i / count / block) * block for i in range(count)})
-            kept = len(view.starts)
-            for part in view.parts[kept:]:
+            for part in view.parts[len(view.starts) :]:
                 part.close()
-            for helper in helpers[kept - 1 :]:
-                helper.shutdown()
-            del view.parts[kept:], helpers[kept - 1 :]
+            del view.parts[len(view.starts) :]
         except BaseException:
             view.close()
             raise
@@ -370,5 +391,3 @@ class ColumnSplitView:
     def close(self) -> None:
         for part in self.parts:
             part.close()
-        for helper in self.helpers:
-            helper.shutdown()

@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import threading
 
 import numpy as np
 import pytest
@@ -18,7 +19,7 @@ from rrsgan_geo.pipeline import Generator, co_registered_plan, super_resolve
 from rrsgan_geo.pipeline import default_batch as pipeline_default_batch
 from rrsgan_geo.planning import SROptions, plan_sr
 from rrsgan_geo.planning import default_tile as pipeline_default_tile
-from rrsgan_geo.sources import TileReader
+from rrsgan_geo.sources import BLOCKWISE_WARPING, MAX_SPLIT_REFERENCES, TileReader, WarpedView
 from rrsgan_geo.tiling import TileLayout, fitted_tile
 from tests.conftest import REPO, SHARED
 from tests.rasters import lr_scene, mercator_reference, neon_path, write_raster
@@ -381,13 +382,36 @@ def test_a_reference_warped_in_column_parts_reads_what_one_view_reads(tmp_path):
         strips = [plan.layout.tiles_in_row(row) for row in range(plan.layout.rows)]
         strips += [plan.layout.tiles_in_row(2)[:2], plan.layout.tiles_in_row(3)[3:5]]
         for tiles in strips:
-            one, split = (readers[parts].read(tiles) for parts in (1, 3))
+            with rasterio.Env(**BLOCKWISE_WARPING):  # as `sr` reads
+                one, split = (readers[parts].read(tiles) for parts in (1, 3))
             assert 0.0 < one.ref_valid.mean() < 1.0 or len(tiles) < plan.layout.cols
             np.testing.assert_array_equal(split.ref, one.ref)
             np.testing.assert_array_equal(split.ref_valid, one.ref_valid)
     finally:
         for reader in readers.values():
             reader.close()
+
+
+def test_a_reader_shares_its_warp_threads_and_splits_few_references(tmp_path):
+    """The helper threads are the reader's, one per extra part whatever the number of
+    references; a mosaic of more than `MAX_SPLIT_REFERENCES` tiles keeps one VRT each
+    (open files stay one per tile); closing the reader ends its threads."""
+    scene = lr_scene(tmp_path / "scene.tif", factor=1)
+    refs = [mercator_reference(tmp_path / f"ref{i}.tif") for i in range(MAX_SPLIT_REFERENCES + 1)]
+    plan = plan_sr(scene, refs, tmp_path / "o.tif", SROptions(tile=64), 8)
+    specs = plan.references
+    args = (scene, plan.scene_bands, plan.scaling, plan.layout)
+    few = TileReader(*args, specs[:2], column_parts=3)
+    many = TileReader(*args, specs, column_parts=3)
+    try:
+        assert len(few.helpers) == 2
+        assert all(view.helpers is few.helpers for _, view in few.references)
+        assert many.helpers == []
+        assert all(isinstance(view, WarpedView) for _, view in many.references)
+    finally:
+        few.close()
+        many.close()
+    assert not [t for t in threading.enumerate() if t.name.startswith("rrsgan-warp")]
 
 
 def test_the_output_does_not_depend_on_how_the_reference_is_read(tmp_path, monkeypatch):
