@@ -6,7 +6,7 @@ that fails there costs minutes of it (the H200 session's first bar runs failed o
 runs there:
 `gpu_bars.sh` and `model_profile.py` with pyproj and pystac missing (model_profile
 with rasterio and shapely missing too), `gpu_window.sh` on a generated RRSSRD-style
-pair of dates, each in seconds."""
+pair of dates, each in seconds. The CPU pipeline benchmarks print their tables too."""
 
 import os
 import subprocess
@@ -106,3 +106,22 @@ def test_gpu_window_trains_exports_and_scores(tmp_path):
     assert again.returncode != 0
     assert "holds a run already" in again.stdout + again.stderr
     assert not (tmp_path / "again" / "eval.json").exists()
+
+
+def test_the_pipeline_benchmarks_print_their_tables(tmp_path):
+    """`sr_bench.py --pipeline-only` ends with the ratio the CPU bar reads, and
+    `pipeline_profile.py` gives each part's wall and CPU time, on a small scene."""
+    env = _environment(tmp_path)
+    env["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [str(ROOT / "benchmarks"), env.get("PYTHONPATH")])
+    )
+    size = ["--width", "96", "--repeats", "1"]
+    bench = _run(
+        [sys.executable, "benchmarks/sr_bench.py", "--pipeline-only", "--heights", "96", *size], env
+    )
+    assert bench.strip().splitlines()[-1].startswith("pipeline/floor ratio ")
+    profile = _run([sys.executable, "benchmarks/pipeline_profile.py", "--height", "96", *size], env)
+    assert "| part | thread | wall s (last run) | CPU s (its thread) |" in profile
+    warp = next(line for line in profile.splitlines() if line.startswith("| warp reference |"))
+    wall, cpu = (float(cell) for cell in warp.strip("|").split("|")[2:4])
+    assert wall > 0 and cpu > 0
