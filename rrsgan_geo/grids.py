@@ -43,7 +43,7 @@ class RasterGrid:
 
     def centre(self) -> tuple[float, float]:
         """The grid's centre, in its CRS."""
-        return self.transform * (self.width / 2, self.height / 2)
+        return self.transform @ (self.width / 2, self.height / 2)
 
     def pixel_size_in(self, crs: CRS, at: tuple[float, float]) -> float:
         """The side of this grid's pixel at point `at` (given in `crs`), measured in

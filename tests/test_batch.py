@@ -127,7 +127,7 @@ def test_a_scene_no_given_reference_meets_says_so(workspace):
     far.mkdir()
     with rasterio.open(tmp_path / "scenes" / "scene_a.tif") as scene:
         data, transform, crs = scene.read(), scene.transform, scene.crs
-    write_raster(far / "far.tif", data, crs, Affine.translation(10_000, 0) * transform)
+    write_raster(far / "far.tif", data, crs, Affine.translation(10_000, 0) @ transform)
     reason = "none of the 2 references given meets this scene; pass --allow-missing-ref"
     for extra in ((), ("--dry-run",)):
         args = batch_args(tmp_path, weights, tmp_path / "out", *extra, scenes=[str(far)])
