@@ -362,10 +362,6 @@ class ColumnSplitView:
             raise
         return view
 
-    @property
-    def alpha(self) -> bool:
-        return self.parts[0].alpha
-
     def read(self, bands: tuple[int, ...], window: Window) -> tuple[np.ndarray, np.ndarray]:
         """As `WarpedView.read`: the parts `window` spans, read at once and joined."""
         left, right = int(window.col_off), int(window.col_off + window.width)
