@@ -148,3 +148,19 @@ def test_the_sampled_formulation_equals_torchvision_with_its_gradients():
         torch.testing.assert_close(
             sampled_deform_conv2d(**inputs), expected.detach(), rtol=1e-4, atol=1e-4
         )
+
+
+def test_inference_without_gradients_gives_the_training_path_values_to_the_bit():
+    """Without gradients the layer writes the sampling grid in place and masks the
+    samples in place; the values are the ones the autograd path computes."""
+    torch.manual_seed(4)
+    layer = SeparateOffsetDeformConv(CHANNELS, GROUPS)
+    with torch.no_grad():
+        layer.conv_offset_mask.weight.normal_(std=0.3)
+        layer.conv_offset_mask.bias.normal_()
+    x, features = torch.randn(2, CHANNELS, 11, 7), torch.randn(2, CHANNELS, 11, 7)
+    trained = layer(x, features)
+    with torch.no_grad():
+        inferred = layer(x, features)
+    assert trained.requires_grad and not inferred.requires_grad
+    assert torch.equal(trained.detach(), inferred)
