@@ -5,7 +5,8 @@ the overlap that neighbouring tiles share is read and warped once rather than pe
 The LR is read from a scene virtually padded by reflection at its edges, so every tile
 sees the same context a whole-scene pass would. The reference is never loaded whole:
 a WarpedVRT brings it onto the (padded) SR grid by coordinates and each strip reads its
-window of it, with a validity mask.
+window of it, with a validity mask, always block by block (`BLOCKWISE_WARPING`), and on
+machines with few cores in column parts warped side by side (`ColumnSplitView`).
 """
 
 import concurrent.futures
