@@ -22,11 +22,14 @@ from rrsgan_geo.host_memory import keep_freed_memory
 
 # (owner, attribute, label, thread): the parts timed. Reader parts run on the reader
 # pool; the others on the main thread (the writer compresses on its own thread, inside
-# "write rows" waits and "close output").
+# "write rows" waits and "close output"). "VRT reads" sums every WarpedVRT read on
+# every thread: the reader's helper threads warp the other column parts, and
+# co-registration reads its windows on the main thread.
 PARTS = (
     (pipeline, "co_registered_plan", "co-registration (before the run)", "main"),
     (sources, "_read_reflected", "read scene", "readers"),
     (sources.TileReader, "_read_references", "warp reference", "readers"),
+    (sources.WarpedView, "read", "VRT reads, all threads (co-registration too)", "all"),
     (pipeline._Prefetcher, "_next", "wait for a strip", "main"),
     (pipeline, "model_inputs", "degradations (LR_UX4, Ref_DUX4)", "main"),
     (pipeline, "_blend_strip", "blend tiles", "main"),
