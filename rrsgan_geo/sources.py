@@ -102,7 +102,10 @@ class Strip:
 
 
 class TileReader:
-    """Reads strips of tiles. Holds its own dataset handles: use one per thread."""
+    """Reads strips of tiles. Holds its own dataset handles: use one per thread. Read
+    under GDAL's `BLOCKWISE_WARPING` configuration, as `pipeline.super_resolve` sets it
+    with the HTTP options: without it a strip that spans the whole view is warped by
+    another path and reads different pixels."""
 
     def __init__(
         self,
