@@ -8,11 +8,16 @@ runs there:
 with rasterio and shapely missing too), `gpu_window.sh` on a generated RRSSRD-style
 pair of dates, each in seconds. The CPU pipeline benchmarks print their tables too."""
 
+import importlib.util
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import torch
+import torch.nn.functional as F
+
+from rrsgan_geo.degradation import downsample_4x, upsample_4x
 from tests.folders import make_refsr_folder
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -125,3 +130,51 @@ def test_the_pipeline_benchmarks_print_their_tables(tmp_path):
     warp = next(line for line in profile.splitlines() if line.startswith("| warp reference |"))
     wall, cpu = (float(cell) for cell in warp.strip("|").split("|")[2:4])
     assert wall > 0 and cpu > 0
+
+
+def _load_benchmark(name: str):
+    """A benchmark script as a module, for its functions."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_oracle_finds_a_shifted_copy_and_never_does_harm():
+    """On an image whose sides are not whole blocks: the HR itself, 2 px down and 1 px
+    left, is found again (error nearly gone where the copy holds), and unrelated detail
+    never raises any block's error."""
+    oracle_transfer = _load_benchmark("reference_oracle").oracle_transfer
+    generator = torch.Generator().manual_seed(0)
+    hr = torch.rand(1, 3, 72, 88, generator=generator)
+    base = upsample_4x(downsample_4x(hr))
+    shifted = torch.roll(hr, (2, -1), (2, 3))
+    copied = oracle_transfer(base, shifted, hr, block=32, reach=3)
+    inner = (..., slice(4, -4), slice(4, -4))  # rolled-in rows and columns lie outside
+    assert (copied - hr)[inner].abs().mean() < 0.2 * (base - hr)[inner].abs().mean()
+    unrelated = torch.rand(1, 3, 72, 88, generator=generator)
+    fitted = oracle_transfer(base, unrelated, hr, block=32, reach=3)
+    per_block = lambda image: F.avg_pool2d(((image - hr) ** 2).sum(1), 32, ceil_mode=True)  # noqa: E731
+    assert (per_block(fitted) <= per_block(base) + 1e-7).all()
+
+
+def test_the_reference_oracle_prints_its_table(tmp_path):
+    data = tmp_path / "rrssrd_val"
+    for date in ("val_1st", "val_2nd"):
+        make_refsr_folder(data / date, count=3)
+    command = [sys.executable, "benchmarks/reference_oracle.py", str(data / "val_1st")]
+    output = _run([*command, str(data / "val_2nd"), "--device", "cpu"], _environment(tmp_path))
+    rows = {
+        line.split("|")[1].strip(): line.split("|")[2:6]
+        for line in output.splitlines()
+        if line.startswith("| ") and not line.startswith("| reference")
+    }
+    assert set(rows) == {
+        "data's reference",
+        "other date's HR",
+        "truth as reference",
+        "another place (bias)",
+    }
+    assert all(cells[0].strip() == "6" for cells in rows.values())
+    truth_ceiling = float(rows["truth as reference"][3])
+    assert truth_ceiling > 1.0  # the truth's detail, found and fitted, pays off
