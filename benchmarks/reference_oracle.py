@@ -26,17 +26,17 @@ as reference (`evaluate`'s). References are co-registered first, as `sr` and
 import argparse
 from collections.abc import Callable
 from pathlib import Path
+from statistics import fmean
 
 import torch
 import torch.nn.functional as F
 
-from rrsgan_geo.data import RefSRDataset, find_samples, split_samples
+from rrsgan_geo.data import RefSRDataset
 from rrsgan_geo.degradation import down_up_4x
 from rrsgan_geo.devices import resolve_device
+from rrsgan_geo.evaluation import truth_reference
 from rrsgan_geo.metrics import Scorer
-from rrsgan_geo.reference_synthesis import TRUTH_AS_REFERENCE, synthesize
-from rrsgan_geo.registration import co_registered
-from rrsgan_geo.training import load_config
+from rrsgan_geo.training import scored_samples
 from rrsgan_geo.weight_files import load_generator, shipped_weights_path
 
 REFERENCES = ("data's reference", "other date's HR", "truth as reference", "another place (bias)")
@@ -95,8 +95,7 @@ def _other_place(data: RefSRDataset, index: int) -> int | None:
 
 def _references(data: RefSRDataset, index: int, item: dict) -> dict[str, torch.Tensor]:
     """Each reference this sample has, 1 x 3 x H x W, co-registered as `evaluate` does."""
-    hr, lr_ux4 = item["HR"], item["LR_UX4"]
-    truth = co_registered(lr_ux4[0], synthesize(hr[0], TRUTH_AS_REFERENCE))[0][None]
+    truth = truth_reference(item["HR"], item["LR_UX4"], data.co_register)
     references = {REFERENCES[0]: item["Ref"], REFERENCES[2]: truth}
     if data.other_dates[index]:
         other = data.other_date_reference(index, data.other_dates[index][0])
@@ -130,10 +129,6 @@ def measure(
     return gains
 
 
-def _mean(values: list[float]) -> float:
-    return sum(values) / len(values)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("data_dirs", nargs="+", type=Path)
@@ -144,13 +139,7 @@ def main() -> None:
     parser.add_argument("--block", type=int, default=32, help="Output px per fitted block.")
     parser.add_argument("--reach", type=int, default=3, help="Largest shift tried (output px).")
     args = parser.parse_args()
-    if args.held_out is None:
-        samples = [s for folder in args.data_dirs for s in find_samples(folder)]
-    else:
-        config = load_config(args.held_out)
-        samples = split_samples(
-            args.data_dirs, config.val_fraction, config.split_block, config.seed
-        )[1]
+    samples = scored_samples(args.data_dirs, args.held_out)
     samples = samples[: args.limit] if args.limit else samples
     device = resolve_device(args.device)
     model, weight_file = load_generator(args.weights or shipped_weights_path(device.type))
@@ -171,8 +160,8 @@ def main() -> None:
     for name, values in gains.items():
         if not values["model"]:
             continue
-        model_gain, oracle_gain = _mean(values["model"]), _mean(values["oracle"])
-        ceiling = f"{oracle_gain - _mean(bias):+.3f}" if bias and name != REFERENCES[3] else "-"
+        model_gain, oracle_gain = fmean(values["model"]), fmean(values["oracle"])
+        ceiling = f"{oracle_gain - fmean(bias):+.3f}" if bias and name != REFERENCES[3] else "-"
         count = len(values["model"])
         print(f"| {name} | {count} | {model_gain:+.3f} | {oracle_gain:+.3f} | {ceiling} |")
     print("gains in RGB PSNR over the model without a reference, authors' protocol")

@@ -16,7 +16,6 @@ from rrsgan_geo.cli.options import (
     weights_option,
     write_json,
 )
-from rrsgan_geo.errors import InputError
 
 
 @click.command(name="evaluate")
@@ -63,21 +62,13 @@ def evaluate_command(
       rrsgan-geo evaluate rrssrd/val_1st rrssrd/val_2nd \\
           --held-out examples/train/rrsnet_compact_coreg_cpu_10.yaml --json eval.json
     """
-    from rrsgan_geo.data import RefSRDataset, find_samples, split_samples
+    from rrsgan_geo.data import RefSRDataset
     from rrsgan_geo.devices import resolve_device
     from rrsgan_geo.evaluation import OTHER_DATE, evaluate, summarise
-    from rrsgan_geo.training import load_config
+    from rrsgan_geo.training import scored_samples
     from rrsgan_geo.weight_files import load_generator, shipped_weights_path
 
-    if held_out is None:
-        samples = [s for folder in data_dirs for s in find_samples(folder)]
-    else:
-        config = load_config(held_out)
-        _, samples = split_samples(
-            list(data_dirs), config.val_fraction, config.split_block, config.seed
-        )
-        if not samples:
-            raise InputError(f"{held_out} holds out none of these samples")
+    samples = scored_samples(list(data_dirs), held_out)
     samples = samples[:limit] if limit else samples
     device = resolve_device(device)
     model, weight_file = load_generator(weights or shipped_weights_path(device.type))

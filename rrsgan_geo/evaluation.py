@@ -68,10 +68,7 @@ def evaluate(
     for index, sample in enumerate(data.samples):
         item = {k: v[None].to(device) for k, v in data[index].items()}
         lr, lr_ux4, hr = item["LR"], item["LR_UX4"], item["HR"]
-        truth_ref = synthesize(hr[0], TRUTH_AS_REFERENCE)
-        if data.co_register:
-            truth_ref = co_registered(lr_ux4[0], truth_ref)[0]
-        truth_ref = truth_ref[None]
+        truth_ref = truth_reference(hr, lr_ux4, data.co_register)
         outputs = {
             "model": generate(lr, lr_ux4, item["Ref"], item["Ref_DUX4"]),
             "model_no_ref": generate(lr, lr_ux4, lr_ux4, down_up_4x(lr_ux4)),
@@ -101,6 +98,16 @@ def evaluate(
         if on_sample is not None:
             on_sample(result)
     return scores
+
+
+def truth_reference(hr: torch.Tensor, lr_ux4: torch.Tensor, co_register: bool) -> torch.Tensor:
+    """The "truth as reference" of one sample (1 x 3 x H x W each): the HR shifted and
+    recoloured (`TRUTH_AS_REFERENCE`), moved onto the LR first when co-registering, as
+    every reference is."""
+    truth = synthesize(hr[0], TRUTH_AS_REFERENCE)
+    if co_register:
+        truth = co_registered(lr_ux4[0], truth)[0]
+    return truth[None]
 
 
 def summarise(scores: list[SampleScores]) -> dict[str, object]:

@@ -26,9 +26,9 @@ from torch.nn.parallel import DistributedDataParallel
 
 from rrsgan_geo.adversarial import AdversarialStage, LossWeights
 from rrsgan_geo.config_numbers import check_numbers
-from rrsgan_geo.data import ReferenceConfig, RefSRDataset, split_samples
+from rrsgan_geo.data import ReferenceConfig, RefSRDataset, Sample, find_samples, split_samples
 from rrsgan_geo.devices import PRECISIONS, to_device
-from rrsgan_geo.errors import ConfigError
+from rrsgan_geo.errors import ConfigError, InputError
 from rrsgan_geo.evaluation import evaluate, summarise
 from rrsgan_geo.files import published_when_done
 from rrsgan_geo.model import GeneratorConfig, RRSNet
@@ -141,6 +141,19 @@ def load_config(path: str | Path) -> TrainConfig:
         )
     except TypeError as error:
         raise ConfigError(f"{path}: {error}") from None
+
+
+def scored_samples(folders: list[Path], held_out: Path | None = None) -> list[Sample]:
+    """The samples to score in `folders` (`evaluate`, `benchmarks/reference_oracle.py`):
+    all of them, or with `held_out` (a training config) only the places its split
+    held out from training, split exactly as training split them."""
+    if held_out is None:
+        return [sample for folder in folders for sample in find_samples(folder)]
+    config = load_config(held_out)
+    _, samples = split_samples(folders, config.val_fraction, config.split_block, config.seed)
+    if not samples:
+        raise InputError(f"{held_out} holds out none of these samples")
+    return samples
 
 
 def portable_name(path: Path) -> str:
