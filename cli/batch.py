@@ -197,7 +197,11 @@ def _print_notes(result: SceneResult) -> None:
 def _detail(result: SceneResult) -> str:
     if result.status == "done":
         coverage = result.report.pixel_coverage
-        return f"{result.seconds:.1f} s, reference on {coverage:.0%} of pixels"
+        blur = result.report.scene_blur
+        return (
+            f"{result.seconds:.1f} s, reference on {coverage:.0%} of pixels, "
+            f"scene blur {blur.sigma:.2f} ({blur.source})"
+        )
     if result.status == "planned":
         plan = result.plan
         return (
@@ -220,6 +224,7 @@ def _record(result: SceneResult) -> dict:
         "references": list(plan.ref_paths) if plan else None,
         "reference_coverage": report.pixel_coverage if report else None,
         "reference_offsets": [asdict(o) for o in report.reference_offsets] if report else [],
+        "scene_blur": report.scene_blur.record() if report else None,
         "notes": list(plan.notes) if plan else [],
     }
 

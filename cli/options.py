@@ -231,6 +231,19 @@ def processing_options(command: Callable) -> Callable:
                 "put it.",
             ),
             click.option(
+                "--scene-blur",
+                default="auto",
+                show_default=True,
+                metavar="auto|none|SIGMA|mtf:X",
+                help="How blurred the scene's pixels are: the model sharpens as much as the "
+                "scene needs and blurs the reference the same way before comparing them. "
+                "auto: measured on the co-registered reference (the reference blurred until "
+                "it is as sharp as the scene), else a middle default; none: bicubic-like LR "
+                "(a downsampled image, as in RRSSRD); SIGMA: the PSF's Gaussian sigma in "
+                "scene pixels; mtf:X: the sensor's system MTF at Nyquist, from its quality "
+                "reports.",
+            ),
+            click.option(
                 "--allow-missing-ref",
                 is_flag=True,
                 help="Run even where no reference exists (LR_UX4 stands in).",

@@ -275,6 +275,7 @@ def sr(
             **dataclasses.asdict(report),
             "output": str(report.output),
             "weights": {"file": generator.name, "sha256": generator.sha256},
+            "scene_blur": report.scene_blur.record(),
             "notes": list(plan.notes),  # what --quiet keeps off the console
         }
         write_json(json_path, summary)
@@ -291,6 +292,7 @@ def sr(
     pixel_size = (plan.sr_grid.transform.a, -plan.sr_grid.transform.e)
     for offset in report.reference_offsets:
         click.echo(f"co-registered {offset.describe(pixel_size)}")
+    click.echo(report.scene_blur.describe())
     if report.tile_server_errors:
         click.echo(
             f"warning: the tile service still failed after {options.http.retries} retries in "

@@ -20,6 +20,7 @@ from rrsgan_geo.inference import model_inputs
 from rrsgan_geo.locations import display_name
 from rrsgan_geo.model import LR_SIZE_MULTIPLE
 from rrsgan_geo.registration import MAX_SHIFT, Shift, estimate_shift
+from rrsgan_geo.scene_blur import BlurWindow, SceneBlur, estimate_scene_blur, lr_validity
 from rrsgan_geo.sources import ReferenceSpec, TileReader
 from rrsgan_geo.tiling import Tile, TileLayout
 
@@ -133,6 +134,31 @@ def _agreeing(shifts: list[Shift]) -> tuple[int, int, list[Shift]]:
     return rows, cols, [s for s in reliable if abs(s.rows - rows) <= 1 and abs(s.cols - cols) <= 1]
 
 
+def measure_scene_blur(reader: TileReader) -> SceneBlur:
+    """The scene's blur (`scene_blur`), measured on up to `SAMPLE_TILES` windows where
+    the (co-registered) references cover `_MIN_VALID` of the window, spread over the
+    scene as co-registration's are."""
+    windows: list[BlurWindow] = []
+    for tile in _candidate_tiles(reader.layout):
+        if len(windows) == SAMPLE_TILES:
+            break
+        strip = reader.read([tile])
+        if strip.ref is None or strip.is_empty(0) or strip.ref_valid.mean() < _MIN_VALID:
+            continue
+        valid = lr_validity(torch.from_numpy(strip.ref_valid))
+        if strip.lr_valid is not None:
+            valid &= torch.from_numpy(strip.lr_valid)
+        windows.append(BlurWindow(torch.from_numpy(strip.lr), torch.from_numpy(strip.ref), valid))
+    return estimate_scene_blur(windows)
+
+
+def measuring_layout(scene_size: tuple[int, int]) -> TileLayout | None:
+    """The windows co-registration and the blur estimate read: `MEASURE_TILE` LR px a
+    side (less in a smaller scene), no margin; None for a scene too small to measure."""
+    side = min(MEASURE_TILE, *scene_size) // LR_SIZE_MULTIPLE * LR_SIZE_MULTIPLE
+    return TileLayout(*scene_size, side, 0) if side else None
+
+
 def co_register(
     references: tuple[ReferenceSpec, ...],
     scene_size: tuple[int, int],
@@ -141,12 +167,11 @@ def co_register(
     """Each reference measured on its own and moved by its translation. `scene_size`:
     the LR (width, height) processed; `reader_for` opens the scene with one reference,
     read in windows of the given layout."""
-    side = min(MEASURE_TILE, *scene_size) // LR_SIZE_MULTIPLE * LR_SIZE_MULTIPLE
-    if side == 0:  # a scene too small to measure on
+    layout = measuring_layout(scene_size)
+    if layout is None:  # a scene too small to measure on
         return references, tuple(
             ReferenceOffset(display_name(s.path), 0, 0, 0, 0, 0.0) for s in references
         )
-    layout = TileLayout(*scene_size, side, 0)
     moved, offsets = [], []
     for spec in references:
         reader = reader_for(spec, layout)

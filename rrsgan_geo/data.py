@@ -25,7 +25,7 @@ from PIL import Image
 from torch.nn import functional as F
 
 from rrsgan_geo.config_numbers import check_numbers
-from rrsgan_geo.degradation import down_up_4x, upsample_4x
+from rrsgan_geo.degradation import upsample_4x
 from rrsgan_geo.errors import ConfigError, InputError
 from rrsgan_geo.model import SCALE
 from rrsgan_geo.reference_synthesis import (
@@ -36,6 +36,7 @@ from rrsgan_geo.reference_synthesis import (
     synthesize,
 )
 from rrsgan_geo.registration import co_registered
+from rrsgan_geo.sensor import BICUBIC, SensorModel, TrainingDraws, degrade, reference_dux4
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff"}
 SOURCES = ("real", "other_date", "synthetic", "none")
@@ -236,6 +237,9 @@ class CropPlan:
     source: str
     distortion: Distortion | None = None
     donor: tuple[int, int, int] | None = None  # (index, top, left) lending texture
+    sensor: SensorModel = BICUBIC
+    """How this sample's LR is made: BICUBIC keeps the data set's own LR."""
+    noise_seed: int = 0
 
 
 def _crop(
@@ -258,17 +262,26 @@ def _pad(image: np.ndarray, pad: int) -> torch.Tensor:
 class RefSRDataset(torch.utils.data.Dataset):
     """Five-tuples (LR, LR_UX4, Ref, Ref_DUX4, HR) in [0, 1], decoded once and kept."""
 
-    def __init__(self, samples: list[Sample], co_register: bool = True) -> None:
+    def __init__(
+        self, samples: list[Sample], co_register: bool = True, sensor: SensorModel = BICUBIC
+    ) -> None:
         """`co_register`: move each real reference and each other date's HR onto the
         sample by the translation phase correlation finds (`registration`), as `sr`
-        does with a reference; synthetic references are moved the same way per crop."""
+        does with a reference; synthetic references are moved the same way per crop.
+        `sensor`: whole samples' LR (validation, evaluation) is made from the HR by this
+        sensor model (noise seeded by the sample's position), not read from LR/; the
+        references are then degraded the same way (`sensor.reference_dux4`)."""
         self.samples = samples
+        self.sensor = sensor
         self.images = [(_read_rgb(s.lr), _read_rgb(s.ref), _read_rgb(s.hr)) for s in samples]
-        for sample, (lr, ref, hr) in zip(samples, self.images, strict=True):
+        for index, (sample, (lr, ref, hr)) in enumerate(zip(samples, self.images, strict=True)):
             if hr.shape != ref.shape or hr.shape[:2] != (SCALE * lr.shape[0], SCALE * lr.shape[1]):
                 raise InputError(
                     f"{sample.folder}/*/{sample.hr.name}: HR, Ref and 4x LR sizes differ"
                 )
+            if not sensor.is_bicubic:
+                made = degrade(_to_tensor(hr)[None], sensor, seed=index)[0]
+                self.images[index] = (_to_uint8(made), ref, hr)
         # The same place on other dates: same file name, another folder, same size.
         by_name: dict[str, list[int]] = {}
         for index, sample in enumerate(samples):
@@ -334,7 +347,7 @@ class RefSRDataset(torch.utils.data.Dataset):
             "LR": lr[0],
             "LR_UX4": upsample_4x(lr)[0],
             "Ref": ref[0],
-            "Ref_DUX4": down_up_4x(ref)[0],
+            "Ref_DUX4": reference_dux4(ref, self.sensor)[0],
             "HR": hr[0],
         }
 
@@ -347,9 +360,16 @@ class RefSRDataset(torch.utils.data.Dataset):
         return index, top, left
 
     def plan(
-        self, lr_crop: int, generator: torch.Generator, reference: ReferenceConfig, step: int
+        self,
+        lr_crop: int,
+        generator: torch.Generator,
+        reference: ReferenceConfig,
+        step: int,
+        degradation: TrainingDraws | None = None,
     ) -> CropPlan:
-        """Draw one sample: image, crop, flips, reference source and its distortion."""
+        """Draw one sample: image, crop, flips, reference source and its distortion,
+        and with `degradation` the sensor model that makes its LR (drawn last, so that
+        without it the draws are those of earlier versions)."""
         index, top, left = self._draw_crop(lr_crop, generator)
         flip_h, flip_v, rotate = (torch.rand(3, generator=generator) < 0.5).tolist()
         probabilities = torch.tensor(reference.probabilities(step), dtype=torch.float64)
@@ -364,19 +384,33 @@ class RefSRDataset(torch.utils.data.Dataset):
         elif source == "synthetic":
             distortion = draw_distortion(reference.synthetic_at(step), generator)
             donor = self._draw_crop(lr_crop, generator)
-        return CropPlan(index, top, left, flip_h, flip_v, rotate, source, distortion, donor)
+        sensor, noise_seed = BICUBIC, 0
+        if degradation is not None:
+            sensor = degradation.draw(generator)
+            noise_seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
+        return CropPlan(
+            index, top, left, flip_h, flip_v, rotate, source, distortion, donor, sensor, noise_seed
+        )
 
     def build(
         self, plans: list[CropPlan], lr_crop: int, device: torch.device | str = "cpu"
     ) -> dict[str, torch.Tensor]:
-        """The batch for `plans`: context crops cut on the CPU, degraded on `device`."""
+        """The batch for `plans`: context crops cut on the CPU, degraded on `device`.
+        A plan's sensor model makes its LR from the HR crop with its context (BICUBIC
+        keeps the data set's LR); its reference is degraded the same way, and `blur`
+        holds each sample's `SensorModel.blur_code`."""
         device = torch.device(device)
         padded = self._padded
-        lr = torch.stack(
-            [_crop(padded[p.index][0], (p.top, p.left), 1, lr_crop, device) for p in plans]
-        )
         hr = torch.stack(
             [_crop(padded[p.index][2], (p.top, p.left), SCALE, lr_crop, device) for p in plans]
+        )
+        lr = torch.stack(
+            [
+                _crop(padded[p.index][0], (p.top, p.left), 1, lr_crop, device)
+                if p.sensor.is_bicubic
+                else degrade(hr[k : k + 1], p.sensor, p.noise_seed)[0].to(device)
+                for k, p in enumerate(plans)
+            ]
         )
         lr_ux4 = upsample_4x(lr)
         refs = []
@@ -397,18 +431,23 @@ class RefSRDataset(torch.utils.data.Dataset):
             else:
                 refs.append(lr_ux4[k])
         ref = torch.stack(refs)
+        ref_dux4 = torch.cat(
+            [reference_dux4(ref[k : k + 1], plan.sensor) for k, plan in enumerate(plans)]
+        )
         c, s = CONTEXT_LR, SCALE * CONTEXT_LR
         batch = {
             "LR": lr[..., c:-c, c:-c],
             "LR_UX4": lr_ux4[..., s:-s, s:-s],
             "Ref": ref[..., s:-s, s:-s],
-            "Ref_DUX4": down_up_4x(ref)[..., s:-s, s:-s],
+            "Ref_DUX4": ref_dux4[..., s:-s, s:-s],
             "HR": hr[..., s:-s, s:-s],
         }
-        return {
+        augmented = {
             key: torch.stack([_augment(image[k], plan) for k, plan in enumerate(plans)])
             for key, image in batch.items()
         }
+        blur = torch.tensor([plan.sensor.blur_code for plan in plans], device=device)
+        return {**augmented, "blur": blur}
 
     def batch(
         self,
@@ -420,6 +459,7 @@ class RefSRDataset(torch.utils.data.Dataset):
         rank: int = 0,
         world_size: int = 1,
         device: torch.device | str = "cpu",
+        degradation: TrainingDraws | None = None,
     ) -> dict[str, torch.Tensor]:
         """This rank's share of the global training batch of `step`.
 
@@ -433,7 +473,7 @@ class RefSRDataset(torch.utils.data.Dataset):
         plans = []
         for k in range(rank * share, (rank + 1) * share):
             generator = torch.Generator().manual_seed((seed * 1_000_003 + step) * 65_537 + k)
-            plans.append(self.plan(lr_crop, generator, reference, step))
+            plans.append(self.plan(lr_crop, generator, reference, step, degradation))
         return self.build(plans, lr_crop, device)
 
 

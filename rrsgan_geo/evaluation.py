@@ -7,8 +7,12 @@ bicubic (LR_UX4 itself). Where the data holds the same place on another date (RR
 val_1st and val_2nd), also the model with that date's HR as reference (`OTHER_DATE`).
 Each is scored by PSNR and SSIM on RGB (the authors' released protocol) and on Y (as
 later RefSR papers report), 4-pixel border, 8-bit images (`metrics.py`). Also the
-consistency of the SR image: its 4x downsampling against the LR (RGB PSNR, 1-pixel
-border), which should be high for a faithful super-resolution.
+consistency of the SR image: degraded 4x as the scene is, against the LR (RGB PSNR,
+1-pixel border), which should be high for a faithful super-resolution.
+
+The LR is the data set's own (bicubic) or made from the HR by a sensor model
+(`RefSRDataset.sensor`, `sensor.EVALUATION_SENSOR` for `evaluate --degradation
+sensor`); the model is told each sample's blur as `sr` would be (`scene_blur`).
 """
 
 from collections.abc import Callable
@@ -17,12 +21,13 @@ from dataclasses import asdict, dataclass
 import torch
 
 from rrsgan_geo.data import RefSRDataset
-from rrsgan_geo.degradation import down_up_4x, downsample_4x
 from rrsgan_geo.metrics import Scorer, psnr
 from rrsgan_geo.model import RRSNet
 from rrsgan_geo.reference_synthesis import TRUTH_AS_REFERENCE, synthesize
 from rrsgan_geo.registration import co_registered
+from rrsgan_geo.scene_blur import BlurWindow, SceneBlur, estimate_scene_blur, given_scene_blur
 from rrsgan_geo.self_ensemble import ensembled
+from rrsgan_geo.sensor import optics, reference_dux4
 
 METHODS = ("model", "model_no_ref", "model_truth_ref", "bicubic")
 OTHER_DATE = "model_other_date_ref"
@@ -45,6 +50,8 @@ class SampleScores:
     psnr_y: dict[str, float]
     ssim_y: dict[str, float]
     lr_consistency_psnr: float
+    scene_blur: float = 0.0
+    """The blur code the model was told (`sensor.SensorModel.blur_code`)."""
 
 
 @torch.no_grad()
@@ -55,34 +62,45 @@ def evaluate(
     on_sample: Callable[[SampleScores], None] | None = None,
     views: int = 1,
     other_dates: bool = True,
+    scene_blur: str | None = "auto",
 ) -> list[SampleScores]:
     """Score every sample; `views` > 1 scores the model as a geometric self-ensemble
     (`self_ensemble`), as `sr --self-ensemble` runs it. `other_dates`: also score
-    `OTHER_DATE` where a sample has another date (one more model run for each)."""
+    `OTHER_DATE` where a sample has another date (one more model run for each).
+    `scene_blur`: what the model is told of each sample's blur, as `sr --scene-blur`
+    takes it (`auto`: measured on the sample's own reference, as `sr` measures it);
+    None: the data's true sensor model (`data.sensor`), as training validates. Every
+    reference is blurred by that model before the generator compares it with the LR."""
     model = model.to(device).eval()
+    given = None if scene_blur is None else given_scene_blur(scene_blur)
 
-    def generate(*inputs: torch.Tensor) -> torch.Tensor:
-        return ensembled(lambda view: model(*view), inputs, views)
+    def generate(lr, lr_ux4, ref, blur: SceneBlur) -> torch.Tensor:
+        inputs = (lr, lr_ux4, ref, reference_dux4(ref, blur.sensor))
+        return ensembled(lambda view: model(*view, blur=blur.sigma), inputs, views)
 
     scores = []
     for index, sample in enumerate(data.samples):
         item = {k: v[None].to(device) for k, v in data[index].items()}
         lr, lr_ux4, hr = item["LR"], item["LR_UX4"], item["HR"]
         truth_ref = truth_reference(hr, lr_ux4, data.co_register)
+        blur = sample_blur(scene_blur, given, data, lr, item["Ref"])
         outputs = {
-            "model": generate(lr, lr_ux4, item["Ref"], item["Ref_DUX4"]),
-            "model_no_ref": generate(lr, lr_ux4, lr_ux4, down_up_4x(lr_ux4)),
-            "model_truth_ref": generate(lr, lr_ux4, truth_ref, down_up_4x(truth_ref)),
+            "model": generate(lr, lr_ux4, item["Ref"], blur),
+            "model_no_ref": generate(lr, lr_ux4, lr_ux4, blur),
+            "model_truth_ref": generate(lr, lr_ux4, truth_ref, blur),
             "bicubic": lr_ux4,
         }
         others = data.other_dates[index] if other_dates else []
         if others:
             other_ref = data.other_date_reference(index, others[0]).to(device)[None]
-            outputs[OTHER_DATE] = generate(lr, lr_ux4, other_ref, down_up_4x(other_ref))
+            outputs[OTHER_DATE] = generate(lr, lr_ux4, other_ref, blur)
         outputs = {k: v.clamp(0, 1)[0].cpu() for k, v in outputs.items()}
         hr = hr[0].cpu()
         consistency = psnr(
-            downsample_4x(outputs["model"][None])[0], lr[0].cpu(), crop_border=1, y_channel=False
+            optics(outputs["model"][None], blur.sensor)[0],
+            lr[0].cpu(),
+            crop_border=1,
+            y_channel=False,
         )
         scorer = Scorer(hr)  # the HR's planes and SSIM statistics, once per image
         result = SampleScores(
@@ -93,11 +111,29 @@ def evaluate(
             {k: scorer.psnr(v) for k, v in outputs.items()},
             {k: scorer.ssim(v) for k, v in outputs.items()},
             consistency,
+            blur.sigma,
         )
         scores.append(result)
         if on_sample is not None:
             on_sample(result)
     return scores
+
+
+def sample_blur(
+    scene_blur: str | None,
+    given: SceneBlur | None,
+    data: RefSRDataset,
+    lr: torch.Tensor,
+    reference: torch.Tensor,
+) -> SceneBlur:
+    """One sample's blur: the data's true one (`scene_blur` None), the one given, or
+    measured on the sample's reference over the whole image (1 x C x h x w LR)."""
+    if scene_blur is None:
+        return SceneBlur(data.sensor, "given")
+    if given is not None:
+        return given
+    valid = torch.ones(lr.shape[-2:], dtype=torch.bool)
+    return estimate_scene_blur([BlurWindow(lr[0].cpu(), reference[0].cpu(), valid)])
 
 
 def truth_reference(hr: torch.Tensor, lr_ux4: torch.Tensor, co_register: bool) -> torch.Tensor:
@@ -131,6 +167,7 @@ def summarise(scores: list[SampleScores]) -> dict[str, object]:
             for metric in ("psnr_rgb", "ssim_rgb", "psnr_y", "ssim_y")
         },
         "mean_lr_consistency_psnr": sum(s.lr_consistency_psnr for s in scores) / count,
+        "mean_scene_blur": sum(s.scene_blur for s in scores) / count,
         **_other_date_effect(scores),
         "per_sample": [asdict(s) for s in scores],
     }

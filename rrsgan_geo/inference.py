@@ -6,12 +6,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from rrsgan_geo.degradation import down_up_4x, upsample_4x
+from rrsgan_geo.degradation import upsample_4x
 from rrsgan_geo.devices import PRECISIONS, to_device
 from rrsgan_geo.errors import ConfigError
 from rrsgan_geo.model import SCALE, RRSNet
 from rrsgan_geo.model.deform import SeparateOffsetDeformConv
 from rrsgan_geo.self_ensemble import check_views, ensembled
+from rrsgan_geo.sensor import BICUBIC, SensorModel, reference_dux4
 from rrsgan_geo.sources import Strip
 
 AUTO_PRECISION = "auto"
@@ -49,12 +50,15 @@ def cpu_has_bf16_arithmetic() -> bool:
     return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
 
 
-def model_inputs(strip: Strip, device: torch.device) -> tuple[torch.Tensor, ...]:
+def model_inputs(
+    strip: Strip, device: torch.device, sensor: SensorModel = BICUBIC
+) -> tuple[torch.Tensor, ...]:
     """(LR, LR_UX4, Ref, Ref_DUX4) on `device` for the strip's tiles that have valid LR.
 
     The degradations run once over the whole strip, on the device, and each tile is a
     view of the result. LR_UX4 stands in where the reference is missing, which is what
-    the relevance attention was trained to cope with."""
+    the relevance attention was trained to cope with. Ref_DUX4 is the reference
+    blurred as the scene is (`sensor`, from `scene_blur`), back on the 4x grid."""
     lr = _on_device(strip.lr, device)[None]
     lr_ux4 = upsample_4x(lr)
     if strip.ref is None:
@@ -64,7 +68,7 @@ def model_inputs(strip: Strip, device: torch.device) -> tuple[torch.Tensor, ...]
     else:
         valid = _on_device(strip.ref_valid, device)
         ref = torch.where(valid, _on_device(strip.ref, device)[None], lr_ux4)
-    ref_dux4 = down_up_4x(ref)
+    ref_dux4 = reference_dux4(ref, sensor)
     return tuple(
         _tiles(images, strip, strip.kept, scale)
         for images, scale in ((lr, 1), (lr_ux4, SCALE), (ref, SCALE), (ref_dux4, SCALE))
@@ -103,6 +107,8 @@ class TileModel:
     each output as a 4th channel, so it is blended across tiles like the image."""
     views: int = 1
     """Rotated/mirrored views of each tile averaged (`self_ensemble`): 1, 2, 4 or 8."""
+    blur: float = 0.0
+    """The scene's blur code (`sensor.SensorModel.blur_code`), for models that take it."""
     oom_halvings: int = 0
     host_seconds: float = 0.0
     """Time in the model measured on the host: all of it on the CPU."""
@@ -184,7 +190,8 @@ class TileModel:
                 *(
                     t.to(self.device, non_blocking=True, memory_format=self.memory_format)
                     for t in view
-                )
+                ),
+                blur=self.blur,
             )
             if relevance:  # moved back and averaged with the image, as a 4th channel
                 output = torch.cat([output.float(), relevance.pop().float()[:, None]], dim=1)

@@ -25,9 +25,15 @@ import torch
 from rasterio.windows import Window
 
 from rrsgan_geo import __version__
-from rrsgan_geo.co_registration import ReferenceOffset, co_register
+from rrsgan_geo.co_registration import (
+    ReferenceOffset,
+    co_register,
+    measure_scene_blur,
+    measuring_layout,
+)
 from rrsgan_geo.devices import resolve_device
 from rrsgan_geo.diagnostic_maps import DiagnosticMaps
+from rrsgan_geo.errors import OutputError
 from rrsgan_geo.grids import on_sr_pixels
 from rrsgan_geo.inference import TileModel, model_inputs, resolve_precision
 from rrsgan_geo.locations import HttpOptions, display_name, gdal_path
@@ -35,6 +41,7 @@ from rrsgan_geo.model import SCALE, RRSNet
 from rrsgan_geo.output import StreamingGeoTIFF, tiled_profile
 from rrsgan_geo.planning import SROptions, SRPlan
 from rrsgan_geo.rasters import band_validity
+from rrsgan_geo.scene_blur import SceneBlur, default_scene_blur, given_scene_blur
 from rrsgan_geo.sources import BLOCKWISE_WARPING, ReferenceSpec, Strip, TileReader
 from rrsgan_geo.tiling import RowBandBlender, Tile, TileLayout
 
@@ -85,6 +92,8 @@ class SRReport:
     (those tiles were treated as missing reference)."""
     reference_offsets: tuple[ReferenceOffset, ...] = ()
     """What co-registration moved each reference by (empty without it)."""
+    scene_blur: SceneBlur | None = None
+    """The blur the model was told the scene has, and where it came from."""
 
 
 TileCallback = Callable[[int], None]
@@ -102,8 +111,25 @@ def super_resolve(
         offsets: tuple[ReferenceOffset, ...] = ()
         if options.co_register and plan.references:
             plan, offsets = co_registered_plan(plan, options.http)
-        report = _super_resolve(plan, generator, options, on_tiles)
+        scene_blur = resolve_scene_blur(plan, options)
+        report = _super_resolve(plan, generator, options, on_tiles, scene_blur)
     return dataclasses.replace(report, reference_offsets=offsets)
+
+
+def resolve_scene_blur(plan: SRPlan, options: SROptions) -> SceneBlur:
+    """The blur `options.scene_blur` names, or (`auto`) the one measured on the plan's
+    references (`co_registration.measure_scene_blur`), else the default."""
+    given = given_scene_blur(options.scene_blur)
+    if given is not None:
+        return given
+    layout = measuring_layout((plan.layout.width, plan.layout.height))
+    if not plan.references or layout is None:
+        return default_scene_blur("no reference" if layout else "a scene too small to measure")
+    reader = _tile_reader(plan, plan.references, options.http, layout)
+    try:
+        return measure_scene_blur(reader)
+    finally:
+        reader.close()
 
 
 def co_registered_plan(
@@ -145,6 +171,7 @@ def _super_resolve(
     generator: Generator,
     options: SROptions,
     on_tiles: TileCallback | None,
+    scene_blur: SceneBlur,
 ) -> SRReport:
     started = time.perf_counter()
     device = resolve_device(options.device)
@@ -154,6 +181,7 @@ def _super_resolve(
     layout = plan.layout
     batch_size = options.batch_size or default_batch(device)
     tags = _provenance_tags(plan, generator, options, str(device), batch_size)
+    tags["RRSGAN_SCENE_BLUR"] = json.dumps(scene_blur.record())
     maps = DiagnosticMaps(
         options.relevance_map,
         options.consistency_map,
@@ -169,6 +197,7 @@ def _super_resolve(
         batch_size,
         maps.with_relevance,
         views=options.self_ensemble,
+        blur=scene_blur.sigma,
     )
     bands = 4 if maps.with_relevance else 3  # the relevance is blended as a 4th band
     blender = RowBandBlender(layout, bands, device)
@@ -197,13 +226,18 @@ def _super_resolve(
             sr_tiles = None
             if strip.kept:
                 with _torch_threads(pipeline_threads):
-                    inputs = model_inputs(strip, device)
+                    inputs = model_inputs(strip, device, scene_blur.sensor)
                 sr_tiles = runner(inputs)
             with _torch_threads(pipeline_threads):
                 _blend_strip(strip, sr_tiles, blender, tally)
                 finished_row = blender.finish_row(row) if row_done else None
             if finished_row is not None:
                 top, finished = finished_row[0], finished_row[1].cpu().numpy()
+                if not np.isfinite(finished).all():
+                    raise OutputError(
+                        "the model's output is not finite (NaN or infinity) in rows from "
+                        f"{top}: the weights or the scaling are out of range; nothing written"
+                    )
                 lr_rows = _lr_rows(plan, scene, top, finished.shape[1])
                 lr_valid = band_validity(scene, plan.scene_bands, lr_rows)
                 unit = _scene_bands(finished[:3], plan)
@@ -236,6 +270,7 @@ def _super_resolve(
         runner.model_seconds,
         mean_relevance,
         sum(reader.server_errors for reader in prefetcher.readers),
+        scene_blur=scene_blur,
     )
 
 

@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from rrsgan_geo.scaling import UNIT_LIMIT
+
 if TYPE_CHECKING:
     from rrsgan_geo.planning import SRPlan
 
@@ -33,6 +35,17 @@ def plan_notes(plan: "SRPlan") -> tuple[str, ...]:
         for what, share, option in untagged
         if share >= UNTAGGED_ZEROS_NOTE
     ]
+    non_finite, clipped = plan.unusable_values
+    if non_finite:
+        notes.append(
+            f"{non_finite} of the scene's values are NaN or infinite: they are treated as "
+            "nodata (filled from their neighbours for the model, nodata in the output)"
+        )
+    if clipped:
+        notes.append(
+            f"{clipped} of the scene's values lie more than {UNIT_LIMIT:g} times the scaling's "
+            "range outside it and were clipped there: check --scale"
+        )
     sr_pixel = plan.sr_grid.pixel_size_in(plan.sr_grid.crs, plan.sr_grid.centre())
     notes += [
         f"reference {name}'s pixels are {size / sr_pixel:.1f}x the output's ({size:.3g} vs "

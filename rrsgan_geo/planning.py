@@ -47,7 +47,8 @@ from rrsgan_geo.rasters import (
     untagged_zeros,
 )
 from rrsgan_geo.references import COMMON_CRS, ReferenceIndex
-from rrsgan_geo.scaling import ValueScaling, choose_scaling
+from rrsgan_geo.scaling import ValueScaling, choose_scaling, count_unusable_values
+from rrsgan_geo.scene_blur import check_scene_blur
 from rrsgan_geo.self_ensemble import check_views
 from rrsgan_geo.sources import ReferenceSpec
 from rrsgan_geo.stac import is_stac, stac_hrefs
@@ -116,9 +117,13 @@ class SROptions:
     co_register: bool = True
     """Move each reference onto the scene by the translation phase correlation measures
     on a few windows of the scene (`co_registration`) before the run."""
+    scene_blur: str = "auto"
+    """How blurred the scene is (`scene_blur.given_scene_blur`): auto (measured on the
+    references), none (bicubic-like), a PSF sigma in LR px, or mtf:X."""
 
     def __post_init__(self) -> None:
         check_views(self.self_ensemble)  # before anything is read or written
+        check_scene_blur(self.scene_blur)
 
 
 @dataclass(frozen=True)
@@ -156,6 +161,9 @@ class SRPlan:
     notes: tuple[str, ...] = ()
     """What the user may want to change before trusting the output (`plan_notes`),
     measured once, before the run writes anything."""
+    unusable_values: tuple[int, int] = (0, 0)
+    """(NaN or infinite values, values clipped by the scaling) in the scene's bands
+    (`scaling.count_unusable_values`): the first are treated as nodata."""
 
     @property
     def accumulator_bytes(self) -> int:
@@ -211,7 +219,9 @@ def _plan_sr(
     if len({Path(path).resolve() for path in (output_path, *maps)}) != 1 + len(maps):
         raise OutputError("the output, --relevance-map and --consistency-map must differ")
     validate_creation_options(options.creation_options, options.cog)
-    tile = options.tile or default_tile(resolve_device(options.device))
+    tile = (
+        options.tile if options.tile is not None else default_tile(resolve_device(options.device))
+    )
     layout = TileLayout(0, 0, tile, margin)  # validates tile and margin early
     scene_path = declaring_nodata(scene_path, options.nodata, "scene")
     with (
@@ -232,7 +242,11 @@ def _plan_sr(
         meanings = tuple(BandMeaning.of(scene, band) for band in bands)
         _refuse_empty_scene(scene, bands)
         zeros = untagged_zeros(scene, bands)
-    if options.tile is None:  # the default, no larger than the scene needs
+        unusable = count_unusable_values(scene, bands, scaling, window)
+    # The default no larger than the scene needs; a given tile too, once it is larger
+    # than the scene (past its edge a tile reads only mirrored pixels: --tile 100000 on
+    # a 100 px scene asked for 28 GiB).
+    if options.tile is None or tile > max(lr_grid.width, lr_grid.height):
         tile = fitted_tile(tile, lr_grid.width, lr_grid.height)
     layout = TileLayout(lr_grid.width, lr_grid.height, tile, layout.margin)
     if isinstance(references, str | Path):
@@ -282,6 +296,7 @@ def _plan_sr(
         planned.untagged_zeros,
         planned.pixel_sizes,
     )
+    plan = dataclasses.replace(plan, unusable_values=unusable)
     return dataclasses.replace(plan, notes=plan_notes(plan))
 
 

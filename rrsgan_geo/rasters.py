@@ -2,6 +2,7 @@
 their validity, and a view of it on another grid. Nothing here knows about tiles.
 """
 
+import math
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -115,6 +116,12 @@ def georeferenced_grid(dataset: rasterio.io.DatasetReader, what: str) -> RasterG
         raise InputError(f"{what} {name} has no CRS: it must be georeferenced")
     if dataset.transform.is_identity:
         raise InputError(f"{what} {name} has no geotransform: it must be georeferenced")
+    transform = dataset.transform
+    if not all(math.isfinite(v) for v in transform[:6]) or transform.determinant == 0:
+        raise InputError(
+            f"{what} {name} is not georeferenced: its geotransform {tuple(transform[:6])} "
+            "is singular or not finite"
+        )
     return RasterGrid(dataset.crs, dataset.transform, dataset.width, dataset.height)
 
 
@@ -173,15 +180,33 @@ def _chosen_bands(
 
 
 def band_validity(
-    dataset: rasterio.io.DatasetReader, bands: tuple[int, ...], window: Window
+    dataset: rasterio.io.DatasetReader,
+    bands: tuple[int, ...],
+    window: Window,
+    values: np.ndarray | None = None,
 ) -> np.ndarray | None:
     """bands x H x W: where each band is valid, as GDAL's mask of that band says
-    (nodata value, alpha or mask band); None, without reading anything, when the
-    dataset declares no mask for these bands. Bands can differ: in a Landsat 7 scene
-    water is nodata in two bands and valid in the third."""
-    if not declares_mask(dataset, bands):
+    (nodata value, alpha or mask band), and, in a floating-point raster, where the
+    value is finite: NaN and infinity are holes whatever the nodata tag says (one of
+    them would spread through the model's convolutions over a whole tile). `values`:
+    the window's values, if already read. None when every pixel is valid; without
+    reading anything when the dataset declares no mask and is not floating-point.
+    Bands can differ: in a Landsat 7 scene water is nodata in two bands only."""
+    floating = is_floating(dataset, bands)
+    masked = declares_mask(dataset, bands)
+    if not masked and not floating:
         return None
-    return dataset.read_masks(bands, window=window) > 0
+    valid = dataset.read_masks(bands, window=window) > 0 if masked else None
+    if floating:
+        finite = np.isfinite(dataset.read(bands, window=window) if values is None else values)
+        if valid is None:
+            return None if finite.all() else finite
+        valid &= finite
+    return valid
+
+
+def is_floating(dataset: rasterio.io.DatasetReader, bands: tuple[int, ...]) -> bool:
+    return any(np.issubdtype(np.dtype(dataset.dtypes[band - 1]), np.floating) for band in bands)
 
 
 def declares_mask(dataset: rasterio.io.DatasetReader, bands: tuple[int, ...]) -> bool:

@@ -13,11 +13,17 @@ from dataclasses import dataclass
 
 import numpy as np
 import rasterio
+from rasterio.windows import Window
 
 from rrsgan_geo.errors import ScalingError
-from rrsgan_geo.rasters import decimated_shape, raster_name
+from rrsgan_geo.rasters import decimated_shape, is_floating, raster_name
 
 _PERCENTILE_SAMPLE_PIXELS = 1 << 22  # a decimated read: the whole scene, bounded memory
+_COUNT_ROWS = 64  # rows read at a time when counting unusable values
+UNIT_LIMIT = 1e4
+"""The farthest outside [0, 1] a value is carried (10,000 times the chosen range): a
+float value of 3e38 would otherwise overflow to infinity and spread through the model.
+Values beyond it are clipped to it, and the plan notes how many there are."""
 
 
 @dataclass(frozen=True)
@@ -29,12 +35,22 @@ class ValueScaling:
     method: str
 
     def to_unit(self, values: np.ndarray) -> np.ndarray:
-        """bands x H x W stored values -> float32, [low, high] onto [0, 1], unclipped."""
+        """bands x H x W stored values -> float32, [low, high] onto [0, 1], unclipped
+        but for values beyond `UNIT_LIMIT` (computed in float64, so none overflows)."""
         low, span = self._arrays()
-        unit = values.astype(np.float32)
-        unit -= low
-        unit /= span
-        return unit
+        if values.dtype.itemsize <= 2 and np.issubdtype(values.dtype, np.integer):
+            unit = values.astype(np.float32)  # 8- and 16-bit values cannot overflow
+            unit -= low
+            unit /= span
+            return unit
+        unit = (values.astype(np.float64) - low) / span
+        return np.clip(unit, -UNIT_LIMIT, UNIT_LIMIT, out=unit).astype(np.float32)
+
+    def beyond_limit(self, values: np.ndarray) -> int:
+        """How many finite values `to_unit` clips (`UNIT_LIMIT`)."""
+        low, span = self._arrays()
+        unit = (values.astype(np.float64) - low) / span
+        return int((np.isfinite(unit) & (np.abs(unit) > UNIT_LIMIT)).sum())
 
     def to_values(self, unit: np.ndarray) -> np.ndarray:
         """float -> the stored units as float32, neither rounded nor limited."""
@@ -104,6 +120,7 @@ def _percentile_scaling(
     lows, highs = [], []
     for band in sample:
         valid = band.compressed()
+        valid = valid[np.isfinite(valid)]  # NaN and infinity are holes, tagged or not
         if valid.size == 0:
             raise ScalingError(
                 f"{raster_name(dataset)}: no valid pixels to compute a percentile stretch"
@@ -112,3 +129,34 @@ def _percentile_scaling(
         lows.append(float(lo))
         highs.append(float(max(hi, lo + 1e-6)))
     return ValueScaling(tuple(lows), tuple(highs), f"percentile p{low:g},p{high:g}")
+
+
+def count_unusable_values(
+    dataset: rasterio.io.DatasetReader,
+    bands: tuple[int, ...],
+    scaling: ValueScaling,
+    window: Window | None = None,
+) -> tuple[int, int]:
+    """(NaN or infinite values, finite values `to_unit` clips) in the bands' `window`
+    (default: all), read a few rows at a time. Without reading, (0, 0) for 8- and
+    16-bit integer rasters, whose values can be neither."""
+    small_integers = all(
+        np.dtype(dataset.dtypes[band - 1]).itemsize <= 2
+        and np.issubdtype(np.dtype(dataset.dtypes[band - 1]), np.integer)
+        for band in bands
+    )
+    if small_integers:
+        return 0, 0
+    window = window or Window(0, 0, dataset.width, dataset.height)
+    non_finite = beyond = 0
+    for top in range(int(window.row_off), int(window.row_off + window.height), _COUNT_ROWS):
+        rows = min(_COUNT_ROWS, int(window.row_off + window.height) - top)
+        chunk = Window(window.col_off, top, window.width, rows)
+        values = dataset.read(bands, window=chunk, masked=True)
+        usable = values.filled(0) if np.ma.is_masked(values) else values.data
+        if is_floating(dataset, bands):
+            finite = np.isfinite(usable)
+            non_finite += int((~finite & ~np.ma.getmaskarray(values)).sum())
+            usable = np.where(finite, usable, 0)
+        beyond += scaling.beyond_limit(usable)
+    return non_finite, beyond

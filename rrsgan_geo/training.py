@@ -31,7 +31,8 @@ from rrsgan_geo.devices import PRECISIONS, to_device
 from rrsgan_geo.errors import ConfigError, InputError
 from rrsgan_geo.evaluation import evaluate, summarise
 from rrsgan_geo.files import published_when_done
-from rrsgan_geo.model import GeneratorConfig, RRSNet
+from rrsgan_geo.model import GeneratorConfig, RRSNet, with_blur_input
+from rrsgan_geo.sensor import EVALUATION_SENSOR, TrainingDraws
 from rrsgan_geo.weight_files import WeightsMetadata, load_generator, save_weights
 
 STATE_FILE = "state.pt"
@@ -66,6 +67,10 @@ class TrainConfig:
     gan_start_step: int = 0
     loss_weights: LossWeights = field(default_factory=LossWeights)
     reference: ReferenceConfig = field(default_factory=ReferenceConfig)
+    degradation: TrainingDraws | None = None
+    """The sensor models training LR is made with (`sensor.TrainingDraws`); None: the
+    data set's own LR only (the authors' recipe). Validation then also scores the
+    fixed `sensor.EVALUATION_SENSOR` LR."""
 
     def __post_init__(self) -> None:
         check_numbers(self)
@@ -137,6 +142,9 @@ def load_config(path: str | Path) -> TrainConfig:
                 "vgg19_weights": resolve(raw.get("vgg19_weights")),
                 "loss_weights": LossWeights(**raw.get("loss_weights", {})),
                 "reference": ReferenceConfig.from_dict(raw.get("reference") or {}),
+                "degradation": None
+                if raw.get("degradation") is None
+                else TrainingDraws.from_dict(raw["degradation"]),
             }
         )
     except TypeError as error:
@@ -204,14 +212,20 @@ class Trainer:
             raise ConfigError(
                 f"lr_crop {config.lr_crop} is larger than the smallest LR image ({smallest} px)"
             )
-        self.val_data = (
-            RefSRDataset(val[: config.val_images], config.reference.co_register) if val else None
+        held_out, co_register = val[: config.val_images], config.reference.co_register
+        self.val_data = RefSRDataset(held_out, co_register) if val else None
+        self.val_sensor_data = (
+            RefSRDataset(held_out, co_register, EVALUATION_SENSOR)
+            if val and config.degradation is not None
+            else None
         )
         self.val_places = sorted({s.name for s in val})
         torch.manual_seed(config.seed)
         self.init_note = ""
         if config.init_weights is not None:
             self.generator, weights = load_generator(config.init_weights)
+            if config.model.blur_input:
+                self.generator = with_blur_input(self.generator)
             self.generator.train()
             self.init_note = f", continued from {config.init_weights.name} ({weights.sha256[:12]})"
         else:
@@ -296,9 +310,12 @@ class Trainer:
             config.reference,
             rank=self.rank,
             world_size=self.world_size,
+            degradation=config.degradation,
         )
         return {
-            key: to_device(images, self.device).contiguous(memory_format=torch.channels_last)
+            key: to_device(images, self.device).contiguous(
+                memory_format=torch.channels_last if images.ndim == 4 else torch.contiguous_format
+            )
             for key, images in batch.items()
         }
 
@@ -323,7 +340,7 @@ class Trainer:
         batch = self._batch(self.step)
         hr = batch["HR"]
         with self._autocast():
-            sr = self.model(*(batch[k] for k in INPUT_KEYS))
+            sr = self.model(*(batch[k] for k in INPUT_KEYS), blur=batch["blur"])
         sr = sr.float()
         losses = {"pixel": F.l1_loss(sr, hr) * config.loss_weights.pixel}
         if self.stage2 is not None:
@@ -346,16 +363,29 @@ class Trainer:
     def validate(self) -> dict[str, float]:
         """Mean RGB PSNR (authors' protocol) on the held-out places: the model, the model
         without its reference, with the truth as reference, and bicubic; `ref_effect`
-        (PSNR with the reference minus without) shows whether the path is learning."""
+        (PSNR with the reference minus without) shows whether the path is learning.
+        When training on sensor models, the same on the evaluation sensor's LR
+        (`sensor_` names, the model told the true blur code) and `score`, the mean of
+        the two models' gains over bicubic, which picks the best export."""
         self.generator.eval()
-        scores = evaluate(self.generator, self.val_data, self.device, other_dates=False)
-        summary = summarise(scores)
+        results = self._validation_means(self.val_data, "")
+        if self.val_sensor_data is not None:
+            results |= self._validation_means(self.val_sensor_data, "sensor_")
+            results["score"] = (
+                results["model"] - results["bicubic"] + results["sensor_model"]
+            ) - results["sensor_bicubic"]
+        else:
+            results["score"] = results["model"]
         self.generator.train()
-        means = summary["mean_psnr_rgb"]
+        return results
+
+    def _validation_means(self, data: RefSRDataset, prefix: str) -> dict[str, float]:
+        scores = evaluate(self.generator, data, self.device, other_dates=False, scene_blur=None)
+        means = summarise(scores)["mean_psnr_rgb"]
         return {
-            **means,
-            "ref_effect": means["model"] - means["model_no_ref"],
-            "truth_ref_effect": means["model_truth_ref"] - means["model_no_ref"],
+            **{prefix + k: v for k, v in means.items()},
+            prefix + "ref_effect": means["model"] - means["model_no_ref"],
+            prefix + "truth_ref_effect": means["model_truth_ref"] - means["model_no_ref"],
         }
 
     def run(
@@ -390,8 +420,8 @@ class Trainer:
         config = self.config
         if self.val_data is not None and self.step % config.val_every == 0:
             log.validation = self.validate()
-            if log.validation["model"] > self.best_psnr:
-                self.best_psnr = log.validation["model"]
+            if log.validation["score"] > self.best_psnr:
+                self.best_psnr = log.validation["score"]
                 self._export("best.safetensors")
         if self.step % config.checkpoint_every == 0:
             self.save()

@@ -151,3 +151,29 @@ def test_errors_about_a_declared_raster_name_the_file_not_its_vrt_wrapping(input
         with pytest.raises(InputError, match=message) as raised:
             plan_sr(scene, inputs["ref"], tmp_path / "out.tif", options, 8)
         assert f"scene {scene} " in str(raised.value) and "vrt://" not in str(raised.value)
+
+
+def test_non_finite_and_overflowing_values_never_spread(tmp_path):
+    """One infinity, 25 untagged NaNs and a 3e38 in a float32 scene with no nodata tag:
+    the run succeeds, says what it found, and only the affected 4 x 4 output blocks are
+    masked; every other output pixel is finite."""
+    rng = np.random.default_rng(1)
+    values = rng.uniform(100, 900, (1, 48, 48)).astype(np.float32)
+    values[0, 10, 10] = np.inf
+    values[0, 30:35, 20:25] = np.nan
+    values[0, 40, 5] = 3e38
+    scene = write_raster(
+        tmp_path / "float.tif", values, "EPSG:32617", Affine(0.4, 0, 404000, 0, -0.4, 3285000)
+    )
+    out = tmp_path / "out.tif"
+    args = ["sr", str(scene), "-o", str(out), "--allow-missing-ref", "--scale", "0,1000"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "26 of the scene's values are NaN or infinite" in result.output
+    assert "1 of the scene's values lie more than" in result.output
+    with rasterio.open(out) as written:
+        data, mask = written.read(1), written.read_masks(1)
+    invalid = mask == 0
+    assert invalid.sum() == 26 * 16
+    assert invalid[40:44, 40:44].all() and invalid[120:140, 80:100].all()
+    assert np.isfinite(data[~invalid]).all()

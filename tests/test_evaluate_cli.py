@@ -172,3 +172,25 @@ def test_evaluate_scores_the_self_ensemble_that_sr_runs(tmp_path):
     one, two = (summaries[v]["mean_psnr_rgb"] for v in ("1", "2"))
     assert summaries["2"]["self_ensemble"] == 2 and summaries["1"]["self_ensemble"] == 1
     assert one["bicubic"] == two["bicubic"] and one["model"] != two["model"]
+
+
+def test_evaluate_on_sensor_like_lr_tells_the_model_the_blur_it_measures(tmp_path):
+    """--degradation sensor scores LR made from the HR by the fixed evaluation sensor
+    (blurrier than the folder's bicubic LR, so bicubic scores lower); with auto the
+    blur is measured on each sample's reference, with a number it is that number."""
+    folder = make_refsr_folder(tmp_path / "data", count=1)
+    weights = _tiny_weights(tmp_path)
+    summaries = {}
+    for degradation, blur in (("bicubic", "auto"), ("sensor", "auto"), ("sensor", "0.6")):
+        out = tmp_path / f"{degradation}{blur}.json"
+        args = ["evaluate", str(folder), "--weights", str(weights), "--json", str(out)]
+        args += ["--degradation", degradation, "--scene-blur", blur, "--device", "cpu"]
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 0, result.output
+        assert f"{degradation} LR, scene blur {blur}" in result.output
+        summaries[degradation, blur] = json.loads(out.read_text())
+    bicubic, sensor, given = summaries.values()
+    assert sensor["degradation"] == "sensor" and bicubic["degradation"] == "bicubic"
+    assert sensor["mean_psnr_rgb"]["bicubic"] < bicubic["mean_psnr_rgb"]["bicubic"] - 0.5
+    assert given["mean_scene_blur"] == 0.6
+    assert sensor["mean_scene_blur"] > bicubic["mean_scene_blur"] + 0.2

@@ -20,7 +20,7 @@ class _FailsAboveOneTile(torch.nn.Module):
         self.inner = RRSNet(TINY)
         self.sizes: list[int] = []
 
-    def forward(self, lr, *others):
+    def forward(self, lr, *others, blur=None):
         self.sizes.append(lr.shape[0])
         if lr.shape[0] > 1:
             raise torch.cuda.OutOfMemoryError("simulated")
@@ -43,7 +43,7 @@ def test_out_of_memory_halves_the_batch_and_goes_on(monkeypatch):
 
 def test_out_of_memory_at_batch_one_is_raised():
     model = _FailsAboveOneTile()
-    model.forward = lambda *a: (_ for _ in ()).throw(torch.cuda.OutOfMemoryError("x"))
+    model.forward = lambda *a, **k: (_ for _ in ()).throw(torch.cuda.OutOfMemoryError("x"))
     runner = TileModel(model, torch.device("cpu"), batch_size=1)
     grid = torch.rand(1, 3, 32, 32)
     with pytest.raises(torch.cuda.OutOfMemoryError):

@@ -290,10 +290,12 @@ def test_every_config_key_is_documented():
     from rrsgan_geo.adversarial import LossWeights
     from rrsgan_geo.data import ReferenceConfig
     from rrsgan_geo.reference_synthesis import SyntheticReferenceConfig
+    from rrsgan_geo.sensor import TrainingDraws
     from rrsgan_geo.training import TrainConfig
     from tests.conftest import REPO
 
     text = (REPO / "docs" / "training_config.md").read_text()
-    for section in (TrainConfig, LossWeights, ReferenceConfig, SyntheticReferenceConfig):
+    sections = (TrainConfig, LossWeights, ReferenceConfig, SyntheticReferenceConfig, TrainingDraws)
+    for section in sections:
         for item in dataclasses.fields(section):
             assert f"| `{item.name}` |" in text, f"{section.__name__}.{item.name}"

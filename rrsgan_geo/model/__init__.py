@@ -1,5 +1,11 @@
 """The RRSGAN generator and its parts."""
 
-from rrsgan_geo.model.generator import LR_SIZE_MULTIPLE, SCALE, GeneratorConfig, RRSNet
+from rrsgan_geo.model.generator import (
+    LR_SIZE_MULTIPLE,
+    SCALE,
+    GeneratorConfig,
+    RRSNet,
+    with_blur_input,
+)
 
-__all__ = ["LR_SIZE_MULTIPLE", "SCALE", "GeneratorConfig", "RRSNet"]
+__all__ = ["LR_SIZE_MULTIPLE", "SCALE", "GeneratorConfig", "RRSNet", "with_blur_input"]

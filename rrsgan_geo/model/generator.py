@@ -6,7 +6,7 @@ it. Width, block count and deformable groups are parameters so that a compact mo
 can serve CPU users.
 """
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import torch
 from torch import nn
@@ -31,11 +31,17 @@ LR_SIZE_MULTIPLE = 4
 
 @dataclass(frozen=True)
 class GeneratorConfig:
-    """Architecture of an RRSNet: the authors' default is nf=64, 16 blocks, 8 groups."""
+    """Architecture of an RRSNet: the authors' default is nf=64, 16 blocks, 8 groups.
+
+    `blur_input`: the model is told how blurred its LR is (`sensor.SensorModel.blur_code`,
+    an equivalent PSF sigma in LR px), as SRMD (Zhang et al., CVPR 2018) gives its network a
+    degradation map: one model then serves the data set's bicubic LR and real sensors'
+    blurrier ones, each as it needs. Not in the authors' architecture."""
 
     nf: int = 64
     n_blocks: int = 16
     groups: int = 8
+    blur_input: bool = False
 
     def __post_init__(self) -> None:
         if self.nf < 8 or self.nf % 4:
@@ -56,8 +62,13 @@ class GeneratorConfig:
     def align_channels(self) -> int:
         return self.nf + self.grad_channels
 
-    def to_dict(self) -> dict[str, int]:
-        return asdict(self)
+    def to_dict(self) -> dict[str, int | bool]:
+        """The architecture as weight files record it; `blur_input` only when set, so
+        the files of unconditioned models read as they always have."""
+        fields = asdict(self)
+        if not self.blur_input:
+            del fields["blur_input"]
+        return fields
 
 
 def _upsample_stage(channels: int) -> list[nn.Module]:
@@ -66,11 +77,19 @@ def _upsample_stage(channels: int) -> list[nn.Module]:
 
 class ContentExtractor(nn.Module):
     """LR content features. `tail` (a plain SR head) exists for checkpoint
-    compatibility: the authors' training never uses it and neither does `forward`."""
+    compatibility: the authors' training never uses it and neither does `forward`.
 
-    def __init__(self, nf: int, n_blocks: int) -> None:
+    With `blur_input`, `condition` turns the blur code into a bias on each head
+    feature before its activation (SRMD's constant degradation map, without the map's
+    zero-padded borders). It starts at zero: a model grown from unconditioned weights
+    computes exactly what they did until training teaches it the code."""
+
+    def __init__(self, nf: int, n_blocks: int, blur_input: bool = False) -> None:
         super().__init__()
         self.head = nn.Sequential(conv3x3(3, nf), leaky_relu())
+        self.condition = nn.Linear(1, nf, bias=False) if blur_input else None
+        if self.condition is not None:
+            nn.init.zeros_(self.condition.weight)
         self.body = res_blocks(nf, n_blocks)
         self.tail = nn.Sequential(
             *_upsample_stage(nf),
@@ -80,8 +99,13 @@ class ContentExtractor(nn.Module):
             conv3x3(nf, 3),
         )
 
-    def forward(self, lr: torch.Tensor) -> torch.Tensor:
-        head = self.head(lr)
+    def forward(self, lr: torch.Tensor, blur: torch.Tensor | None = None) -> torch.Tensor:
+        features = self.head[0](lr)
+        if self.condition is not None:
+            code = torch.zeros(len(lr), 1) if blur is None else blur.reshape(-1, 1)
+            bias = self.condition(code.to(features.device, features.dtype))
+            features = features + bias[:, :, None, None]
+        head = self.head[1](features)
         return self.body(head) + head
 
 
@@ -119,7 +143,9 @@ class RRSNet(nn.Module):
     """The generator: (LR, LR_UX4, Ref, Ref_DUX4) in [0, 1] -> 4x image.
 
     LR is h x w with h, w multiples of 4; the others are 4h x 4w. The output is a
-    residual on top of a bilinear 4x upsample of LR.
+    residual on top of a bilinear 4x upsample of LR. `blur` (a number, or one per
+    image) is the LR's blur code for a model with `blur_input` (0 when not given);
+    models without it ignore it.
     """
 
     def __init__(self, config: GeneratorConfig | None = None) -> None:
@@ -130,7 +156,7 @@ class RRSNet(nn.Module):
         self.Encoder = Encoder(3, nf)
         self.Encoder_grad = Encoder(3, self.config.grad_channels)
         self.gpcd_align = GPCDAlign(self.config.align_channels, nf, self.config.groups)
-        self.content_extractor = ContentExtractor(nf, n_blocks)
+        self.content_extractor = ContentExtractor(nf, n_blocks, self.config.blur_input)
         self.texture_transfer = TextureTransfer(nf, n_blocks)
 
     def _features(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -145,13 +171,30 @@ class RRSNet(nn.Module):
         lr_ux4: torch.Tensor,
         ref: torch.Tensor,
         ref_dux4: torch.Tensor,
+        blur: torch.Tensor | float | None = None,
     ) -> torch.Tensor:
         _check_shapes(lr, lr_ux4, ref, ref_dux4)
         maps = self.gpcd_align(
             self._features(ref), self._features(ref_dux4), self._features(lr_ux4)
         )
         base = F.interpolate(lr, scale_factor=SCALE, mode="bilinear", align_corners=False)
-        return self.texture_transfer(self.content_extractor(lr), maps) + base
+        if blur is not None:
+            blur = torch.as_tensor(blur, dtype=torch.float32).expand(len(lr))
+        content = self.content_extractor(lr, blur)
+        return self.texture_transfer(content, maps) + base
+
+
+def with_blur_input(model: RRSNet) -> RRSNet:
+    """`model` grown to take a blur code (`GeneratorConfig.blur_input`), its weights
+    kept: the new condition starts at zero, so the grown model computes what `model`
+    did for every code until training teaches it otherwise."""
+    if model.config.blur_input:
+        return model
+    grown = RRSNet(replace(model.config, blur_input=True))
+    missing, unexpected = grown.load_state_dict(model.state_dict(), strict=False)
+    if unexpected or missing != ["content_extractor.condition.weight"]:
+        raise ConfigError(f"cannot grow a blur input: missing {missing}, unexpected {unexpected}")
+    return grown.train(model.training)
 
 
 def _check_shapes(lr: torch.Tensor, *grid_4x: torch.Tensor) -> None:

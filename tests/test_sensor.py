@@ -1,0 +1,214 @@
+"""The sensor model (`sensor`), the scene-blur estimate (`scene_blur`) and the model's
+blur input, on the CC0 NEON mosaic (and RRSSRD's two dates where the shared data is)."""
+
+import math
+
+import pytest
+import torch
+
+from rrsgan_geo.data import ReferenceConfig, RefSRDataset, _to_tensor, find_samples
+from rrsgan_geo.degradation import down_up_4x, downsample_4x
+from rrsgan_geo.errors import ConfigError
+from rrsgan_geo.model import RRSNet, with_blur_input
+from rrsgan_geo.registration import co_registered
+from rrsgan_geo.scene_blur import (
+    DEFAULT_SIGMA,
+    BlurWindow,
+    estimate_scene_blur,
+    given_scene_blur,
+)
+from rrsgan_geo.sensor import (
+    BICUBIC,
+    EVALUATION_SENSOR,
+    SensorModel,
+    TrainingDraws,
+    degrade,
+    optics,
+    psf_kernel,
+    reference_dux4,
+    sigma_from_mtf,
+)
+from rrsgan_geo.weight_files import WeightsMetadata, infer_config, load_generator, save_weights
+from tests.conftest import COMPACT, SHARED
+from tests.folders import make_refsr_folder
+from tests.rasters import neon_path, read_unit
+
+
+@pytest.fixture(scope="module")
+def neon() -> torch.Tensor:
+    """The 400 x 400 NEON mosaic (10 cm), 1 x 3 x H x W in [0, 1]."""
+    return read_unit(neon_path())[None]
+
+
+def test_bicubic_sensor_is_the_data_sets_degradation(neon):
+    assert torch.equal(optics(neon, BICUBIC), downsample_4x(neon))
+    assert torch.equal(reference_dux4(neon, BICUBIC), down_up_4x(neon))
+
+
+def test_degrade_is_deterministic_from_its_seed_and_quantised(neon):
+    crop = neon[..., :128, :128]
+    first, again = degrade(crop, EVALUATION_SENSOR, seed=3), degrade(crop, EVALUATION_SENSOR, 3)
+    other = degrade(crop, EVALUATION_SENSOR, seed=4)
+    assert first.shape == (1, 3, 32, 32) and torch.equal(first, again)
+    assert not torch.equal(first, other)
+    assert torch.equal((first * 255).round(), first * 255)  # 8-bit levels
+    # The sensor-like LR is softer than the data set's bicubic one.
+    assert _sharpness(first) < _sharpness(degrade(crop, BICUBIC))
+
+
+def _sharpness(image: torch.Tensor) -> float:
+    return float(image.diff(dim=-1).pow(2).mean() / image.var())
+
+
+@pytest.mark.parametrize("angle, wider", [(0.0, "x"), (90.0, "y")])
+def test_an_elongated_psf_points_where_its_angle_says(angle, wider):
+    kernel = psf_kernel(SensorModel(psf_sigma=1.0, psf_sigma_minor=0.5, psf_angle_deg=angle))
+    assert math.isclose(float(kernel.sum()), 1.0, rel_tol=1e-5)
+    steps = torch.arange(kernel.shape[0]) - kernel.shape[0] // 2
+    spread_x = float((kernel.sum(0) * steps**2).sum())
+    spread_y = float((kernel.sum(1) * steps**2).sum())
+    assert (spread_x > 2 * spread_y) if wider == "x" else (spread_y > 2 * spread_x)
+
+
+def test_sigma_from_mtf_inverts_the_gaussian_times_the_detectors_mtf():
+    for sigma in (0.3, 0.6, 1.0):
+        mtf = (2 / math.pi) * math.exp(-(math.pi**2) * sigma**2 / 2)
+        assert math.isclose(sigma_from_mtf(mtf), sigma, rel_tol=1e-9)
+    with pytest.raises(ConfigError, match="MTF at Nyquist"):
+        sigma_from_mtf(0.7)
+
+
+def test_training_draws_are_deterministic_and_keep_a_bicubic_share():
+    draws = TrainingDraws()
+    sensors = [draws.draw(torch.Generator().manual_seed(k)) for k in range(400)]
+    again = [draws.draw(torch.Generator().manual_seed(k)) for k in range(400)]
+    assert sensors == again
+    bicubic = sum(s.is_bicubic for s in sensors) / len(sensors)
+    assert 0.18 < bicubic < 0.32
+    blurred = [s for s in sensors if not s.is_bicubic]
+    assert all(0.3 <= s.psf_sigma <= 1.2 for s in blurred)
+    assert {s.integration for s in blurred} == {"area", "bicubic", "bilinear"}
+    assert any(s.psf_sigma_minor is not None for s in blurred)
+    assert any(s.jpeg_quality is not None for s in blurred)
+    assert EVALUATION_SENSOR not in sensors
+    assert BICUBIC.blur_code == pytest.approx(0.11) and EVALUATION_SENSOR.blur_code == 0.6
+
+
+def _window(lr: torch.Tensor, reference: torch.Tensor) -> BlurWindow:
+    return BlurWindow(lr[0], reference[0], torch.ones(lr.shape[-2:], dtype=torch.bool))
+
+
+@pytest.mark.parametrize("sigma", [0.3, 0.6, 0.9])
+def test_the_blur_estimate_recovers_a_known_sigma_with_a_matching_reference(neon, sigma):
+    """The truth recoloured (gain, offset per band) as the reference: within 0.1 LR px,
+    also through shot and read noise."""
+    hr = neon[..., :256, :256]
+    noisy = SensorModel(psf_sigma=sigma, integration="area", shot_noise=1e-4, read_noise=1 / 255)
+    lr = degrade(hr, noisy, seed=1)
+    reference = (hr * torch.tensor([0.9, 1.0, 1.1])[:, None, None] + 0.03).clamp(0, 1)
+    estimate = estimate_scene_blur([_window(lr, reference)])
+    assert estimate.source == "estimated" and estimate.fit_r2 > 0.9
+    assert abs(estimate.sigma - sigma) <= 0.1, estimate
+
+
+def test_the_blur_estimate_falls_back_to_the_default_for_another_place(neon):
+    lr = degrade(neon[..., :128, :128], EVALUATION_SENSOR)
+    elsewhere = neon[..., 272:400, 272:400].flip(-1)
+    estimate = estimate_scene_blur([_window(lr, elsewhere)])
+    assert estimate.source == "default" and estimate.sigma == DEFAULT_SIGMA
+    assert "explains too little" in estimate.describe()
+    nothing = estimate_scene_blur([])
+    assert nothing.source == "default" and "no window" in nothing.reason
+
+
+@pytest.mark.skipif(not (SHARED / "data" / "rrssrd_val").is_dir(), reason="RRSSRD pairs absent")
+@pytest.mark.parametrize("sigma", [0.3, 0.6, 0.9])
+def test_the_blur_estimate_with_the_other_dates_hr_on_rrssrd(sigma):
+    """Another date's HR of the same place (co-registered) as the reference: within 0.2
+    LR px on average over 8 places."""
+    root = SHARED / "data" / "rrssrd_val"
+    samples = find_samples(root / "val_1st") + find_samples(root / "val_2nd")
+    data = RefSRDataset(samples, co_register=False)
+    pairs = [(i, others[0]) for i, others in enumerate(data.other_dates) if others][:8]
+    errors = []
+    for index, other in pairs:
+        hr = _to_tensor(data.images[index][2])[None]
+        lr = degrade(hr, SensorModel(psf_sigma=sigma, integration="area"))
+        reference = co_registered(
+            torch.nn.functional.interpolate(lr, scale_factor=4, mode="bicubic")[0],
+            _to_tensor(data.images[other][2]),
+        )[0]
+        estimate = estimate_scene_blur([_window(lr, reference[None])])
+        errors.append(estimate.sigma - sigma)
+    assert sum(abs(e) for e in errors) / len(errors) <= 0.2, errors
+
+
+@pytest.mark.parametrize(
+    "text, sigma, source",
+    [("none", 0.11, "none"), ("0.7", 0.7, "given"), ("mtf:0.25", 0.435, "given")],
+)
+def test_given_scene_blurs(text, sigma, source):
+    blur = given_scene_blur(text)
+    assert blur.source == source and blur.sigma == pytest.approx(sigma, abs=1e-3)
+    assert given_scene_blur("auto") is None
+
+
+@pytest.mark.parametrize("text", ["sharp", "-1", "9", "mtf:0.9", "nan"])
+def test_bad_scene_blurs_are_config_errors(text):
+    with pytest.raises(ConfigError, match="--scene-blur"):
+        given_scene_blur(text)
+
+
+def test_a_grown_blur_input_starts_as_the_model_it_grew_from(tmp_path):
+    torch.manual_seed(0)
+    plain = RRSNet(COMPACT).eval()
+    grown = with_blur_input(plain).eval()
+    assert grown.config.blur_input and not plain.config.blur_input
+    lr, grid = torch.rand(1, 3, 16, 16), torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        before = plain(lr, grid, grid, grid)
+        for blur in (0.0, 0.6, torch.tensor([1.2])):
+            assert torch.equal(grown(lr, grid, grid, grid, blur=blur), before)
+        torch.nn.init.constant_(grown.content_extractor.condition.weight, 0.5)
+        assert not torch.equal(grown(lr, grid, grid, grid, blur=0.6), before)
+    # Saved and read back: the metadata and the tensors both say it takes a blur code.
+    path = tmp_path / "grown.safetensors"
+    save_weights(grown.state_dict(), path, WeightsMetadata(config=grown.config))
+    loaded, weights = load_generator(path)
+    assert loaded.config.blur_input and '"blur_input": true' in path.read_bytes()[:4000].decode(
+        "latin-1"
+    )
+    plain_path = tmp_path / "plain.safetensors"
+    save_weights(plain.state_dict(), plain_path, WeightsMetadata(config=plain.config))
+    assert b"blur_input" not in plain_path.read_bytes()[:4000]
+    assert infer_config(grown.state_dict(), path).blur_input
+    assert not infer_config(plain.state_dict(), path).blur_input
+
+
+def test_training_batches_draw_sensors_and_degrade_references_alike(tmp_path):
+    folder = make_refsr_folder(tmp_path / "data", count=2, hr_size=96)
+    data = RefSRDataset(find_samples(folder), co_register=False)
+    draws = TrainingDraws(bicubic=0.0, jpeg=0.0, max_shot_noise=0.0, max_read_noise=0.0)
+    reference = ReferenceConfig(sources={"none": 1.0})
+    batch = data.batch(4, 8, seed=5, step=0, reference=reference, degradation=draws)
+    again = data.batch(4, 8, seed=5, step=0, reference=reference, degradation=draws)
+    assert all(torch.equal(batch[k], again[k]) for k in batch)
+    assert batch["blur"].shape == (4,) and bool((batch["blur"] >= 0.3).all())
+    plain = data.batch(4, 8, seed=5, step=0, reference=reference)
+    assert bool((plain["blur"] == 0.11).all())
+    assert not torch.equal(batch["LR"], plain["LR"])  # made by the drawn sensors
+    # With no reference, LR_UX4 stands in and is blurred as the scene was: then
+    # Ref_DUX4 differs from the bicubic down-up of the same image.
+    assert torch.equal(batch["Ref"], batch["LR_UX4"])
+    assert not torch.allclose(batch["Ref_DUX4"], down_up_4x(batch["Ref"]), atol=1e-3)
+
+
+def test_validation_and_evaluation_make_whole_samples_with_a_fixed_sensor(tmp_path):
+    folder = make_refsr_folder(tmp_path / "data", count=2, hr_size=96)
+    samples = find_samples(folder)
+    bicubic, sensor = RefSRDataset(samples), RefSRDataset(samples, sensor=EVALUATION_SENSOR)
+    assert torch.equal(bicubic[0]["HR"], sensor[0]["HR"])
+    assert not torch.equal(bicubic[0]["LR"], sensor[0]["LR"])
+    assert torch.equal(sensor[0]["LR"], RefSRDataset(samples, sensor=EVALUATION_SENSOR)[0]["LR"])
+    expected = reference_dux4(sensor[0]["Ref"][None], EVALUATION_SENSOR)[0]
+    assert torch.equal(sensor[0]["Ref_DUX4"], expected)
