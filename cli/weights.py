@@ -26,7 +26,16 @@ def weights() -> None:
 
 
 def _describe(weight_file: WeightFile) -> dict[str, object]:
+    from rrsgan_geo.errors import WeightsError
+    from rrsgan_geo.weight_files import check_finite, tensor_config
+
     meta = weight_file.metadata
+    problems = []
+    for check in (tensor_config, check_finite):
+        try:
+            check(weight_file)
+        except WeightsError as error:
+            problems.append(str(error).split(": ", 1)[-1])
     return {
         "file": str(weight_file.path),
         "sha256": weight_file.sha256,
@@ -39,6 +48,7 @@ def _describe(weight_file: WeightFile) -> dict[str, object]:
         "value_scaling": meta.value_scaling,
         "software": meta.software,
         "notes": meta.notes,
+        "problems": problems or ["none: metadata and tensors agree, all values finite"],
     }
 
 
@@ -61,7 +71,9 @@ def info(file: Path, as_json: bool) -> None:
     arch = description["architecture"]
     description["architecture"] = (
         f"RRSNet nf={arch['nf']} n_blocks={arch['n_blocks']} groups={arch['groups']}"
+        + (" blur_input" if arch.get("blur_input") else "")
     )
+    description["problems"] = "; ".join(description["problems"])
     description["parameters"] = f"{description['parameters']:,}"
     description["margin"] = f"{description.pop('margin_lr_px')} LR pixels per tile side"
     width = max(len(key) for key in description) + 1
@@ -73,7 +85,7 @@ def info(file: Path, as_json: bool) -> None:
 @click.argument("source", type=click.Path(dir_okay=False, path_type=Path))
 @click.argument("target", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--training-data", help="What the weights were trained on (free text).")
-@click.option("--margin", type=click.IntRange(min=0), help="Context in LR pixels per tile side.")
+@click.option("--margin", type=click.IntRange(0, 256), help="Context in LR pixels per tile side.")
 @click.option("--value-scaling", help="How input values map to [0, 1] (free text).")
 @click.option("--notes", help="Anything else a user should know.")
 @click.option(

@@ -72,10 +72,29 @@ def current_umask() -> int:
     return mask
 
 
-def publish(temp: str | os.PathLike, path: str | os.PathLike) -> None:
-    """Give `temp` the umask's permissions and rename it onto `path` (atomic)."""
+def publish(temp: str | os.PathLike, path: str | os.PathLike, overwrite: bool = True) -> None:
+    """Give `temp` the umask's permissions and move it to `path`, atomically. With
+    `overwrite` it replaces whatever is there; without, it fails with an OutputError if
+    `path` exists by then (another run finished first: the check at planning cannot
+    see that), by hard-linking it into place, which refuses an existing name."""
     os.chmod(temp, 0o666 & ~current_umask())
-    os.replace(temp, Path(path))
+    path = Path(path)
+    if overwrite:
+        os.replace(temp, path)
+        return
+    try:
+        os.link(temp, path)
+    except FileExistsError:
+        raise OutputError(
+            f"{path} appeared while this run was working (another run?); nothing was "
+            "replaced: pass --overwrite to replace it"
+        ) from None
+    except OSError:  # a file system without hard links: the next best check
+        if path.exists():
+            raise OutputError(f"{path} exists; pass --overwrite to replace it") from None
+        os.replace(temp, path)
+        return
+    os.unlink(temp)
 
 
 @contextmanager

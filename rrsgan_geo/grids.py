@@ -4,13 +4,34 @@ from dataclasses import dataclass
 
 import numpy as np
 from affine import Affine
+from rasterio._err import CPLE_BaseError
 from rasterio.crs import CRS
-from rasterio.warp import transform as transform_coords
+from rasterio.errors import CRSError
+from rasterio.warp import transform
 from shapely.geometry import Polygon
 
+from rrsgan_geo.errors import InputError
 from rrsgan_geo.model import SCALE
 
 _EDGE_POINTS = 32  # per side, so a reprojected footprint follows curved edges
+
+
+def transform_coords(source: CRS, target: CRS, xs, ys) -> tuple[list[float], list[float]]:
+    """Coordinates moved from one CRS to another; an InputError naming both when they
+    cannot be related (a Mars GEOGCS and an Earth one, a LOCAL_CS and anything)."""
+    try:
+        return transform(source, target, xs, ys)
+    except (CPLE_BaseError, CRSError):
+        raise InputError(
+            f"cannot relate CRS {_crs_name(source)} to {_crs_name(target)}: the scene and "
+            "the reference must be in CRSs of the same body that can be transformed"
+        ) from None
+
+
+def _crs_name(crs: CRS) -> str:
+    """EPSG:n, else the CRS's name from its WKT ('Mars 2000')."""
+    epsg = crs.to_epsg()
+    return f"EPSG:{epsg}" if epsg else repr(crs.wkt.split('"')[1])
 
 
 @dataclass(frozen=True)

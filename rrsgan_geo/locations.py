@@ -11,6 +11,7 @@ import socket
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
+from http.client import HTTPException
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 from xml.sax.saxutils import unescape
@@ -176,3 +177,5 @@ def http_failure(location: str | Path, timeout: float) -> str | None:
         return str(reason)
     except OSError as error:
         return str(error)
+    except HTTPException as error:  # InvalidURL (a space, a control character), a cut body
+        return f"{type(error).__name__}: {error}"

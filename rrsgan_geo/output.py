@@ -252,6 +252,7 @@ class StreamingGeoTIFF:
     ) -> None:
         check_destination(path, overwrite)
         self.path = path
+        self.overwrite = overwrite
         self.cog_options = cog_options
         self.profile = profile
         self.tags = tags or {}
@@ -376,4 +377,4 @@ class StreamingGeoTIFF:
             finished = cog_temp
         creation = self.cog_options if self.cog_options is not None else self.profile
         check_complete(finished, self.path, _asks_for_sparse(creation))
-        publish(finished, self.path)
+        publish(finished, self.path, self.overwrite)

@@ -61,8 +61,9 @@ def _read_reflected(
     c0, c1 = max(col_off, 0), min(col_off + width, dataset.width)
     inside = Window(c0, r0, c1 - c0, r1 - r0)
     pads = ((r0 - row_off, row_off + height - r1), (c0 - col_off, col_off + width - c1))
-    values = np.pad(dataset.read(bands, window=inside), ((0, 0), *pads), mode="symmetric")
-    valid = band_validity(dataset, bands, inside)
+    inside_values = dataset.read(bands, window=inside)
+    valid = band_validity(dataset, bands, inside, inside_values)
+    values = np.pad(inside_values, ((0, 0), *pads), mode="symmetric")
     return values, None if valid is None else np.pad(valid, ((0, 0), *pads), mode="symmetric")
 
 
@@ -168,7 +169,9 @@ class TileReader:
         with naming_read_failures("scene", self.scene_path):
             values, valid = _read_reflected(self.scene, self.scene_bands, window)
         if valid is not None:
-            # Each band's holes are filled from that band's valid neighbours only.
+            # Each band's holes are filled from that band's valid neighbours only; what
+            # no neighbour reaches (a band without a valid pixel here, a hole wider
+            # than GDAL's search distance) becomes 0, never a NaN for the model.
             values = np.stack(
                 [
                     fillnodata(band, mask=band_valid.astype(np.uint8))
@@ -177,6 +180,7 @@ class TileReader:
                     for band, band_valid in zip(values, valid, strict=True)
                 ]
             )
+            values = np.where(valid | np.isfinite(values), values, 0)
             valid = valid.any(axis=0)
         lr = to_model_bands(self.scaling.to_unit(values))
         ref, ref_valid = self._read_references(first, width)

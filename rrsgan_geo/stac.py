@@ -13,9 +13,11 @@ GPU machines this project benchmarks on lack it) and starts a little sooner.
 from __future__ import annotations
 
 import json
+import time
 import urllib.error
 import urllib.request
 from datetime import UTC, datetime
+from http.client import HTTPException
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -29,6 +31,13 @@ if TYPE_CHECKING:
 
 DEFAULT_ASSET = "visual"
 PREFERENCES = ("newest", "oldest")
+MAX_DOCUMENT_BYTES = 64 << 20
+"""The largest STAC document read over HTTP (search results of thousands of items fit)."""
+_CHUNK = 1 << 16
+REMOTE_ASSET_SCHEMES = ("http", "https")
+"""What the assets of a STAC document fetched over HTTP may be. Anything else (a local
+path, `file:`, a GDAL `/vsi...` or `vrt:` path, an XML connection string) would make a
+remote document read files on this machine: refused, whether or not it exists."""
 
 
 def is_stac(location: object) -> bool:
@@ -71,24 +80,62 @@ def stac_hrefs(
         raise InputError(
             f"{display_name(location)} is not a STAC Item or ItemCollection (type {kind!r})"
         )
-    return [_asset_href(item, asset or DEFAULT_ASSET, location) for item in items]
+    hrefs = [_asset_href(item, asset or DEFAULT_ASSET, location) for item in items]
+    if scheme(location) is not None:
+        for item, href in zip(items, hrefs, strict=True):
+            _refuse_non_http(href, item, location)
+    return hrefs
+
+
+def _refuse_non_http(href: str, item: pystac.Item, location: str) -> None:
+    """A remote document's asset must be an http(s) URL (`REMOTE_ASSET_SCHEMES`), once
+    resolved against the document's URL as pystac resolves it (so `/a/b.tif` is a path
+    on the document's server). The message names the item, never the href's target,
+    and is the same whether a local path exists or not."""
+    if scheme(href) not in REMOTE_ASSET_SCHEMES:
+        raise InputError(
+            f"STAC item {item.id} ({display_name(location)}): a STAC document read over "
+            "HTTP may only name http(s) assets; refusing its asset (local paths, file:, "
+            "/vsi and vrt: paths are refused in remote documents)"
+        )
 
 
 def _load(location: str, http: HttpOptions) -> dict:
     try:
         if scheme(location) in ("http", "https"):
-            with urllib.request.urlopen(location, timeout=http.timeout) as answer:
-                text = answer.read()
+            text = _fetch(location, http.timeout)
         elif scheme(location) is not None:
             raise InputError(f"STAC {display_name(location)}: give a file or an http(s) URL")
         else:
             text = Path(location).read_bytes()
         return json.loads(text)
-    except (urllib.error.URLError, TimeoutError, OSError) as error:
+    except (urllib.error.URLError, TimeoutError, OSError, HTTPException) as error:
         reason = http_failure(location, http.timeout) or getattr(error, "strerror", None)
         raise InputError(f"cannot read STAC {display_name(location)}: {reason or error}") from None
-    except ValueError as error:
-        raise InputError(f"STAC {display_name(location)} is not JSON: {error}") from None
+    except ValueError as error:  # json's errors, and urllib's InvalidURL
+        raise InputError(f"STAC {display_name(location)} is not readable JSON: {error}") from None
+
+
+def _fetch(url: str, timeout: float) -> bytes:
+    """The body at `url`, read in chunks within `timeout` seconds in all (not per read:
+    a server trickling bytes would otherwise hold the run) and at most
+    `MAX_DOCUMENT_BYTES` long."""
+    deadline = time.monotonic() + timeout
+    chunks, size = [], 0
+    with urllib.request.urlopen(url, timeout=timeout) as answer:
+        while chunk := answer.read1(_CHUNK):
+            size += len(chunk)
+            if size > MAX_DOCUMENT_BYTES:
+                raise InputError(
+                    f"STAC {display_name(url)}: larger than {MAX_DOCUMENT_BYTES >> 20} MiB"
+                )
+            if time.monotonic() > deadline:
+                raise InputError(
+                    f"cannot read STAC {display_name(url)}: not received within "
+                    f"{timeout:g} s (--http-timeout)"
+                )
+            chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _item(document: dict, location: str) -> pystac.Item:

@@ -22,6 +22,7 @@ import torch
 
 from rrsgan_geo import __version__
 from rrsgan_geo.errors import (
+    ConfigError,
     WeightsFormatError,
     WeightsMismatchError,
     WeightsNotFoundError,
@@ -31,6 +32,9 @@ from rrsgan_geo.model import GeneratorConfig, RRSNet
 
 FORMAT_TAG = "rrsgan-geo/1"
 DEFAULT_MARGIN_LR = 16
+MAX_MARGIN_LR = 256
+"""The most context a weight file may ask each tile for (the models need 16-32): a
+file's metadata must not size `sr`'s reads."""
 DEFAULT_VALUE_SCALING = "RGB in [0, 1] (uint8 / 255)"
 # Where trainers nest the generator's state dict inside a checkpoint, most specific first.
 _NESTING_KEYS = ("params_ema", "params", "state_dict", "model", "netG", "generator")
@@ -67,15 +71,18 @@ class WeightsMetadata:
         try:
             architecture = json.loads(strings["architecture"])
             architecture.pop("name", None)
+            margin = int(strings.get("margin", DEFAULT_MARGIN_LR))
+            if not 0 <= margin <= MAX_MARGIN_LR:
+                raise ValueError(f"margin {margin} is outside 0..{MAX_MARGIN_LR} LR px")
             return cls(
                 config=GeneratorConfig(**architecture),
                 training_data=strings.get("training_data", "unknown"),
-                margin=int(strings.get("margin", DEFAULT_MARGIN_LR)),
+                margin=margin,
                 value_scaling=strings.get("value_scaling", DEFAULT_VALUE_SCALING),
                 notes=strings.get("notes", ""),
                 software=strings.get("software", "unknown"),
             )
-        except (KeyError, TypeError, ValueError) as error:
+        except (KeyError, TypeError, ValueError, ConfigError) as error:
             raise WeightsFormatError(f"{path}: unreadable rrsgan-geo metadata ({error})") from None
 
 
@@ -183,7 +190,12 @@ def infer_config(state_dict: StateDict, path: Path) -> GeneratorConfig:
         for key in state_dict
         if (m := re.match(r"content_extractor\.body\.(\d+)\.", key))
     }
-    return GeneratorConfig(nf=nf, n_blocks=len(blocks), groups=offset_channels // 27)
+    return GeneratorConfig(
+        nf=nf,
+        n_blocks=len(blocks),
+        groups=offset_channels // 27,
+        blur_input="content_extractor.condition.weight" in state_dict,
+    )
 
 
 def check_state_dict(model: torch.nn.Module, state_dict: StateDict, path: Path) -> None:
@@ -215,12 +227,44 @@ def _first(items: list[str]) -> str:
     return shown + (f" (+{more} more)" if more > 0 else "")
 
 
+def tensor_config(weights: WeightFile) -> GeneratorConfig:
+    """The architecture the file's tensors have (`infer_config`), checked against what
+    its metadata says. The generator is built from this, never from the metadata
+    alone: metadata asking for a huge model would otherwise allocate it before a single
+    tensor was checked."""
+    try:
+        inferred = infer_config(weights.state_dict, weights.path)
+    except (WeightsMismatchError, ConfigError) as error:
+        raise WeightsMismatchError(
+            f"{weights.path} does not fit the generator: {str(error).split(': ', 1)[-1]}"
+        ) from None
+    if inferred != weights.metadata.config:
+        raise WeightsMismatchError(
+            f"{weights.path}: its metadata says {weights.metadata.config.to_dict()} but its "
+            f"tensors are {inferred.to_dict()}"
+        )
+    return inferred
+
+
+def check_finite(weights: WeightFile) -> None:
+    """Refuse tensors holding NaN or infinity (a diverged training run's export): they
+    would give a black image without a word."""
+    for key, tensor in weights.state_dict.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise WeightsFormatError(
+                f"{weights.path}: tensor {key} holds NaN or infinite values (a diverged "
+                "training run?); refusing these weights"
+            )
+
+
 def load_generator(
     path: str | os.PathLike, device: str | torch.device = "cpu"
 ) -> tuple[RRSNet, WeightFile]:
-    """Build the generator a weight file describes and load it strictly, in eval mode."""
+    """Build the generator a weight file's tensors describe (`tensor_config`) and load
+    it strictly, in eval mode; non-finite weights are refused."""
     weights = read_weight_file(path)
-    model = RRSNet(weights.metadata.config)
+    check_finite(weights)
+    model = RRSNet(tensor_config(weights))
     check_state_dict(model, weights.state_dict, weights.path)
     model.load_state_dict(weights.state_dict, strict=True)
     return model.to(device).eval(), weights

@@ -107,3 +107,51 @@ def closed_port_url() -> str:
     port = probe.getsockname()[1]
     probe.close()
     return f"http://127.0.0.1:{port}"
+
+
+@contextmanager
+def misbehaving_server(kind: str, seconds: float = 10.0) -> Iterator[str]:
+    """A URL whose server answers 200 and then misbehaves, for at most `seconds`:
+    `trickle` sends a byte every 0.3 s, `endless` sends data without end, `short`
+    promises more bytes than it sends and closes."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(4)
+    listener.settimeout(seconds)
+    stop = threading.Event()
+
+    def answer() -> None:
+        try:
+            connection, _ = listener.accept()
+        except OSError:
+            return
+        with connection:
+            connection.recv(65536)
+            length = b"" if kind == "endless" else b"Content-Length: 100000\r\n"
+            connection.sendall(b"HTTP/1.1 200 OK\r\n" + length + b"\r\n")
+            deadline = threading.Event()
+            timer = threading.Timer(seconds, deadline.set)
+            timer.start()
+            try:
+                if kind == "short":
+                    connection.sendall(b'{"type": "Feature"')
+                    return
+                while not (stop.is_set() or deadline.is_set()):
+                    if kind == "trickle":
+                        connection.sendall(b" ")
+                        stop.wait(0.3)
+                    else:
+                        connection.sendall(b" " * 65536)
+            except OSError:
+                return
+            finally:
+                timer.cancel()
+
+    thread = threading.Thread(target=answer, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}/item.json"
+    finally:
+        stop.set()
+        listener.close()
+        thread.join(seconds)

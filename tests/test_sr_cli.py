@@ -10,6 +10,7 @@ import time
 
 import numpy as np
 import pytest
+import rasterio
 import torch
 from affine import Affine
 from click.testing import CliRunner
@@ -37,6 +38,29 @@ def files(tmp_path_factory):
         "no_crs": write_raster(root / "no_crs.tif", np.zeros((3, 8, 8), np.uint8), None, None),
         "no_transform": write_raster(
             root / "no_transform.tif", np.zeros((3, 8, 8), np.uint8), "EPSG:32617", None
+        ),
+        "singular": write_raster(
+            root / "singular.tif",
+            np.zeros((3, 8, 8), np.uint8),
+            "EPSG:32617",
+            Affine(0.4, 0.4, 404000, 0.4, 0.4, 3285000),
+        ),
+        "mars": write_raster(
+            root / "mars.tif",
+            np.zeros((3, 8, 8), np.uint8),
+            rasterio.crs.CRS.from_wkt(
+                'GEOGCS["Mars 2000",DATUM["D_Mars_2000",SPHEROID["Mars_2000_IAU_IAG",'
+                '3396190.0,169.894447]],PRIMEM["Greenwich",0],UNIT["Degree",0.0174532925199433]]'
+            ),
+            Affine(0.0001, 0, 10, 0, -0.0001, 10),
+        ),
+        "local_cs": write_raster(
+            root / "local.tif",
+            np.zeros((3, 8, 8), np.uint8),
+            rasterio.crs.CRS.from_wkt(
+                'LOCAL_CS["site grid",UNIT["metre",1],AXIS["X",EAST],AXIS["Y",NORTH]]'
+            ),
+            Affine(0.4, 0, 0, 0, -0.4, 0),
         ),
         "ref_no_crs": write_raster(
             root / "ref_no_crs.tif", np.zeros((3, 8, 8), np.uint8), None, utm
@@ -79,6 +103,10 @@ def assert_clean_failure(result, tmp_path, message):
     [
         ({"scene": "no_crs"}, (), "has no CRS"),
         ({"scene": "no_transform"}, (), "has no geotransform"),
+        ({"scene": "singular"}, (), "is singular or not finite"),
+        ({"scene": "mars"}, (), "cannot relate CRS 'Mars 2000' to EPSG:4326"),
+        ({"scene": "local_cs"}, (), "cannot relate CRS 'site grid' to EPSG:4326"),
+        ({"ref": "singular"}, (), "is singular or not finite"),
         ({"ref": "ref_no_crs"}, (), "has no CRS"),
         ({"ref": "far_ref"}, (), "does not overlap"),
         ({"scene": "corrupt"}, (), "cannot read scene"),
@@ -94,6 +122,7 @@ def assert_clean_failure(result, tmp_path, message):
         ({}, ("--weights", "missing.safetensors"), "weight file not found"),
         ({"scene": "scene"}, ("--weights", "OTHER"), "does not fit the generator"),
         ({}, ("--tile", "30"), "multiple of 4"),
+        ({}, ("--tile", "0"), "multiple of 4"),
         ({}, ("--device", "cuda:7"), "cuda:7"),
         ({}, ("--co", "NOEQUALS"), "KEY=VALUE"),
     ],
@@ -279,3 +308,60 @@ def test_sr_notes_a_reference_too_coarse_to_add_the_outputs_detail(files, tmp_pa
     assert any("4.0x the output's" in note for note in plan["notes"])
     fine = sr(files, tmp_path, "--dry-run")
     assert fine.exit_code == 0 and "x the output's" not in fine.output
+
+
+def test_sr_measures_the_scene_blur_and_records_it(files, tmp_path):
+    """The scene is the mosaic averaged 4x (area integration, no PSF) and the reference
+    the mosaic itself: `auto` finds no PSF; a given sigma is used as given. Each run
+    says so, in the summary, --json and the output's tags."""
+    runs = {}
+    for value in ("auto", "0.8"):
+        summary = tmp_path / f"{value}.json"
+        result = sr(files, tmp_path, "--overwrite", "--scene-blur", value, "--json", str(summary))
+        assert result.exit_code == 0, result.output
+        with rasterio.open(tmp_path / "out.tif") as output:
+            tag = json.loads(output.tags()["RRSGAN_SCENE_BLUR"])
+        runs[value] = (result.output, json.loads(summary.read_text())["scene_blur"], tag)
+    output, record, tag = runs["auto"]
+    assert record == tag and record["source"] == "estimated" and record["fit_r2"] > 0.9
+    assert record["sigma_lr_px"] <= 0.1 and "estimated from the reference" in output
+    output, record, tag = runs["0.8"]
+    assert record == tag and record["source"] == "given" and record["sigma_lr_px"] == 0.8
+    assert "scene blur: PSF sigma 0.80 LR px (area integration), as given" in output
+    no_reference = sr(files, tmp_path, "--overwrite", "--allow-missing-ref", ref="far_ref")
+    assert no_reference.exit_code == 0, no_reference.output
+    assert "scene blur: PSF sigma 0.50 LR px (area integration), the default" in (
+        no_reference.output
+    )
+    bad = sr(files, tmp_path, "--overwrite", "--scene-blur", "sharp")
+    assert bad.exit_code == 1 and bad.output.startswith("Error: --scene-blur 'sharp'")
+
+
+def test_an_output_that_appears_during_the_run_is_never_replaced(files, tmp_path, monkeypatch):
+    """Two runs to one -o without --overwrite: the one that finishes second gets one
+    line and the first one's file stays (the check at planning cannot see the other)."""
+    from rrsgan_geo import output as output_module
+
+    real_check = output_module.check_complete
+
+    def another_run_finishes_first(finished, destination, sparse_ok):
+        real_check(finished, destination, sparse_ok)
+        destination.write_bytes(b"the other run's result")
+
+    monkeypatch.setattr(output_module, "check_complete", another_run_finishes_first)
+    result = sr(files, tmp_path)
+    assert result.exit_code == 1 and "appeared while this run was working" in result.output
+    assert (tmp_path / "out.tif").read_bytes() == b"the other run's result"
+    assert not list(tmp_path.glob(".*part*"))
+
+
+def test_a_tile_larger_than_the_scene_is_fitted_to_it(files, tmp_path):
+    result = sr(files, tmp_path, "--tile", "100000", "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert "100000" not in result.output
+
+
+def test_a_failing_url_with_a_space_is_one_line(files, tmp_path):
+    command = ["sr", str(files["scene"]), "--ref", "http://127.0.0.1:9/a b.tif"]
+    result = CliRunner().invoke(main, [*command, "-o", str(tmp_path / "out.tif")])
+    assert_clean_failure(result, tmp_path, "a b.tif")

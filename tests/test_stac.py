@@ -1,17 +1,21 @@
 """STAC Items and ItemCollections as references (pystac), local and over HTTP."""
 
 import json
+import time
 from datetime import UTC, datetime
 
 import numpy as np
 import pystac
 import pytest
 import rasterio
+from click.testing import CliRunner
 from rasterio.warp import transform_bounds
 from shapely.geometry import box, mapping
 
+from rrsgan_geo.cli.main import main
 from rrsgan_geo.errors import InputError
-from tests.http_server import serve
+from rrsgan_geo.locations import HttpOptions
+from tests.http_server import misbehaving_server, serve
 from tests.rasters import lr_scene, mercator_reference, write_raster
 from tests.test_remote_sources import served_folder
 from tests.test_sr_pipeline import run
@@ -103,3 +107,74 @@ def test_json_that_is_not_stac_is_one_error(tmp_path):
     (tmp_path / "point.json").write_text('{"type": "Point", "coordinates": [0, 0]}')
     with pytest.raises(InputError, match="not a STAC Item or ItemCollection"):
         run(scene, tmp_path / "point.json", tmp_path / "out.tif", tile=32)
+
+
+@pytest.mark.parametrize(
+    "href",
+    [
+        "/vsisubfile/0_99999999,{local}",
+        "/vsisubfile/0_10,/etc/shadow",
+        "/vsisubfile/0_10,/no/such/file",
+        "/vsizip//tmp/archive.zip/a.tif",
+        "/vsicurl/http://127.0.0.1:9/x.tif",
+        "file://{local}",
+        "vrt://{local}?bands=1",
+        "<GDAL_WMS><Service name='TMS'/></GDAL_WMS>",
+        "s3://bucket/a.tif",
+    ],
+)
+def test_a_remote_item_never_makes_sr_read_a_local_file(tmp_path, href):
+    """A STAC Item served over HTTP whose asset is a local or GDAL virtual path is
+    refused before anything is opened, with the same message whether the path exists
+    or not; the same file named by a local item is used as a reference."""
+    from rrsgan_geo.stac import stac_hrefs
+
+    scene = lr_scene(tmp_path / "scene.tif")
+    local = mercator_reference(tmp_path / "secret.tif")
+    folder = tmp_path / "served"
+    folder.mkdir()
+    write_item(
+        folder / "item.json",
+        "evil",
+        scene_box(scene),
+        datetime(2024, 1, 1, tzinfo=UTC),
+        {"visual": href.format(local=local)},
+    )
+    with serve(folder) as (base, _):
+        with pytest.raises(InputError) as refused:
+            stac_hrefs(f"{base}/item.json", scene_box(scene), HttpOptions())
+        command = ["sr", str(scene), "--ref", f"{base}/item.json", "-o", str(tmp_path / "o.tif")]
+        result = CliRunner().invoke(main, command)
+    message = str(refused.value)
+    assert "may only name http(s) assets" in message
+    assert str(local) not in message and "shadow" not in message and "no/such" not in message
+    assert result.exit_code == 1 and result.output.startswith("Error: STAC item evil")
+    assert "may only name http(s) assets" in result.output and "Traceback" not in result.output
+    assert not list(tmp_path.glob("o.tif*"))
+
+
+def test_an_absolute_path_in_a_remote_item_is_a_path_on_its_server(tmp_path):
+    """`/a/b.tif` in an item read over HTTP resolves against the item's URL (RFC 3986),
+    never to the file of that name on this machine."""
+    from rrsgan_geo.stac import stac_hrefs
+
+    scene = lr_scene(tmp_path / "scene.tif")
+    local = mercator_reference(tmp_path / "secret.tif")
+    folder = tmp_path / "served"
+    folder.mkdir()
+    when = datetime(2024, 1, 1, tzinfo=UTC)
+    write_item(folder / "item.json", "i", scene_box(scene), when, {"visual": str(local)})
+    with serve(folder) as (base, _):
+        hrefs = stac_hrefs(f"{base}/item.json", scene_box(scene), HttpOptions())
+    assert hrefs == [f"{base}{local}"]
+
+
+@pytest.mark.parametrize("kind", ["trickle", "endless", "short"])
+def test_a_misbehaving_stac_server_ends_in_one_error_within_the_timeout(tmp_path, kind):
+    from rrsgan_geo.stac import stac_hrefs
+
+    started = time.monotonic()
+    with misbehaving_server(kind, seconds=20) as url, pytest.raises(InputError) as error:
+        stac_hrefs(url, box(0, 0, 1, 1), HttpOptions(timeout=2))
+    assert time.monotonic() - started < 10
+    assert "STAC http://127.0.0.1" in str(error.value) and "item.json" in str(error.value)

@@ -1,8 +1,10 @@
 """Weight files: safetensors with metadata, authors' .pth layouts, and refusals."""
 
 import collections
+import json
 
 import pytest
+import safetensors.torch
 import torch
 
 from rrsgan_geo.errors import WeightsFormatError, WeightsMismatchError, WeightsNotFoundError
@@ -100,3 +102,37 @@ def test_legacy_pre_1_6_torch_format_loads(tmp_path, compact_model):
     assert path.read_bytes()[:1] == b"\x80"
     _, weights = load_generator(path)
     assert weights.metadata.config == COMPACT
+
+
+def test_metadata_never_sizes_the_model_and_must_agree_with_the_tensors(tmp_path, compact_model):
+    """A file whose metadata asks for a huge model (nf=100000, 10^7 blocks) or a huge
+    margin is refused from its tensors' shapes, before anything is built."""
+    state = compact_model.state_dict()
+    for key, value in (("nf", 100_000), ("n_blocks", 10_000_000)):
+        path = tmp_path / f"{key}.safetensors"
+        architecture = {**compact_model.config.to_dict(), key: value}
+        strings = {**WeightsMetadata(config=compact_model.config).to_strings()}
+        strings["architecture"] = json.dumps({"name": "RRSNet", **architecture})
+        safetensors.torch.save_file(state, path, metadata=strings)
+        with pytest.raises(WeightsMismatchError, match="its metadata says"):
+            load_generator(path)
+    path = tmp_path / "margin.safetensors"
+    strings = WeightsMetadata(config=compact_model.config).to_strings() | {"margin": "200000"}
+    safetensors.torch.save_file(state, path, metadata=strings)
+    with pytest.raises(WeightsFormatError, match="margin 200000 is outside"):
+        read_weight_file(path)
+
+
+def test_non_finite_weights_are_refused_and_info_flags_problems(tmp_path, compact_model):
+    from click.testing import CliRunner
+
+    from rrsgan_geo.cli.main import main
+
+    state = compact_model.state_dict()
+    state["texture_transfer.head_small.0.bias"][3] = float("nan")
+    path = tmp_path / "diverged.safetensors"
+    save_weights(state, path, WeightsMetadata(config=compact_model.config))
+    with pytest.raises(WeightsFormatError, match="head_small.0.bias holds NaN"):
+        load_generator(path)
+    info = CliRunner().invoke(main, ["weights", "info", str(path)])
+    assert info.exit_code == 0 and "holds NaN or infinite values" in info.output
