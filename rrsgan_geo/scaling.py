@@ -101,9 +101,10 @@ def choose_scaling(
     if scale is None:
         if dataset.dtypes[bands[0] - 1] == "uint8":
             return ValueScaling((0.0,) * count, (255.0,) * count, "uint8/255")
+        option = "--ref-scale" if what == "reference" else "--scale"
         raise ScalingError(
             f"{what} {raster_name(dataset)} is {dataset.dtypes[bands[0] - 1]}, not uint8: give its "
-            "value range, e.g. --scale 0,3000 or a whole-scene stretch --scale p2,p98"
+            f"value range, e.g. {option} 0,3000 or a whole-scene stretch {option} p2,p98"
         )
     parsed = parse_scale_option(scale)
     if len(parsed) == 2:

@@ -30,7 +30,8 @@ class _FailsAboveOneTile(torch.nn.Module):
 def test_out_of_memory_halves_the_batch_and_goes_on(monkeypatch):
     monkeypatch.setattr(torch.cuda, "empty_cache", lambda: None)
     model = _FailsAboveOneTile()
-    runner = TileModel(model, torch.device("cpu"), batch_size=4)
+    # The model's raw calls and output: no flat-field measurement or correction.
+    runner = TileModel(model, torch.device("cpu"), batch_size=4, flat_field_correction=False)
     inputs = (torch.rand(3, 3, 8, 8),) + tuple(torch.rand(3, 3, 32, 32) for _ in range(3))
     out = runner(inputs)
     assert out.shape == (3, 3, 32, 32)
@@ -96,6 +97,22 @@ def test_the_channels_last_runner_equals_the_plain_model():
     inputs = (torch.rand(2, 3, 12, 12),) + tuple(torch.rand(2, 3, 48, 48) for _ in range(3))
     with torch.no_grad():
         plain = model(*inputs)
-    fast = TileModel(model, torch.device("cpu"), batch_size=2)(inputs)
+    fast = TileModel(model, torch.device("cpu"), batch_size=2, flat_field_correction=False)(inputs)
     assert next(model.parameters()).is_contiguous(memory_format=torch.channels_last)
     torch.testing.assert_close(fast, plain, rtol=0, atol=1e-5)
+
+
+def test_the_flat_field_correction_removes_the_models_fixed_pattern():
+    """On a flat image the corrected output is flat (the pattern the model adds at each
+    place in its 4 x 4 block is measured and taken off), and the correction is the
+    same wherever a tile starts, so outputs stay independent of the tiling."""
+    torch.manual_seed(0)
+    model = RRSNet(TINY).eval()
+    level = 0.37  # between two measured levels
+    lr = torch.full((1, 3, 16, 16), level)
+    grid = torch.full((1, 3, 64, 64), level)
+    raw = TileModel(model, torch.device("cpu"), flat_field_correction=False)((lr, grid, grid, grid))
+    fixed = TileModel(model, torch.device("cpu"))((lr, grid, grid, grid))
+    core = (slice(None), slice(None), slice(16, -16), slice(16, -16))
+    assert float((raw[core] - level).abs().max()) > 1e-3  # a random model's pattern
+    assert float((fixed[core] - level).abs().max()) < 0.2 * float((raw[core] - level).abs().max())

@@ -463,9 +463,9 @@ def test_inputs_are_made_with_the_cores_the_readers_leave_and_the_model_gets_all
     seen = {"inputs": set(), "model": set()}
     make_inputs = pipeline.model_inputs
 
-    def counting_inputs(strip, device):
+    def counting_inputs(strip, device, sensor):
         seen["inputs"].add(torch.get_num_threads())
-        return make_inputs(strip, device)
+        return make_inputs(strip, device, sensor)
 
     generator = tiny_generator()
     generator.model.register_forward_pre_hook(lambda *_: seen["model"].add(torch.get_num_threads()))
