@@ -14,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import rasterio
 import torch
 import torch.nn.functional as F
 
@@ -178,3 +179,20 @@ def test_the_reference_oracle_prints_its_table(tmp_path):
     assert all(cells[0].strip() == "6" for cells in rows.values())
     truth_ceiling = float(rows["truth as reference"][3])
     assert truth_ceiling > 1.0  # the truth's detail, found and fitted, pays off
+
+
+def test_the_relevance_gate_benchmark_prints_both_halves(tmp_path):
+    """`relevance_gate.py` runs sr twice on the bundled example and prints each half's
+    mean gate; its half-replaced reference really differs only in the west half."""
+    output = _run([sys.executable, "benchmarks/relevance_gate.py"], _environment(tmp_path))
+    rows = [line.split() for line in output.splitlines() if line.startswith(("own", "west"))]
+    assert len(rows) == 2 and all(0 <= float(v) <= 1 for row in rows for v in row[-2:])
+    assert "matching minus replaced (west half):" in output
+    gate = _load_benchmark("relevance_gate")
+    replaced = gate.half_replaced(tmp_path / "half.tif")
+    with rasterio.open(gate.REFERENCE) as own, rasterio.open(replaced) as half:
+        a, b = own.read(), half.read()
+    middle = a.shape[2] // 2
+    assert (a[:, :, middle:] == b[:, :, middle:]).all() and (
+        a[:, :, :middle] != b[:, :, :middle]
+    ).any()
