@@ -189,9 +189,8 @@ self_ensemble_option = click.option(
     type=click.Choice(["1", "2", "4", "8"]),
     callback=lambda _ctx, _param, value: int(value),
     help="Run the model on this many turned/mirrored copies of its input and average "
-    "them, turned back: slower in proportion, a little closer to the truth. Measured "
-    "with the compact model on held-out RRSSRD images: +0.03 dB (2), +0.05 dB (4), "
-    "+0.06 dB (8) over one view.",
+    "them, turned back: slower in proportion, a little closer to the truth (the model "
+    "card has the measured gains).",
 )
 
 
@@ -206,10 +205,10 @@ def processing_options(command: Callable) -> Callable:
                 show_default=True,
                 type=click.Choice(["auto", "fp32", "fp16", "bf16"]),
                 help="Model precision. auto: bf16 for 8-bit outputs where the hardware "
-                "computes it (CUDA GPUs, CPUs with AVX512-BF16 or AMX: measured within 1 DN "
-                "of fp32 on 100 % of pixels, 1.3-1.45x faster), else fp32 (bf16 would move "
-                "16-bit outputs by tens of DN). Use fp32 for outputs identical whatever the "
-                "tile size (bf16: within 1 DN). fp16 is for GPUs only.",
+                "computes it (CUDA GPUs, CPUs with AVX512-BF16 or AMX), where it is faster "
+                "and stays within one 8-bit level of fp32, else fp32 (bf16 would move 16-bit "
+                "outputs by tens of DN). Use fp32 for outputs identical whatever the tile "
+                "size. fp16 is for GPUs only. docs/performance.md has the measurements.",
             ),
             self_ensemble_option,
             click.option(

@@ -2,12 +2,14 @@
 train and evaluate load nothing geospatial (the GPU machines that run them have no
 rasterio, shapely or pyproj); `sr` of local files loads neither pyproj nor pystac."""
 
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import click
 import pytest
+from click.testing import CliRunner
 
 from rrsgan_geo.cli.main import COMMANDS, main
 
@@ -79,3 +81,23 @@ def test_every_listed_command_loads_under_its_name():
         command = main.get_command(None, name)
         assert isinstance(command, click.Command) and command.name == name
     assert main.get_command(None, "nope") is None
+
+
+def test_no_help_text_quotes_a_measured_figure():
+    """Figures live in docs/performance.md and the model card, dated; a --help that
+    quoted dB, times, memory or speed-ups went stale with every change of a default."""
+    pattern = re.compile(
+        r"\d[\d.,]*\s*(?:dB|ms\b|s\b|min\b|h\b|seconds|minutes|[KMG]i?B\b|%|x faster)"
+    )
+    runner = CliRunner()
+
+    def commands(command: click.Command, path: list[str]):
+        yield path
+        if isinstance(command, click.Group):
+            context = click.Context(command)
+            for name in command.list_commands(context):
+                yield from commands(command.get_command(context, name), [*path, name])
+
+    for path in commands(main, []):
+        text = runner.invoke(main, [*path, "--help"], terminal_width=1000).output
+        assert not pattern.search(text), (path, pattern.search(text).group(0))
