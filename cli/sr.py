@@ -281,6 +281,10 @@ def sr(
         write_json(json_path, summary)
     if quiet:
         return
+    pixel_size = (plan.sr_grid.transform.a, -plan.sr_grid.transform.e)
+    for offset in report.reference_offsets:
+        click.echo(f"co-registered {offset.describe(pixel_size)}")
+    click.echo(report.scene_blur.describe())
     click.echo(
         f"wrote {report.output}: {report.sr_size[0]} x {report.sr_size[1]} px, "
         f"{report.tiles} tiles, reference valid on {report.pixel_coverage:.1%} of pixels, "
@@ -289,10 +293,6 @@ def sr(
         + _views_note(options.self_ensemble)
         + (f", batch halved {report.oom_halvings}x on out-of-memory" if report.oom_halvings else "")
     )
-    pixel_size = (plan.sr_grid.transform.a, -plan.sr_grid.transform.e)
-    for offset in report.reference_offsets:
-        click.echo(f"co-registered {offset.describe(pixel_size)}")
-    click.echo(report.scene_blur.describe())
     if report.tile_server_errors:
         click.echo(
             f"warning: the tile service still failed after {options.http.retries} retries in "

@@ -195,7 +195,11 @@ def build_dataset(
     if not report.written:
         _remove_build(out_dir, folder_existed)
         reasons = "; ".join(f"{n} {reason}" for reason, n in report.skipped.most_common())
-        raise CoverageError(f"no sample written ({reasons or 'the HR sources are too small'})")
+        too_small = (
+            f"the HR sources are smaller than one {options.hr_size} x {options.hr_size} px "
+            "sample: give a smaller --hr-size (a multiple of 4)"
+        )
+        raise CoverageError(f"no sample written ({reasons or too_small})")
     report.manifest = out_dir / MANIFEST
     return report
 

@@ -372,3 +372,9 @@ def test_a_truncated_reference_is_one_line_naming_it(tmp_path):
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert "reading reference ref3857.tif failed: " in result.output, result.output
     assert "previous exception" not in result.output
+
+
+def test_sources_smaller_than_one_sample_name_the_size_and_the_way_out(tmp_path):
+    failed = build(tmp_path, "--hr-size", "4000")
+    assert failed.exit_code == 1, failed.output
+    assert "smaller than one 4000 x 4000 px sample: give a smaller --hr-size" in failed.output

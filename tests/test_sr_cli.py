@@ -325,6 +325,8 @@ def test_sr_measures_the_scene_blur_and_records_it(files, tmp_path):
     output, record, tag = runs["auto"]
     assert record == tag and record["source"] == "estimated" and record["fit_r2"] > 0.9
     assert record["sigma_lr_px"] <= 0.1 and "estimated from the reference" in output
+    # What was measured comes before the line that says the output was written.
+    assert output.index("co-registered") < output.index("scene blur") < output.index("wrote")
     output, record, tag = runs["0.8"]
     assert record == tag and record["source"] == "given" and record["sigma_lr_px"] == 0.8
     assert "scene blur: PSF sigma 0.80 LR px (area integration), as given" in output
