@@ -106,7 +106,7 @@ def _progress(line: str) -> None:
 class StandIn(torch.nn.Module):
     """A generator that costs nothing: it returns LR_UX4, which the pipeline made."""
 
-    def forward(self, lr, lr_ux4, ref, ref_dux4) -> torch.Tensor:  # noqa: ARG002
+    def forward(self, lr, lr_ux4, ref, ref_dux4, blur=None) -> torch.Tensor:  # noqa: ARG002
         return lr_ux4
 
 

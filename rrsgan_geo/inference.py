@@ -181,8 +181,9 @@ class TileModel:
         return outputs[0] if len(outputs) == 1 else torch.cat(outputs)
 
     def flat_field_pattern(self) -> torch.Tensor:
-        """FLAT_LEVELS x 3 x 4 x 4: what this model adds, at each output pixel's place in
-        its 4 x 4 block, to a flat image of each level (no reference, this run's views,
+        """FLAT_LEVELS x 3 x 4 x 4: what this model adds to a flat image of each level, at
+        each output pixel's place in its 4 x 4 block (a flat scene must come out flat, at
+        its own level) (no reference, this run's views,
         precision and blur code), measured once in one batch. A few hundredths of an
         8-bit level to half of one, this fixed pattern is invisible in an 8-bit output
         but magnified where the scaling is wide and the scene dark (a quarter-cloud

@@ -119,7 +119,6 @@ def test_json_that_is_not_stac_is_one_error(tmp_path):
         "/vsicurl/http://127.0.0.1:9/x.tif",
         "file://{local}",
         "vrt://{local}?bands=1",
-        "<GDAL_WMS><Service name='TMS'/></GDAL_WMS>",
         "s3://bucket/a.tif",
     ],
 )
