@@ -10,7 +10,7 @@ coordinates put it.
 """
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,7 +21,7 @@ from rrsgan_geo.locations import display_name
 from rrsgan_geo.model import LR_SIZE_MULTIPLE
 from rrsgan_geo.registration import MAX_SHIFT, Shift, estimate_shift
 from rrsgan_geo.scene_blur import BlurWindow, SceneBlur, estimate_scene_blur, lr_validity
-from rrsgan_geo.sources import ReferenceSpec, TileReader
+from rrsgan_geo.sources import ReferenceSpec, Strip, TileReader
 from rrsgan_geo.tiling import Tile, TileLayout
 
 SAMPLE_TILES = 4
@@ -100,20 +100,25 @@ def _candidate_tiles(layout: TileLayout) -> list[Tile]:
     return [layout.tiles_in_row(row)[col] for row, col in ordered]
 
 
+def _covered_windows(reader: TileReader) -> Iterator[Strip]:
+    """The candidate windows (`_candidate_tiles`), read one at a time as the caller asks,
+    that have scene pixels and are covered by the reference for `_MIN_VALID` at least:
+    where it is missing, LR_UX4 stands in and would bias every measurement."""
+    for tile in _candidate_tiles(reader.layout):
+        strip = reader.read([tile])
+        if strip.ref is not None and not strip.is_empty(0) and strip.ref_valid.mean() >= _MIN_VALID:
+            yield strip
+
+
 def measure_offset(reader: TileReader, name: str, max_shift: int = MAX_SHIFT) -> ReferenceOffset:
     """The translation of the reader's one reference, from up to `SAMPLE_TILES` windows it
     covers: the median of the reliable windows' shifts when most of them agree on it.
     Measuring stops early once `_ENOUGH` reliable windows agree (most references: two
     windows instead of four, 0.1 s less on a 512^2 scene on 2 cores)."""
     shifts: list[Shift] = []
-    for tile in _candidate_tiles(reader.layout):
+    for strip in _covered_windows(reader):
         if len(shifts) == SAMPLE_TILES or len(_agreeing(shifts)[2]) >= _ENOUGH:
             break
-        strip = reader.read([tile])
-        if strip.ref is None or strip.is_empty(0):
-            continue
-        if strip.ref_valid.mean() < _MIN_VALID:
-            continue
         with torch.inference_mode():  # LR_UX4 and Ref_DUX4 exactly as the model gets them
             _, lr_ux4, _, ref_dux4 = model_inputs(strip, torch.device("cpu"))
             shifts.append(estimate_shift(lr_ux4[0], ref_dux4[0], max_shift))
@@ -139,12 +144,9 @@ def measure_scene_blur(reader: TileReader) -> SceneBlur:
     the (co-registered) references cover `_MIN_VALID` of the window, spread over the
     scene as co-registration's are."""
     windows: list[BlurWindow] = []
-    for tile in _candidate_tiles(reader.layout):
+    for strip in _covered_windows(reader):
         if len(windows) == SAMPLE_TILES:
             break
-        strip = reader.read([tile])
-        if strip.ref is None or strip.is_empty(0) or strip.ref_valid.mean() < _MIN_VALID:
-            continue
         valid = lr_validity(torch.from_numpy(strip.ref_valid))
         if strip.lr_valid is not None:
             valid &= torch.from_numpy(strip.lr_valid)

@@ -183,8 +183,8 @@ class TileModel:
     def flat_field_pattern(self) -> torch.Tensor:
         """FLAT_LEVELS x 3 x 4 x 4: what this model adds to a flat image of each level, at
         each output pixel's place in its 4 x 4 block (a flat scene must come out flat, at
-        its own level) (no reference, this run's views,
-        precision and blur code), measured once in one batch. A few hundredths of an
+        its own level), with no reference and this run's views, precision and blur code,
+        measured once per run. A few hundredths of an
         8-bit level to half of one, this fixed pattern is invisible in an 8-bit output
         but magnified where the scaling is wide and the scene dark (a quarter-cloud
         Sentinel-2 scene stretched p2-p98: a 4-pixel dot pattern of +-5..7 DN).
@@ -203,15 +203,16 @@ class TileModel:
 
     def _pattern_at(self, lr_ux4: torch.Tensor) -> torch.Tensor:
         """The flat-field pattern under each pixel of `lr_ux4` (N x 3 x 4h x 4w), linearly
-        interpolated between levels by the pixel's own LR level."""
+        interpolated between levels by the pixel's own LR level: the table is indexed
+        by (level, band, row and column in the 4 x 4 block) per pixel, never tiled."""
         pattern = self.flat_field_pattern()
-        height, width = lr_ux4.shape[-2] // SCALE, lr_ux4.shape[-1] // SCALE
-        tiled = pattern.repeat(1, 1, height, width)  # levels x 3 x 4h x 4w
         position = lr_ux4.to(self.device).float().clamp(0, 1) * (FLAT_LEVELS - 1)
         below = position.floor().long().clamp(max=FLAT_LEVELS - 2)
         fraction = position - below
-        lower = torch.gather(tiled.expand(len(lr_ux4), -1, -1, -1, -1), 1, below[:, None])[:, 0]
-        upper = torch.gather(tiled.expand(len(lr_ux4), -1, -1, -1, -1), 1, below[:, None] + 1)[:, 0]
+        band = torch.arange(pattern.shape[1], device=self.device)[:, None, None]
+        row = torch.arange(lr_ux4.shape[-2], device=self.device)[:, None] % SCALE
+        col = torch.arange(lr_ux4.shape[-1], device=self.device) % SCALE
+        lower, upper = (pattern[level, band, row, col] for level in (below, below + 1))
         return lower + fraction * (upper - lower)
 
     def _forward(self, inputs: tuple[torch.Tensor, ...]) -> torch.Tensor:

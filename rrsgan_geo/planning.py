@@ -295,8 +295,8 @@ def _plan_sr(
         zeros,
         planned.untagged_zeros,
         planned.pixel_sizes,
+        unusable_values=unusable,
     )
-    plan = dataclasses.replace(plan, unusable_values=unusable)
     return dataclasses.replace(plan, notes=plan_notes(plan))
 
 

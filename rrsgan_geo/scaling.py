@@ -37,20 +37,23 @@ class ValueScaling:
     def to_unit(self, values: np.ndarray) -> np.ndarray:
         """bands x H x W stored values -> float32, [low, high] onto [0, 1], unclipped
         but for values beyond `UNIT_LIMIT` (computed in float64, so none overflows)."""
-        low, span = self._arrays()
-        if values.dtype.itemsize <= 2 and np.issubdtype(values.dtype, np.integer):
-            unit = values.astype(np.float32)  # 8- and 16-bit values cannot overflow
+        if _within_limit(values.dtype):
+            low, span = self._arrays()
+            unit = values.astype(np.float32)
             unit -= low
             unit /= span
             return unit
-        unit = (values.astype(np.float64) - low) / span
+        unit = self._unit64(values)
         return np.clip(unit, -UNIT_LIMIT, UNIT_LIMIT, out=unit).astype(np.float32)
 
     def beyond_limit(self, values: np.ndarray) -> int:
         """How many finite values `to_unit` clips (`UNIT_LIMIT`)."""
-        low, span = self._arrays()
-        unit = (values.astype(np.float64) - low) / span
+        unit = self._unit64(values)
         return int((np.isfinite(unit) & (np.abs(unit) > UNIT_LIMIT)).sum())
+
+    def _unit64(self, values: np.ndarray) -> np.ndarray:
+        low, span = self._arrays()
+        return (values.astype(np.float64) - low) / span
 
     def to_values(self, unit: np.ndarray) -> np.ndarray:
         """float -> the stored units as float32, neither rounded nor limited."""
@@ -132,6 +135,11 @@ def _percentile_scaling(
     return ValueScaling(tuple(lows), tuple(highs), f"percentile p{low:g},p{high:g}")
 
 
+def _within_limit(dtype: np.dtype) -> bool:
+    """8- and 16-bit integers: no value can be non-finite or overflow the scaling."""
+    return dtype.itemsize <= 2 and np.issubdtype(dtype, np.integer)
+
+
 def count_unusable_values(
     dataset: rasterio.io.DatasetReader,
     bands: tuple[int, ...],
@@ -141,21 +149,17 @@ def count_unusable_values(
     """(NaN or infinite values, finite values `to_unit` clips) in the bands' `window`
     (default: all), read a few rows at a time. Without reading, (0, 0) for 8- and
     16-bit integer rasters, whose values can be neither."""
-    small_integers = all(
-        np.dtype(dataset.dtypes[band - 1]).itemsize <= 2
-        and np.issubdtype(np.dtype(dataset.dtypes[band - 1]), np.integer)
-        for band in bands
-    )
-    if small_integers:
+    if all(_within_limit(np.dtype(dataset.dtypes[band - 1])) for band in bands):
         return 0, 0
     window = window or Window(0, 0, dataset.width, dataset.height)
+    floating = is_floating(dataset, bands)
     non_finite = beyond = 0
     for top in range(int(window.row_off), int(window.row_off + window.height), _COUNT_ROWS):
         rows = min(_COUNT_ROWS, int(window.row_off + window.height) - top)
         chunk = Window(window.col_off, top, window.width, rows)
         values = dataset.read(bands, window=chunk, masked=True)
         usable = values.filled(0) if np.ma.is_masked(values) else values.data
-        if is_floating(dataset, bands):
+        if floating:
             finite = np.isfinite(usable)
             non_finite += int((~finite & ~np.ma.getmaskarray(values)).sum())
             usable = np.where(finite, usable, 0)

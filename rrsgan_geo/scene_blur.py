@@ -147,15 +147,15 @@ def estimate_scene_blur(windows: list[BlurWindow]) -> SceneBlur:
     """The sigma that makes the blurred reference as sharp as the scene (module
     docstring), or the default when there is nothing to measure on or the reference
     does not show the scene."""
-    usable = [w for w in windows if _fit_mask(w).sum() >= 64]
-    if not usable:
+    masked = [(w, mask) for w in windows if (mask := _fit_mask(w)).sum() >= 64]
+    if not masked:
         return default_scene_blur("no window where the scene and a reference are both valid")
-    target = _sharpness([(w.lr.float(), _fit_mask(w)) for w in usable])
+    usable = [w for w, _ in masked]
+    target = _sharpness([(w.lr.float(), mask) for w, mask in masked])
 
     def blurred(sigma: float) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        return [
-            (optics(w.reference[None].float(), area_sensor(sigma))[0], _fit_mask(w)) for w in usable
-        ]
+        sensor = area_sensor(sigma)
+        return [(optics(w.reference[None].float(), sensor)[0], mask) for w, mask in masked]
 
     low, high = 0.0, MAX_SIGMA
     if _sharpness(blurred(low)) <= target:

@@ -187,7 +187,8 @@ def _is_isotropic(sensor: SensorModel) -> bool:
 
 def _separable_gaussian(images: torch.Tensor, sigma_hr: float) -> torch.Tensor:
     """An isotropic Gaussian as two 1-D passes (the same kernel as `psf_kernel`, a
-    fraction of its cost: the blur estimate tries 33 sigmas per window)."""
+    fraction of its cost: training blurs every sample and the blur estimate tries a
+    dozen sigmas per window)."""
     radius = max(1, math.ceil(_PSF_RADIUS_SIGMAS * sigma_hr))
     steps = torch.arange(-radius, radius + 1, dtype=torch.float64)
     taps = torch.exp(-0.5 * (steps / sigma_hr) ** 2)
