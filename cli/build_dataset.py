@@ -70,7 +70,7 @@ from rrsgan_geo.cli.options import band_options, scale_options
     show_default=True,
     help="Seed of the draw of blocks for train/ and val/: the same seed, the same split.",
 )
-@band_options("HR")
+@band_options("HR bands to use, in order: 3 (RGB) or 1, e.g. 3,2,1.")
 @scale_options(
     "HR",
     nodata_use="counted by --max-nodata and left out of --scale percentiles.",

@@ -113,20 +113,17 @@ def scale_options(
     return decorate
 
 
-def band_options(scene: str = "Scene") -> Callable[[Callable], Callable]:
-    """--bands (the `scene_bands` parameter) and --ref-bands: which bands of a raster
-    that is not plain RGB or grey feed the model."""
+def band_options(bands_help: str) -> Callable[[Callable], Callable]:
+    """--bands (the `scene_bands` parameter, described by `bands_help`) and
+    --ref-bands: which bands of a raster that is not plain RGB or grey are used."""
 
     def decorate(command: Callable) -> Callable:
         command = click.option(
-            "--ref-bands", callback=_band_list, help="Reference bands, as --bands."
-        )(command)
-        return click.option(
-            "--bands",
-            "scene_bands",
+            "--ref-bands",
             callback=_band_list,
-            help=f"{scene} bands to use, in order: 3 (RGB) or 1, e.g. 3,2,1.",
+            help="Reference bands the model sees, in order: 3 (RGB) or 1, e.g. 1,2,3.",
         )(command)
+        return click.option("--bands", "scene_bands", callback=_band_list, help=bands_help)(command)
 
     return decorate
 
@@ -191,6 +188,22 @@ self_ensemble_option = click.option(
     help="Run the model on this many turned/mirrored copies of its input and average "
     "them, turned back: slower in proportion, a little closer to the truth (the model "
     "card has the measured gains).",
+)
+
+
+_SCENE_BANDS_HELP = (
+    "Scene bands to write, in order (default: all but alpha), e.g. 4,3,2,8. The visible "
+    "ones go through the model; each other band gets the visible bands' new detail, in "
+    "proportion to how it follows them locally."
+)
+
+_rgb_bands_option = click.option(
+    "--rgb-bands",
+    callback=_band_list,
+    help="The scene's red, green and blue bands (or 1 grey band), which the model sees "
+    "beside the reference, e.g. 3,2,1 for Landsat 7. Default: the written bands when they "
+    "are 3 or 1, else the bands tagged red, green and blue (colour interpretation or "
+    "description).",
 )
 
 
@@ -298,7 +311,7 @@ def processing_options(command: Callable) -> Callable:
         ]
     ):
         command = option(command)
-    return band_options()(command)
+    return band_options(_SCENE_BANDS_HELP)(_rgb_bands_option(command))
 
 
 def sr_options(fields: dict, **more: object) -> "SROptions":

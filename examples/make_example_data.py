@@ -1,4 +1,4 @@
-"""Make the bundled example pair from the CC0 NEON SJER image in ../shared/data.
+"""Make the bundled example data from the CC0 and public-domain imagery in ../shared/data.
 
 scene: the 0.1 m NEON camera mosaic averaged 4x to 0.4 m (UTM 11N), a stand-in for a
        low-resolution scene.
@@ -6,6 +6,10 @@ reference: the same mosaic reprojected to Web Mercator (EPSG:3857) at ~0.1 m, sh
        0.5 m east and with a gamma/colour change, a stand-in for a co-located reference
        from another source. It is synthetic (the same pixels as the scene's truth),
        which is what makes the example small and redistributable, not a real second date.
+
+landsat: a 192 x 192 window of a 7-band Landsat 7 ETM+ scene of the Great Salt Lake
+       (USGS, public domain), its pixels and georeference exactly as shipped: the
+       multispectral example and test scene.
 
     python examples/make_example_data.py
 """
@@ -17,9 +21,12 @@ import rasterio
 from affine import Affine
 from rasterio.enums import Resampling
 from rasterio.warp import calculate_default_transform, reproject
+from rasterio.windows import Window
 
 HERE = Path(__file__).resolve().parent
 SOURCE = HERE.parents[1] / "shared/data/neon/2018_SJER_3_252000_4107000_image_477.tif"
+LANDSAT = HERE.parents[1] / "shared/data/landsat/landsat.tif"
+LANDSAT_WINDOW = Window(1024, 704, 192, 192)  # a shore: about 30 % water, 70 % land
 PROFILE = {"driver": "GTiff", "tiled": True, "blockxsize": 256, "blockysize": 256}
 PROFILE.update(compress="deflate", predictor=2)
 
@@ -60,6 +67,20 @@ def main() -> None:
     profile.update(width=width, height=height, transform=Affine.translation(shift, 0) @ mercator)
     with rasterio.open(HERE / "data/sjer_reference_0.1m_epsg3857.tif", "w", **profile) as out:
         out.write(np.clip(np.rint(recoloured), 1, 255).astype(np.uint8) * (warped.max(0) > 0))
+    landsat_window()
+
+
+def landsat_window() -> None:
+    with rasterio.open(LANDSAT) as src:
+        profile = dict(PROFILE, count=src.count, dtype=src.dtypes[0], crs=src.crs)
+        profile.update(
+            width=LANDSAT_WINDOW.width,
+            height=LANDSAT_WINDOW.height,
+            transform=src.window_transform(LANDSAT_WINDOW),
+        )
+        with rasterio.open(HERE / "data/landsat7_gsl_30m_7band.tif", "w", **profile) as out:
+            out.write(src.read(window=LANDSAT_WINDOW))
+            out.descriptions = src.descriptions
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ def downsample_4x(images: torch.Tensor) -> torch.Tensor:
     return bicubic_resize(images, 1.0 / SCALE)
 
 
-def upsample_4x(images: torch.Tensor) -> torch.Tensor:
+def upsample_4x(images: torch.Tensor, clamp: bool = True) -> torch.Tensor:
     """4x bicubic upsampling, equal to `bicubic_resize(images, 4)` within float rounding
     (tested) and several times faster on the CPU. Per axis, a 4x bicubic upsample is
     four 4-tap filters, one per output phase, over the edge-replicated input: each
@@ -35,7 +35,8 @@ def upsample_4x(images: torch.Tensor) -> torch.Tensor:
     LR): 4.7 ms, where torch's generic kernel (which recomputes the weights per pixel)
     takes 24 ms and the same filters as convolutions with one input channel 37 ms
     (oneDNN has no fast path for them). The second pass writes each phase straight into
-    its rows of the output (5.5-6.1 ms when the phases were stacked afterwards)."""
+    its rows of the output (5.5-6.1 ms when the phases were stacked afterwards).
+    `clamp=False` keeps values outside [0, 1] (a percentile-scaled band's)."""
     n, c, h, w = images.shape
     planes = F.pad(images.reshape(n * c, 1, h, w), (2, 2, 2, 2), mode="replicate")[:, 0]
     across = torch.stack([_phase(planes, -1, taps) for taps in _phase_taps()], dim=-1)
@@ -43,7 +44,8 @@ def upsample_4x(images: torch.Tensor) -> torch.Tensor:
     upsampled = images.new_empty(n * c, h, SCALE, SCALE * w)
     for phase, taps in enumerate(_phase_taps()):
         _phase(across, -2, taps, out=upsampled[:, :, phase])
-    return upsampled.reshape(n, c, SCALE * h, SCALE * w).clamp_(0.0, 1.0)
+    upsampled = upsampled.reshape(n, c, SCALE * h, SCALE * w)
+    return upsampled.clamp_(0.0, 1.0) if clamp else upsampled
 
 
 def _phase(

@@ -19,7 +19,7 @@ from types import TracebackType
 import numpy as np
 import rasterio
 import rasterio.shutil
-from rasterio.enums import Interleaving
+from rasterio.enums import ColorInterp, Interleaving
 
 from rrsgan_geo.errors import OutputError
 from rrsgan_geo.files import new_temp_file, publish
@@ -49,7 +49,9 @@ class BandMeaning:
 def tiled_profile(grid: RasterGrid, count: int, dtype: str, nodata: float | None) -> dict:
     """What `StreamingGeoTIFF` writes on `grid`: tiled in BLOCK x BLOCK blocks,
     deflate with the predictor for the dtype, compressed on all cores, BigTIFF where the
-    file could pass 4 GB (an SR output, or a float32 map on the SR grid, easily does)."""
+    file could pass 4 GB (an SR output, or a float32 map on the SR grid, easily does).
+    Extra bands are data, not alpha: without ALPHA=UNSPECIFIED a compressed red, green,
+    blue + NIR file reads its NIR back as an alpha band (a mask)."""
     floating = np.issubdtype(np.dtype(dtype), np.floating)
     return {
         "driver": "GTiff",
@@ -67,6 +69,7 @@ def tiled_profile(grid: RasterGrid, count: int, dtype: str, nodata: float | None
         "predictor": 3 if floating else 2,
         "bigtiff": "IF_SAFER",
         "num_threads": "ALL_CPUS",  # GDAL compresses blocks on all cores
+        "alpha": "UNSPECIFIED",
     }
 
 
@@ -249,6 +252,7 @@ class StreamingGeoTIFF:
         tags: dict[str, str] | None = None,
         descriptions: tuple[str | None, ...] = (),
         meanings: tuple[BandMeaning, ...] = (),
+        colours: tuple[ColorInterp, ...] = (),
     ) -> None:
         check_destination(path, overwrite)
         self.path = path
@@ -258,6 +262,7 @@ class StreamingGeoTIFF:
         self.tags = tags or {}
         self.descriptions = descriptions
         self.meanings = meanings
+        self.colours = colours
         self.pending_top = 0
         self.pending: list[np.ndarray] = []
         self.pending_masks: list[np.ndarray] = []
@@ -361,6 +366,8 @@ class StreamingGeoTIFF:
             self.dataset.scales = [meaning.scale for meaning in self.meanings]
             self.dataset.offsets = [meaning.offset for meaning in self.meanings]
             self.dataset.units = [meaning.units for meaning in self.meanings]
+        if self.colours:
+            self.dataset.colorinterp = self.colours
         with _gdal_write_errors(self.path):
             self.dataset.close()
         finished = self.temp_paths[-1]

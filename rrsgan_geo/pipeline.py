@@ -25,6 +25,7 @@ import torch
 from rasterio.windows import Window
 
 from rrsgan_geo import __version__
+from rrsgan_geo.band_injection import DetailInjection
 from rrsgan_geo.co_registration import (
     ReferenceOffset,
     co_register,
@@ -156,8 +157,8 @@ def _tile_reader(
     each reference warped by `column_parts` threads side by side."""
     return TileReader(
         plan.scene_path,
-        plan.scene_bands,
-        plan.scaling,
+        plan.model_bands,
+        plan.model_scaling,
         layout or plan.layout,
         references,
         plan.scene_window,
@@ -218,10 +219,19 @@ def _super_resolve(
             tags=tags,
             descriptions=plan.descriptions,
             meanings=plan.meanings,
+            colours=plan.colours,
         ) as output,
         maps,
         prefetcher as strips,
     ):
+        bands_of = DetailInjection(
+            scene,
+            plan.scene_bands,
+            plan.model_bands,
+            plan.scaling,
+            plan.model_scaling,
+            plan.scene_window,
+        )
         for row, strip, row_done in strips:
             sr_tiles = None
             if strip.kept:
@@ -240,7 +250,7 @@ def _super_resolve(
                     )
                 lr_rows = _lr_rows(plan, scene, top, finished.shape[1])
                 lr_valid = band_validity(scene, plan.scene_bands, lr_rows)
-                unit = _scene_bands(finished[:3], plan)
+                unit = bands_of.rows(top, finished[:3])
                 output.write_rows(top, _to_output(unit, plan, lr_valid), _mask(plan, lr_valid))
                 if maps.writers:
                     lr_values = scene.read(plan.scene_bands, window=lr_rows).astype(np.float32)
@@ -341,13 +351,9 @@ def _lr_rows(plan: SRPlan, scene: rasterio.io.DatasetReader, top: int, sr_rows: 
     return Window(window.col_off, window.row_off + top // SCALE, window.width, sr_rows // SCALE)
 
 
-def _scene_bands(unit: np.ndarray, plan: SRPlan) -> np.ndarray:
-    """The model's 3 bands -> the scene's 3 or 1 (the mean, as 1 band was repeated)."""
-    return unit.mean(axis=0, keepdims=True) if len(plan.scene_bands) == 1 else unit
-
-
 def _to_output(unit: np.ndarray, plan: SRPlan, lr_valid: np.ndarray | None) -> np.ndarray:
-    """Blended [0, 1] rows in the scene's bands (`_scene_bands`) -> its dtype and nodata.
+    """Blended [0, 1] rows in the scene's bands (`DetailInjection.rows`) -> its dtype
+    and nodata.
 
     A band's output pixel is nodata exactly where that band of the scene is (`lr_valid`:
     the scene's per-band validity under these rows), NaN included (a float scene's
@@ -393,7 +399,11 @@ def _output_profile(plan: SRPlan, creation_options: dict[str, str]) -> dict:
 def _provenance_tags(
     plan: SRPlan, generator: Generator, options: SROptions, device: str, batch_size: int
 ) -> dict[str, str]:
-    recorded: dict[str, object] = {"bands": plan.scene_bands, "batch_size": batch_size}
+    recorded: dict[str, object] = {
+        "bands": plan.scene_bands,
+        "rgb_bands": plan.model_bands,
+        "batch_size": batch_size,
+    }
     for name in ("nodata", "ref_nodata"):  # nodata values the user declared
         if getattr(options, name) is not None:
             recorded[name] = getattr(options, name)

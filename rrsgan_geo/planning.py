@@ -15,9 +15,10 @@ from pathlib import Path
 import numpy as np
 import rasterio
 import torch
-from rasterio.enums import Resampling
+from rasterio.enums import ColorInterp, Resampling
 from rasterio.windows import Window, from_bounds
 
+from rrsgan_geo.band_roles import band_roles
 from rrsgan_geo.devices import resolve_device
 from rrsgan_geo.errors import CoverageError, InputError, OutputError
 from rrsgan_geo.grids import RasterGrid
@@ -85,6 +86,10 @@ class SROptions:
     """Rotated/mirrored views of each tile the model runs on and averages
     (`self_ensemble`): 1, 2, 4 or 8; the model's time grows in proportion."""
     scene_bands: tuple[int, ...] | None = None
+    """The scene's bands to write, in order; None: all but alpha (`band_roles`)."""
+    rgb_bands: tuple[int, ...] | None = None
+    """The scene's red, green and blue bands (or 1 grey band) the model sees; None:
+    found (`band_roles`)."""
     ref_bands: tuple[int, ...] | None = None
     scale: str | None = None
     ref_scale: str | None = None
@@ -136,7 +141,13 @@ class SRPlan:
     sr_grid: RasterGrid
     layout: TileLayout
     scene_bands: tuple[int, ...]
+    """The scene's bands the output holds, in order."""
     scaling: ValueScaling
+    """How `scene_bands`' values map to the model's [0, 1]."""
+    model_bands: tuple[int, ...]
+    """The scene's bands the model sees (3, or 1 repeated); the other written bands
+    get their detail injected (`band_injection`)."""
+    model_scaling: ValueScaling
     references: tuple[ReferenceSpec, ...]
     """The references whose footprints meet the scene's, best-covering first."""
     footprint_coverage: float
@@ -145,6 +156,8 @@ class SRPlan:
     descriptions: tuple[str, ...]
     meanings: tuple[BandMeaning, ...]
     """Scale, offset and units of the scene's bands, which the output's values share."""
+    colours: tuple[ColorInterp, ...]
+    """The written bands' colour interpretation in the scene (red, NIR's undefined...)."""
     scene_window: Window | None = None
     """The part of the scene processed (`--bounds`); None: all of it."""
     untagged_zeros: float = 0.0
@@ -233,13 +246,17 @@ def _plan_sr(
         if options.bounds is not None:
             window = _window_of_bounds(scene, options.bounds)
             lr_grid = lr_grid.shifted(window.col_off, window.row_off, window.width, window.height)
-        bands = select_bands(scene, options.scene_bands, "scene")
-        scaling = choose_scaling(scene, bands, options.scale, "scene")
+        roles = band_roles(scene, options.scene_bands, options.rgb_bands)
+        bands = roles.written
+        needed_scaling = choose_scaling(scene, roles.needed, options.scale, "scene")
+        scaling = needed_scaling.subset(range(len(bands)))
+        model_scaling = needed_scaling.subset(map(roles.needed.index, roles.visible))
         dtype, nodata = scene.dtypes[bands[0] - 1], scene.nodata
         # The scene's descriptions, else the scene band each output band is made from:
         # every output band says what it is, a reordered --bands included.
         descriptions = tuple(scene.descriptions[band - 1] or f"band {band}" for band in bands)
         meanings = tuple(BandMeaning.of(scene, band) for band in bands)
+        colours = tuple(scene.colorinterp[band - 1] for band in bands)
         _refuse_empty_scene(scene, bands)
         zeros = untagged_zeros(scene, bands)
         unusable = count_unusable_values(scene, bands, scaling, window)
@@ -285,12 +302,15 @@ def _plan_sr(
         layout,
         bands,
         scaling,
+        roles.visible,
+        model_scaling,
         specs,
         coverage,
         dtype,
         nodata,
         descriptions,
         meanings,
+        colours,
         window,
         zeros,
         planned.untagged_zeros,

@@ -137,6 +137,12 @@ def select_bands(
     classes), not intensities, and super-resolved as grey levels they would come out
     as other classes."""
     bands = _chosen_bands(dataset, bands, what)
+    refuse_paletted(dataset, bands, what)
+    return bands
+
+
+def refuse_paletted(dataset: rasterio.io.DatasetReader, bands: tuple[int, ...], what: str) -> None:
+    """A paletted band holds colour-table indices, not intensities."""
     for band in bands:
         if dataset.colorinterp[band - 1] == ColorInterp.palette:
             raise InputError(
@@ -144,7 +150,6 @@ def select_bands(
                 "colour table, they are not intensities the model can super-resolve; expand "
                 "it to RGB first, e.g. gdal_translate -expand rgb IN.tif OUT.tif"
             )
-    return bands
 
 
 def _chosen_bands(

@@ -9,6 +9,7 @@ them.
 """
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -72,6 +73,15 @@ class ValueScaling:
         low = np.asarray(self.low, dtype=np.float32)[:, None, None]
         high = np.asarray(self.high, dtype=np.float32)[:, None, None]
         return low, high - low
+
+    def subset(self, positions: Iterable[int]) -> "ValueScaling":
+        """The scaling of some of the bands, by their positions in this one."""
+        positions = list(positions)
+        return ValueScaling(
+            tuple(self.low[i] for i in positions),
+            tuple(self.high[i] for i in positions),
+            self.method,
+        )
 
     def describe(self) -> str:
         return json.dumps({"method": self.method, "low": self.low, "high": self.high})

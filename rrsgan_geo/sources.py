@@ -67,6 +67,26 @@ def _read_reflected(
     return values, None if valid is None else np.pad(valid, ((0, 0), *pads), mode="symmetric")
 
 
+def read_filled(
+    dataset: rasterio.io.DatasetReader, bands: tuple[int, ...], window: Window
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """`_read_reflected` with each band's holes filled from that band's valid
+    neighbours only; what no neighbour reaches (a band without a valid pixel here, a
+    hole wider than GDAL's search distance) becomes 0, never a NaN for the model."""
+    values, valid = _read_reflected(dataset, bands, window)
+    if valid is None:
+        return values, None
+    values = np.stack(
+        [
+            fillnodata(band, mask=band_valid.astype(np.uint8))
+            if band_valid.any() and not band_valid.all()
+            else band
+            for band, band_valid in zip(values, valid, strict=True)
+        ]
+    )
+    return np.where(valid | np.isfinite(values), values, 0), valid
+
+
 @dataclass
 class Strip:
     """Consecutive tiles of one tile row with their inputs, read as one window, before
@@ -167,20 +187,8 @@ class TileReader:
         width = last.lr_col_off - first.lr_col_off + size
         window = Window(self.col0 + first.lr_col_off, self.row0 + first.lr_row_off, width, size)
         with naming_read_failures("scene", self.scene_path):
-            values, valid = _read_reflected(self.scene, self.scene_bands, window)
+            values, valid = read_filled(self.scene, self.scene_bands, window)
         if valid is not None:
-            # Each band's holes are filled from that band's valid neighbours only; what
-            # no neighbour reaches (a band without a valid pixel here, a hole wider
-            # than GDAL's search distance) becomes 0, never a NaN for the model.
-            values = np.stack(
-                [
-                    fillnodata(band, mask=band_valid.astype(np.uint8))
-                    if band_valid.any() and not band_valid.all()
-                    else band
-                    for band, band_valid in zip(values, valid, strict=True)
-                ]
-            )
-            values = np.where(valid | np.isfinite(values), values, 0)
             valid = valid.any(axis=0)
         lr = to_model_bands(self.scaling.to_unit(values))
         ref, ref_valid = self._read_references(first, width)

@@ -302,8 +302,9 @@ def test_a_scene_placed_by_rpcs_is_refused_with_the_way_out(tmp_path, weights):
     assert "gdalwarp -rpc" in result.output
 
 
-def test_a_seven_band_scene_must_say_which_bands(tmp_path, weights):
-    """A 7-band Landsat-like file once silently got bands 1, 2, 3."""
+def test_a_seven_band_scene_must_say_which_bands_are_visible(tmp_path, weights):
+    """A 7-band Landsat-like file once silently got bands 1, 2, 3: untagged, it must
+    name its visible bands (all 7 are written) or pick 3 bands to write."""
     with rasterio.open(lr_scene(tmp_path / "rgb.tif", window_px=128)) as src:
         data, profile = src.read(), src.profile
     seven = np.concatenate([data, data, data[:1]])
@@ -314,9 +315,15 @@ def test_a_seven_band_scene_must_say_which_bands(tmp_path, weights):
         dst.descriptions = tuple(f"B{i}" for i in range(1, 8))
     result = run_sr(scene, tmp_path / "o.tif", weights)
     assert result.exit_code == 1 and "has 7 bands (1=B1" in result.output
-    assert "--bands 3,2,1" in result.output
+    assert "--rgb-bands 3,2,1" in result.output
     result = run_sr(scene, tmp_path / "o.tif", weights, "--bands", "3,2,1", "--threads", "1")
     assert result.exit_code == 0, result.output
+    with rasterio.open(tmp_path / "o.tif") as out:
+        assert out.descriptions == ("B3", "B2", "B1")
+    result = run_sr(scene, tmp_path / "all.tif", weights, "--rgb-bands", "3,2,1")
+    assert result.exit_code == 0, result.output
+    with rasterio.open(tmp_path / "all.tif") as out:
+        assert out.count == 7 and out.descriptions == tuple(f"B{i}" for i in range(1, 8))
 
 
 def test_batch_takes_the_processing_options_of_sr(tmp_path, weights):

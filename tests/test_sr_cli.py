@@ -111,7 +111,7 @@ def assert_clean_failure(result, tmp_path, message):
         ({"ref": "far_ref"}, (), "does not overlap"),
         ({"scene": "corrupt"}, (), "cannot read scene"),
         ({"ref": "corrupt"}, (), "cannot read reference"),
-        ({}, ("--bands", "1,2"), "give 1 or 3 band numbers"),
+        ({}, ("--rgb-bands", "1,2"), "give 3 band numbers or 1"),
         ({}, ("--bands", "1,2,5"), "band 5 does not exist"),
         ({}, ("--ref-bands", "4,3,2"), "band 4 does not exist"),
         ({"scene": "uint16"}, (), "--scale"),

@@ -69,7 +69,7 @@ def test_utm_scene_with_mercator_reference_is_exactly_4x(tmp_path):
 def first_tile_inputs(scene, ref, tmp_path):
     """What the reader hands the model for the top-left tile (96 LR px, margin 4)."""
     plan = plan_sr(scene, ref, tmp_path / "o.tif", SROptions(tile=96), 4)
-    reader = TileReader(scene, plan.scene_bands, plan.scaling, plan.layout, plan.references)
+    reader = TileReader(scene, plan.model_bands, plan.model_scaling, plan.layout, plan.references)
     try:
         return reader.read(plan.layout.tiles_in_row(0)[:1])
     finally:
@@ -285,7 +285,7 @@ def read_strip(scene, ref, tmp_path, tiles: slice, scale: str | None = None):
     (tile 24 LR px, margin 4: a 100 x 100 LR scene has 5 per row)."""
     options = SROptions(tile=24, scale=scale)
     plan = plan_sr(scene, ref, tmp_path / "o.tif", options, 4)
-    reader = TileReader(scene, plan.scene_bands, plan.scaling, plan.layout, plan.references)
+    reader = TileReader(scene, plan.model_bands, plan.model_scaling, plan.layout, plan.references)
     try:
         return reader.read(plan.layout.tiles_in_row(1)[tiles])
     finally:
@@ -369,8 +369,8 @@ def test_a_reference_warped_in_column_parts_reads_what_one_view_reads(tmp_path):
     readers = {
         parts: TileReader(
             scene,
-            plan.scene_bands,
-            plan.scaling,
+            plan.model_bands,
+            plan.model_scaling,
             plan.layout,
             plan.references,
             column_parts=parts,
@@ -400,7 +400,7 @@ def test_a_reader_shares_its_warp_threads_and_splits_few_references(tmp_path):
     refs = [mercator_reference(tmp_path / f"ref{i}.tif") for i in range(MAX_SPLIT_REFERENCES + 1)]
     plan = plan_sr(scene, refs, tmp_path / "o.tif", SROptions(tile=64), 8)
     specs = plan.references
-    args = (scene, plan.scene_bands, plan.scaling, plan.layout)
+    args = (scene, plan.model_bands, plan.model_scaling, plan.layout)
     few = TileReader(*args, specs[:2], column_parts=3)
     many = TileReader(*args, specs, column_parts=3)
     try:
@@ -513,7 +513,7 @@ def test_the_moved_reference_is_what_the_tiles_read(tmp_path):
     ref = mercator_reference(tmp_path / "ref.tif", shift_east_m=1.0)
     plan = plan_sr(scene, ref, tmp_path / "o.tif", SROptions(tile=96), 4)
     plan, _ = co_registered_plan(plan, HttpOptions())
-    reader = TileReader(scene, plan.scene_bands, plan.scaling, plan.layout, plan.references)
+    reader = TileReader(scene, plan.model_bands, plan.model_scaling, plan.layout, plan.references)
     try:
         warped = reader.read(plan.layout.tiles_in_row(0)[:1]).ref[0][16:-16, 16:-16]
     finally:
