@@ -41,12 +41,12 @@ from rasterio.enums import Resampling
 from rasterio.transform import array_bounds
 from rasterio.warp import calculate_default_transform, reproject
 
-from rrsgan_geo.devices import resolve_device
+from rrsgan_geo.devices import default_batch, resolve_device
 from rrsgan_geo.grids import RasterGrid
 from rrsgan_geo.host_memory import keep_freed_memory
 from rrsgan_geo.inference import TileModel, count_macs_per_lr_pixel
 from rrsgan_geo.model import GeneratorConfig, RRSNet
-from rrsgan_geo.pipeline import Generator, default_batch, super_resolve
+from rrsgan_geo.pipeline import Generator, super_resolve
 from rrsgan_geo.planning import SROptions, plan_sr
 
 SCENE_CRS = "EPSG:32617"

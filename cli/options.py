@@ -30,9 +30,10 @@ def tiling_options(command: Callable) -> Callable:
             click.option(
                 "--tile",
                 type=int,
-                help="Tile size in LR pixels (multiple of 4). Default: 256 on a GPU, "
-                "128 on the CPU, less where the scene needs less (larger tiles waste less "
-                "on margins but need more memory).",
+                help="Tile size in LR pixels (multiple of 4). Default: 256 on a GPU; on "
+                "the CPU the largest of 256, 128, 64, 32 that fits in half the memory "
+                "available; less where the scene needs less (larger tiles waste less on "
+                "margins but need more memory).",
             ),
             click.option(
                 "--margin",
@@ -44,6 +45,15 @@ def tiling_options(command: Callable) -> Callable:
                 type=click.IntRange(min=1),
                 help="Tiles per model call (halves on CUDA out-of-memory). Default: 4 on "
                 "a GPU, 1 on the CPU (more only costs memory there).",
+            ),
+            click.option(
+                "--max-memory",
+                callback=_memory_size,
+                metavar="SIZE",
+                help="Host memory the run may use, e.g. 4G (default: what is available "
+                "when it starts). A plan that needs more is refused before any work, "
+                "saying how much it needs; without --tile the CPU tile is the largest "
+                "that fits in half of it.",
             ),
         ]
     ):
@@ -164,6 +174,18 @@ def _band_list(_ctx: click.Context, _param: click.Parameter, text: str | None):
         return tuple(int(part) for part in text.split(","))
     except ValueError:
         raise click.BadParameter(f"{text!r}: expected band numbers like 3,2,1") from None
+
+
+def _memory_size(_ctx: click.Context, _param: click.Parameter, text: str | None):
+    if text is None:
+        return None
+    from rrsgan_geo.errors import MemoryBudgetError
+    from rrsgan_geo.memory_budget import parse_memory
+
+    try:
+        return parse_memory(text)
+    except MemoryBudgetError as error:
+        raise click.BadParameter(str(error)) from None
 
 
 def _creation_options(_ctx: click.Context, _param: click.Parameter, pairs: tuple[str, ...]):

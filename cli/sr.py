@@ -128,8 +128,8 @@ def _describe_plan(plan: SRPlan, generator: Generator | None) -> list[str]:
         + ("scene" if plan.scene_window is None else "part of the scene given by --bounds"),
         f"tiles       {layout.count} ({layout.cols} x {layout.rows}) of {layout.tile} LR px "
         f"+ {layout.margin} margin",
-        f"memory      ~{plan.accumulator_bytes / 2**20:.0f} MiB of accumulators "
-        "(grows with width, not height) plus the model",
+        f"memory      {plan.memory.describe() if plan.memory else 'not known here'}; "
+        "grows with the output's width and the tile, not the height",
         f"weights     {weights}",
     ]
 
@@ -240,7 +240,8 @@ def sr(
     )
     if margin is None:
         margin = generator.margin if generator else DEFAULT_MARGIN_LR
-    plan = plan_sr(scene, ref, output, options, margin)
+    features = generator.model.config.nf if generator else None
+    plan = plan_sr(scene, ref, output, options, margin, model_features=features)
     lines = _describe_plan(plan, generator)
     if dry_run:
         notes = [f"note        {note}" for note in plan.notes]

@@ -121,7 +121,10 @@ def run_scene(
         _refuse_unmet(job, options)
         generator = generator_for(weights, options.device)
         margin = options.margin if options.margin is not None else generator.margin
-        plan = plan_sr(job.scene, job.references, job.output, options, margin)
+        features = generator.model.config.nf
+        plan = plan_sr(
+            job.scene, job.references, job.output, options, margin, model_features=features
+        )
         report = super_resolve(plan, generator, options)
     except RRSGANGeoError as error:
         return SceneResult(job.scene, job.output, "failed", str(error))

@@ -13,6 +13,12 @@ PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
 """`--precision` and `amp` names and the autocast dtype each means (None: no autocast)."""
 
 
+def default_batch(device: torch.device) -> int:
+    """Tiles per model call when the user gives none: 4 on a GPU; 1 on the CPU, where a
+    larger batch gains nothing (2 tiles of 128: 2.44 vs 2.62 LR kpx/s) and costs memory."""
+    return 4 if device.type == "cuda" else 1
+
+
 def resolve_device(spec: str) -> torch.device:
     """'auto' takes the first CUDA GPU when there is one, else the CPU."""
     if spec == "auto":

@@ -44,3 +44,7 @@ class CoverageError(InputError):
 
 class OutputError(RRSGANGeoError):
     """The output cannot be written where asked (exists, folder missing, not writable)."""
+
+
+class MemoryBudgetError(ConfigError):
+    """A run that would need more memory than the machine (or --max-memory) allows."""

@@ -32,7 +32,7 @@ from rrsgan_geo.co_registration import (
     measure_scene_blur,
     measuring_layout,
 )
-from rrsgan_geo.devices import resolve_device
+from rrsgan_geo.devices import default_batch, resolve_device
 from rrsgan_geo.diagnostic_maps import DiagnosticMaps
 from rrsgan_geo.errors import OutputError
 from rrsgan_geo.grids import on_sr_pixels
@@ -43,14 +43,16 @@ from rrsgan_geo.output import StreamingGeoTIFF, tiled_profile
 from rrsgan_geo.planning import SROptions, SRPlan
 from rrsgan_geo.rasters import band_validity
 from rrsgan_geo.scene_blur import SceneBlur, default_scene_blur, given_scene_blur
-from rrsgan_geo.sources import BLOCKWISE_WARPING, ReferenceSpec, Strip, TileReader
+from rrsgan_geo.sources import (
+    BLOCKWISE_WARPING,
+    PREFETCH_BATCHES,
+    STRIP_TILES,
+    ReferenceSpec,
+    Strip,
+    TileReader,
+    reader_threads,
+)
 from rrsgan_geo.tiling import RowBandBlender, Tile, TileLayout
-
-PREFETCH_BATCHES = 2
-STRIP_TILES = 4
-"""Tiles read, warped and degraded as one window at least, whatever the batch: fewer
-repeat the overlaps neighbours share (pipeline-only, 512^2 LR, tiles of 128: 2.25-2.6x
-the I/O floor one tile at a time, 1.9-2.1x four at a time)."""
 
 
 @dataclass(frozen=True)
@@ -61,12 +63,6 @@ class Generator:
     name: str
     sha256: str
     margin: int
-
-
-def default_batch(device: torch.device) -> int:
-    """Tiles per model call when the user gives none: 4 on a GPU; 1 on the CPU, where a
-    larger batch gains nothing (2 tiles of 128: 2.44 vs 2.62 LR kpx/s) and costs memory."""
-    return 4 if device.type == "cuda" else 1
 
 
 @dataclass
@@ -432,18 +428,6 @@ def _provenance_tags(
 
 
 StripJob = tuple[int, Strip, bool]
-
-
-def reader_threads() -> int:
-    """Reader threads for this machine: half the cores (at most 8) read; the others run
-    degradation, blending and writing.
-
-    Warping is parallel across readers, each warping with GDAL's default single thread:
-    measured on a 2048 x 2048 EPSG:3857 -> UTM warp read in strips, NUM_THREADS=2
-    inside a WarpedVRT was slower (0.39 s) than one thread (0.31 s), its 512 x 128
-    blocks being too small to share out."""
-    cores = os.cpu_count() or 1
-    return max(1, min(8, cores // 2))
 
 
 def reference_column_parts(readers: int) -> int:

@@ -19,8 +19,8 @@ from rasterio.enums import ColorInterp, Resampling
 from rasterio.windows import Window, from_bounds
 
 from rrsgan_geo.band_roles import band_roles
-from rrsgan_geo.devices import resolve_device
-from rrsgan_geo.errors import CoverageError, InputError, OutputError
+from rrsgan_geo.devices import default_batch, resolve_device
+from rrsgan_geo.errors import CoverageError, InputError, MemoryBudgetError, OutputError
 from rrsgan_geo.grids import RasterGrid
 from rrsgan_geo.locations import (
     HttpOptions,
@@ -28,6 +28,14 @@ from rrsgan_geo.locations import (
     is_virtual,
     local_file,
     undeclared,
+)
+from rrsgan_geo.memory_budget import (
+    COMFORTABLE_SHARE,
+    CPU_TILES,
+    MemoryEstimate,
+    available_memory,
+    budget_message,
+    estimate,
 )
 from rrsgan_geo.model import SCALE
 from rrsgan_geo.output import (
@@ -51,7 +59,7 @@ from rrsgan_geo.references import COMMON_CRS, ReferenceIndex
 from rrsgan_geo.scaling import ValueScaling, choose_scaling, count_unusable_values
 from rrsgan_geo.scene_blur import check_scene_blur
 from rrsgan_geo.self_ensemble import check_views
-from rrsgan_geo.sources import ReferenceSpec
+from rrsgan_geo.sources import PREFETCH_BATCHES, STRIP_TILES, ReferenceSpec, reader_threads
 from rrsgan_geo.stac import is_stac, stac_hrefs
 from rrsgan_geo.tile_services import is_tile_template, open_tile_service
 from rrsgan_geo.tiling import TileLayout, fitted_tile
@@ -125,6 +133,9 @@ class SROptions:
     scene_blur: str = "auto"
     """How blurred the scene is (`scene_blur.given_scene_blur`): auto (measured on the
     references), none (bicubic-like), a PSF sigma in LR px, or mtf:X."""
+    max_memory: int | None = None
+    """Bytes of host memory the run may use (`memory_budget`); None: what the machine
+    has available when the plan is made."""
 
     def __post_init__(self) -> None:
         check_views(self.self_ensemble)  # before anything is read or written
@@ -178,14 +189,9 @@ class SRPlan:
     """(NaN or infinite values, values clipped by the scaling) in the scene's bands
     (`scaling.count_unusable_values`): the first are treated as nodata."""
 
-    @property
-    def accumulator_bytes(self) -> int:
-        """Sum and weight accumulators plus the block buffer: independent of height."""
-        kept_rows = (self.layout.tile + self.layout.margin) * SCALE
-        bands = len(self.scene_bands)
-        blender = (3 + 1) * kept_rows * self.sr_grid.width * 4
-        block_buffer = 2 * 256 * self.sr_grid.width * bands * np.dtype(self.dtype).itemsize
-        return blender + block_buffer
+    memory: MemoryEstimate | None = None
+    """The host memory the run needs (`memory_budget`), the model's included where the
+    plan was told its size (`plan_sr`'s `model_features`)."""
 
 
 def _parse_resampling(name: str) -> Resampling:
@@ -203,6 +209,7 @@ def plan_sr(
     margin: int,
     *,
     check_output: bool = True,
+    model_features: int | None = None,
 ) -> SRPlan:
     """Check inputs and output; measure the references' coverage of the scene.
 
@@ -211,10 +218,18 @@ def plan_sr(
     mix of CRSs; those that meet the scene are used, composited per tile.
     `check_output=False` leaves the destination unchecked (a batch's dry run: its output
     folder is made only when it runs, and it skips outputs that exist itself).
+    `model_features`: the generator's feature channels, which size its memory on the
+    CPU (`memory_budget`); None leaves the model out of the estimate.
     """
     with rasterio.Env(**options.http.gdal_config()):
         return _plan_sr(
-            str(scene_path), references, Path(output_path), options, margin, check_output
+            str(scene_path),
+            references,
+            Path(output_path),
+            options,
+            margin,
+            check_output,
+            model_features,
         )
 
 
@@ -225,6 +240,7 @@ def _plan_sr(
     options: SROptions,
     margin: int,
     check_output: bool,
+    model_features: int | None,
 ) -> SRPlan:
     maps = [path for path in (options.relevance_map, options.consistency_map) if path]
     for path in (output_path, *maps) if check_output else ():
@@ -260,12 +276,9 @@ def _plan_sr(
         _refuse_empty_scene(scene, bands)
         zeros = untagged_zeros(scene, bands)
         unusable = count_unusable_values(scene, bands, scaling, window)
-    # The default no larger than the scene needs; a given tile too, once it is larger
-    # than the scene (past its edge a tile reads only mirrored pixels: --tile 100000 on
-    # a 100 px scene asked for 28 GiB).
-    if options.tile is None or tile > max(lr_grid.width, lr_grid.height):
-        tile = fitted_tile(tile, lr_grid.width, lr_grid.height)
-    layout = TileLayout(lr_grid.width, lr_grid.height, tile, layout.margin)
+    layout, memory = _layout_within_memory(
+        lr_grid, options, margin, model_features, len(bands), np.dtype(dtype).itemsize
+    )
     if isinstance(references, str | Path):
         references = [references]
     references = [
@@ -317,7 +330,65 @@ def _plan_sr(
         planned.pixel_sizes,
         unusable_values=unusable,
     )
-    return dataclasses.replace(plan, notes=plan_notes(plan))
+    return dataclasses.replace(plan, notes=plan_notes(plan), memory=memory)
+
+
+def _layout_within_memory(
+    grid: RasterGrid,
+    options: SROptions,
+    margin: int,
+    model_features: int | None,
+    bands: int,
+    itemsize: int,
+) -> tuple[TileLayout, MemoryEstimate | None]:
+    """The tiles, and the memory they need. A given --tile is checked against the memory
+    available; without one the CPU takes the largest of `CPU_TILES` that fits in a
+    comfortable share of it (a GPU, or a machine that says nothing of its memory, the
+    device's `default_tile`). Either way no larger than the scene needs: past its edge
+    a tile reads only mirrored pixels (--tile 100000 on a 100 px scene asked for 28 GiB)."""
+    device = resolve_device(options.device)
+    batch = options.batch_size or default_batch(device)
+    budget = options.max_memory or available_memory()
+    if options.tile is not None:
+        candidates: tuple[int, ...] = (options.tile,)
+    elif device.type == "cuda" or budget is None:
+        candidates = (default_tile(device),)
+    else:
+        candidates = CPU_TILES
+
+    def planned(tile: int) -> tuple[TileLayout, MemoryEstimate]:
+        if options.tile is None or tile > max(grid.width, grid.height):
+            tile = fitted_tile(tile, grid.width, grid.height)
+        need = estimate(
+            tile=tile,
+            margin=margin,
+            batch=batch,
+            features=model_features or 0,
+            model_on_host=device.type == "cpu",
+            sr_width=grid.width * SCALE,
+            bands=bands,
+            itemsize=itemsize,
+            strips_in_flight=(reader_threads() + PREFETCH_BATCHES) * max(batch, STRIP_TILES),
+        )
+        return TileLayout(grid.width, grid.height, tile, margin), need
+
+    plans = [planned(tile) for tile in candidates]
+    if budget is None:
+        return plans[0]
+    share = 1.0 if options.tile is not None else COMFORTABLE_SHARE
+    for layout, need in plans:
+        if need.total <= share * budget:
+            return layout, need
+    if options.tile is None and plans[-1][1].total <= budget:
+        return plans[-1]
+    fitting = [tile for tile in CPU_TILES if planned(tile)[1].total <= budget]
+    way_out = (
+        f"use --tile {fitting[0]}, or leave --tile out"
+        if options.tile is not None and fitting
+        else "process part of the scene with --bounds (the buffers grow with the output's "
+        "width, not its height), or allow more with --max-memory"
+    )
+    raise MemoryBudgetError(budget_message(plans[-1][1], budget, way_out))
 
 
 def _window_of_bounds(

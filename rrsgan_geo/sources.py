@@ -10,6 +10,7 @@ machines with few cores in column parts warped side by side (`ColumnSplitView`).
 """
 
 import concurrent.futures
+import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -48,6 +49,25 @@ dataset-level warp, whose pixels differ from the block-by-block warp (the bundle
 example: 15 % of pixels, up to 18 DN): a strip that happens to span the view, or a view
 read in column parts (`ColumnSplitView`), would change the output, with the tiling
 and with the machine's core count. Block by block, a pixel is what its block warps to."""
+
+
+PREFETCH_BATCHES = 2
+STRIP_TILES = 4
+"""Tiles read, warped and degraded as one window at least, whatever the batch: fewer
+repeat the overlaps neighbours share (pipeline-only, 512^2 LR, tiles of 128: 2.25-2.6x
+the I/O floor one tile at a time, 1.9-2.1x four at a time)."""
+
+
+def reader_threads() -> int:
+    """Reader threads for this machine: half the cores (at most 8) read; the others run
+    degradation, blending and writing.
+
+    Warping is parallel across readers, each warping with GDAL's default single thread:
+    measured on a 2048 x 2048 EPSG:3857 -> UTM warp read in strips, NUM_THREADS=2
+    inside a WarpedVRT was slower (0.39 s) than one thread (0.31 s), its 512 x 128
+    blocks being too small to share out."""
+    cores = os.cpu_count() or 1
+    return max(1, min(8, cores // 2))
 
 
 def _read_reflected(

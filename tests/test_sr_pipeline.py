@@ -12,11 +12,11 @@ from affine import Affine
 from rasterio.enums import Resampling
 
 from rrsgan_geo.degradation import down_up_4x
+from rrsgan_geo.devices import default_batch as pipeline_default_batch
 from rrsgan_geo.inference import model_inputs
 from rrsgan_geo.locations import HttpOptions
 from rrsgan_geo.model import GeneratorConfig, RRSNet
 from rrsgan_geo.pipeline import Generator, co_registered_plan, super_resolve
-from rrsgan_geo.pipeline import default_batch as pipeline_default_batch
 from rrsgan_geo.planning import SROptions, plan_sr
 from rrsgan_geo.planning import default_tile as pipeline_default_tile
 from rrsgan_geo.sources import BLOCKWISE_WARPING, MAX_SPLIT_REFERENCES, TileReader, WarpedView
