@@ -28,6 +28,7 @@ from rrsgan_geo import __version__
 from rrsgan_geo.band_injection import DetailInjection
 from rrsgan_geo.co_registration import (
     ReferenceOffset,
+    candidate_tiles,
     co_register,
     measure_scene_blur,
     measuring_layout,
@@ -36,7 +37,13 @@ from rrsgan_geo.devices import default_batch, resolve_device
 from rrsgan_geo.diagnostic_maps import DiagnosticMaps
 from rrsgan_geo.errors import OutputError
 from rrsgan_geo.grids import on_sr_pixels
-from rrsgan_geo.inference import TileModel, model_inputs, resolve_precision
+from rrsgan_geo.inference import (
+    TEXTURE_BORDER,
+    TileModel,
+    measure_texture_pattern,
+    model_inputs,
+    resolve_precision,
+)
 from rrsgan_geo.locations import HttpOptions, display_name, gdal_path
 from rrsgan_geo.model import SCALE, RRSNet
 from rrsgan_geo.output import StreamingGeoTIFF, tiled_profile
@@ -94,6 +101,9 @@ class SRReport:
 
 
 TileCallback = Callable[[int], None]
+TEXTURE_WINDOWS = 2
+"""Windows `measure_texture_pattern` runs the model on, once per run (two of 128^2 LR:
+about 2 s of the compact model on 2 CPU cores, less on smaller scenes)."""
 
 
 def super_resolve(
@@ -140,6 +150,29 @@ def co_registered_plan(
     size = (plan.layout.width, plan.layout.height)
     moved, offsets = co_register(plan.references, size, reader_for)
     return dataclasses.replace(plan, references=moved), offsets
+
+
+def _texture_windows(
+    plan: SRPlan, http: HttpOptions, device: torch.device, scene_blur: SceneBlur
+) -> list[tuple[torch.Tensor, ...]]:
+    """The model's inputs on up to `TEXTURE_WINDOWS` windows of the scene with valid
+    pixels, laid out as co-registration's are (`co_registration.measuring_layout`), with
+    the plan's references: what `measure_texture_pattern` runs the model on."""
+    layout = measuring_layout((plan.layout.width, plan.layout.height))
+    if layout is None or layout.tile <= 2 * TEXTURE_BORDER:
+        return []
+    reader = _tile_reader(plan, plan.references, http, layout)
+    windows = []
+    try:
+        for tile in candidate_tiles(layout):
+            if len(windows) == TEXTURE_WINDOWS:
+                break
+            strip = reader.read([tile])
+            if not strip.is_empty(0):
+                windows.append(model_inputs(strip, device, scene_blur.sensor))
+    finally:
+        reader.close()
+    return windows
 
 
 def _tile_reader(
@@ -205,6 +238,9 @@ def _super_resolve(
     pipeline_threads = torch.get_num_threads()
     if device.type == "cpu":
         pipeline_threads = max(1, pipeline_threads - prefetcher.readers_count)
+    with _torch_threads(pipeline_threads):
+        windows = _texture_windows(plan, options.http, device, scene_blur)
+    runner.texture_pattern = measure_texture_pattern(runner, windows)
     with (
         rasterio.open(gdal_path(plan.scene_path)) as scene,
         StreamingGeoTIFF(
