@@ -45,7 +45,7 @@ from rrsgan_geo.inference import (
     resolve_precision,
 )
 from rrsgan_geo.locations import HttpOptions, display_name, gdal_path
-from rrsgan_geo.model import SCALE, RRSNet
+from rrsgan_geo.model import LR_SIZE_MULTIPLE, SCALE, RRSNet
 from rrsgan_geo.output import StreamingGeoTIFF, tiled_profile
 from rrsgan_geo.planning import SROptions, SRPlan
 from rrsgan_geo.rasters import band_validity
@@ -101,9 +101,13 @@ class SRReport:
 
 
 TileCallback = Callable[[int], None]
-TEXTURE_WINDOWS = 2
-"""Windows `measure_texture_pattern` runs the model on, once per run (two of 128^2 LR:
-about 2 s of the compact model on 2 CPU cores, less on smaller scenes)."""
+TEXTURE_WINDOWS = 4
+TEXTURE_TILE = 64
+"""`measure_texture_pattern` runs the model once per run on up to 4 windows of 64^2 LR
+spread over the scene (as co-registration's 3 x 3 positions, the centre first): about
+1.5 s of the compact model on 2 CPU cores. Four small windows follow the pattern's
+changes over the scene better than one large one (the Sentinel-2 window: 0.96 DN of
+spread left against 1.86)."""
 
 
 def super_resolve(
@@ -156,11 +160,14 @@ def _texture_windows(
     plan: SRPlan, http: HttpOptions, device: torch.device, scene_blur: SceneBlur
 ) -> list[tuple[torch.Tensor, ...]]:
     """The model's inputs on up to `TEXTURE_WINDOWS` windows of the scene with valid
-    pixels, laid out as co-registration's are (`co_registration.measuring_layout`), with
-    the plan's references: what `measure_texture_pattern` runs the model on."""
-    layout = measuring_layout((plan.layout.width, plan.layout.height))
-    if layout is None or layout.tile <= 2 * TEXTURE_BORDER:
+    pixels, placed as co-registration's are (`co_registration.candidate_tiles`) on a
+    layout of the scene alone, with the plan's references: what
+    `measure_texture_pattern` runs the model on."""
+    width, height = plan.layout.width, plan.layout.height
+    side = min(TEXTURE_TILE, width, height) // LR_SIZE_MULTIPLE * LR_SIZE_MULTIPLE
+    if side <= 2 * TEXTURE_BORDER:
         return []
+    layout = TileLayout(width, height, side, 0)
     reader = _tile_reader(plan, plan.references, http, layout)
     windows = []
     try:
