@@ -115,9 +115,6 @@ class TileModel:
     """The scene's blur code (`sensor.SensorModel.blur_code`), for models that take it."""
     flat_field_correction: bool = True
     """Subtract the model's fixed pattern (`flat_field_pattern`) from its output."""
-    texture_pattern: torch.Tensor | None = None
-    """3 x 4 x 4: what the model adds at each place of the 4 x 4 block on this scene's
-    textured content (`measure_texture_pattern`), subtracted from every output."""
     oom_halvings: int = 0
     host_seconds: float = 0.0
     """Time in the model measured on the host: all of it on the CPU."""
@@ -169,12 +166,9 @@ class TileModel:
             try:
                 batch = tuple(t[start:stop] for t in inputs)
                 output = self._forward(batch)
-                with torch.inference_mode():
-                    if self.flat_field_correction:
+                if self.flat_field_correction:
+                    with torch.inference_mode():
                         output[:, :3] -= self._pattern_at(batch[1])
-                    if self.texture_pattern is not None:
-                        rows, cols = output.shape[-2] // SCALE, output.shape[-1] // SCALE
-                        output[:, :3] -= self.texture_pattern.repeat(1, rows, cols)
                 outputs.append(output)
             except torch.cuda.OutOfMemoryError:
                 if self.batch_size == 1:
@@ -265,39 +259,6 @@ class TileModel:
         else:
             self.host_seconds += time.perf_counter() - started
         return output
-
-
-TEXTURE_BORDER = 8
-"""LR pixels left out at each side of a measured window (it has no margin: the model's
-output near its edges is the edge's, not the scene's)."""
-
-
-def measure_texture_pattern(
-    runner: TileModel, windows: list[tuple[torch.Tensor, ...]]
-) -> torch.Tensor | None:
-    """What the model adds to textured content at each of the 16 places of the 4 x 4
-    block, beyond the flat-field pattern: the mean of SR - LR_UX4 at each place over
-    the windows' inner parts, less their mean (3 x 4 x 4, on the model's device).
-
-    Real detail has no preferred place in the block (the truth's mean at each place is
-    the window's mean, and so is LR_UX4's), so the spread of these means is the model's
-    alone. A percentile stretch of a dark scene magnifies it into a dot pattern (the
-    quarter-cloud Sentinel-2 scene: 3.9 DN after the flat-field table). Measured once
-    per run on windows laid out on the scene, not on the tiles, so the output does not
-    depend on the tiling. None without windows (`windows`: model inputs, 1 tile each)."""
-    if not windows:
-        return None
-    border = TEXTURE_BORDER * SCALE
-    means = []
-    for inputs in windows:
-        output = runner(inputs)[:, :3].float()
-        residual = (output - inputs[1].to(output.device).float())[
-            ..., border:-border, border:-border
-        ]
-        blocks = residual.unflatten(-1, (-1, SCALE)).unflatten(-3, (-1, SCALE))
-        means.append(blocks.mean(dim=(0, -4, -2)))  # 3 x 4 x 4
-    mean = torch.stack(means).mean(dim=0)
-    return mean - mean.mean(dim=(-2, -1), keepdim=True)
 
 
 def count_macs_per_lr_pixel(model: RRSNet) -> float:

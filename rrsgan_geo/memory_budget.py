@@ -10,8 +10,9 @@ gives no `--tile`, the CPU tile is the largest that fits comfortably.
 The model's figure is modelled, not measured per run: its peak grows with the LR
 pixels of a tile (margins included), the batch and the feature channels. Measured on
 the 2-core CPU (peak RSS over the loaded process, one tile, fp32 and bf16 alike):
-the compact model (16 features) 42-45 KB per LR pixel for tiles of 64 to 256, the full
-model (64 features) 167 KB: about 44 live feature maps of the 4x grid.
+the compact model (16 features) 42-50 KB per LR pixel for tiles of 64 to 256 (runs
+differ by a tenth), the full model (64 features) 167 KB: 42-50 live feature maps of the
+4x grid; `LIVE_FEATURE_MAPS` takes 50.
 """
 
 from dataclasses import dataclass
@@ -20,9 +21,9 @@ from pathlib import Path
 from rrsgan_geo.errors import MemoryBudgetError
 from rrsgan_geo.model import SCALE
 
-LIVE_FEATURE_MAPS = 44
+LIVE_FEATURE_MAPS = 50
 """Feature maps of the 4x grid (per feature channel, float32) alive at the model's
-peak, per LR pixel of a tile: 44 x 16 SR pixels x 4 bytes x features."""
+peak, per LR pixel of a tile: 50 x 16 SR pixels x 4 bytes x features."""
 PROCESS_BASE = 600 * 2**20
 """The loaded process before any tile: Python, torch, GDAL (measured 520-570 MB)."""
 COMFORTABLE_SHARE = 0.5

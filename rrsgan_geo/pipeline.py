@@ -28,7 +28,6 @@ from rrsgan_geo import __version__
 from rrsgan_geo.band_injection import DetailInjection
 from rrsgan_geo.co_registration import (
     ReferenceOffset,
-    candidate_tiles,
     co_register,
     measure_scene_blur,
     measuring_layout,
@@ -37,15 +36,9 @@ from rrsgan_geo.devices import default_batch, resolve_device
 from rrsgan_geo.diagnostic_maps import DiagnosticMaps
 from rrsgan_geo.errors import OutputError
 from rrsgan_geo.grids import on_sr_pixels
-from rrsgan_geo.inference import (
-    TEXTURE_BORDER,
-    TileModel,
-    measure_texture_pattern,
-    model_inputs,
-    resolve_precision,
-)
+from rrsgan_geo.inference import TileModel, model_inputs, resolve_precision
 from rrsgan_geo.locations import HttpOptions, display_name, gdal_path
-from rrsgan_geo.model import LR_SIZE_MULTIPLE, SCALE, RRSNet
+from rrsgan_geo.model import SCALE, RRSNet
 from rrsgan_geo.output import StreamingGeoTIFF, tiled_profile
 from rrsgan_geo.planning import SROptions, SRPlan
 from rrsgan_geo.rasters import band_validity
@@ -101,13 +94,6 @@ class SRReport:
 
 
 TileCallback = Callable[[int], None]
-TEXTURE_WINDOWS = 4
-TEXTURE_TILE = 64
-"""`measure_texture_pattern` runs the model once per run on up to 4 windows of 64^2 LR
-spread over the scene (as co-registration's 3 x 3 positions, the centre first): about
-1.5 s of the compact model on 2 CPU cores. Four small windows follow the pattern's
-changes over the scene better than one large one (the Sentinel-2 window: 0.96 DN of
-spread left against 1.86)."""
 
 
 def super_resolve(
@@ -154,32 +140,6 @@ def co_registered_plan(
     size = (plan.layout.width, plan.layout.height)
     moved, offsets = co_register(plan.references, size, reader_for)
     return dataclasses.replace(plan, references=moved), offsets
-
-
-def _texture_windows(
-    plan: SRPlan, http: HttpOptions, device: torch.device, scene_blur: SceneBlur
-) -> list[tuple[torch.Tensor, ...]]:
-    """The model's inputs on up to `TEXTURE_WINDOWS` windows of the scene with valid
-    pixels, placed as co-registration's are (`co_registration.candidate_tiles`) on a
-    layout of the scene alone, with the plan's references: what
-    `measure_texture_pattern` runs the model on."""
-    width, height = plan.layout.width, plan.layout.height
-    side = min(TEXTURE_TILE, width, height) // LR_SIZE_MULTIPLE * LR_SIZE_MULTIPLE
-    if side <= 2 * TEXTURE_BORDER:
-        return []
-    layout = TileLayout(width, height, side, 0)
-    reader = _tile_reader(plan, plan.references, http, layout)
-    windows = []
-    try:
-        for tile in candidate_tiles(layout):
-            if len(windows) == TEXTURE_WINDOWS:
-                break
-            strip = reader.read([tile])
-            if not strip.is_empty(0):
-                windows.append(model_inputs(strip, device, scene_blur.sensor))
-    finally:
-        reader.close()
-    return windows
 
 
 def _tile_reader(
@@ -245,9 +205,6 @@ def _super_resolve(
     pipeline_threads = torch.get_num_threads()
     if device.type == "cpu":
         pipeline_threads = max(1, pipeline_threads - prefetcher.readers_count)
-    with _torch_threads(pipeline_threads):
-        windows = _texture_windows(plan, options.http, device, scene_blur)
-    runner.texture_pattern = measure_texture_pattern(runner, windows)
     with (
         rasterio.open(gdal_path(plan.scene_path)) as scene,
         StreamingGeoTIFF(
