@@ -16,7 +16,7 @@ import rasterio
 from rasterio.enums import ColorInterp
 
 from rrsgan_geo.errors import InputError
-from rrsgan_geo.rasters import MODEL_BANDS, raster_name, refuse_paletted
+from rrsgan_geo.rasters import MODEL_BANDS, raster_name, refuse_missing_bands, refuse_paletted
 
 _COLOURS = (ColorInterp.red, ColorInterp.green, ColorInterp.blue)
 _COLOUR_WORDS = ("red", "green", "blue")
@@ -102,12 +102,7 @@ def _visible_bands(dataset: rasterio.io.DatasetReader) -> tuple[int, ...] | None
 def _check_exist(dataset: rasterio.io.DatasetReader, bands: tuple[int, ...], flag: str) -> None:
     if not bands:
         raise InputError(f"{flag}: give at least one band number")
-    wrong = [band for band in bands if not 1 <= band <= dataset.count]
-    if wrong:
-        raise InputError(
-            f"{flag} {_listed(bands)}: scene {raster_name(dataset)} has {dataset.count} "
-            f"bands; band {wrong[0]} does not exist"
-        )
+    refuse_missing_bands(dataset, bands, f"{flag} {_listed(bands)}: scene")
 
 
 def _listed(bands: tuple[int, ...]) -> str:

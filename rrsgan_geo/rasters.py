@@ -175,13 +175,20 @@ def _chosen_bands(
         )
     if len(bands) not in (1, MODEL_BANDS):
         raise InputError(f"{what} bands {bands}: give 1 or 3 band numbers")
+    refuse_missing_bands(dataset, bands, what)
+    return bands
+
+
+def refuse_missing_bands(
+    dataset: rasterio.io.DatasetReader, bands: tuple[int, ...], what: str
+) -> None:
+    """Band numbers beyond the raster's count, named in one line after `what`."""
     wrong = [band for band in bands if not 1 <= band <= dataset.count]
     if wrong:
         raise InputError(
             f"{what} {raster_name(dataset)} has {dataset.count} bands; "
             f"band {wrong[0]} does not exist"
         )
-    return bands
 
 
 def band_validity(
