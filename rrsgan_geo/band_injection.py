@@ -63,10 +63,10 @@ class DetailInjection:
         self.scene = scene
         self.written = written
         self.visible = visible
-        self.scaling = scaling
         self.visible_scaling = visible_scaling
         self.window = window or Window(0, 0, scene.width, scene.height)
         self.injected = [band for band in written if band not in visible]
+        self.injected_scaling = scaling.subset(written.index(band) for band in self.injected)
 
     def rows(self, top: int, visible_sr: np.ndarray) -> np.ndarray:
         """The written bands (in [0, 1] units) of SR rows from `top`, given the model's
@@ -84,7 +84,7 @@ class DetailInjection:
         values, valid = read_filled(self.scene, self.visible + tuple(self.injected), read)
         count = len(self.visible)
         intensity = torch.from_numpy(self.visible_scaling.to_unit(values[:count]).mean(axis=0))
-        bands = torch.from_numpy(self.scaling.subset(self._positions()).to_unit(values[count:]))
+        bands = torch.from_numpy(self.injected_scaling.to_unit(values[count:]))
         weight = torch.ones_like(intensity) if valid is None else torch.from_numpy(valid.all(0))
         crop = (
             slice(_HALO * SCALE, (_HALO + lr_rows) * SCALE),
@@ -99,9 +99,6 @@ class DetailInjection:
         model = _visible_in_order(visible_sr, self.visible, self.visible)
         out.update(zip(self.visible, model, strict=True))
         return np.stack([out[band] for band in self.written])
-
-    def _positions(self) -> list[int]:
-        return [self.written.index(band) for band in self.injected]
 
 
 def _visible_in_order(

@@ -248,10 +248,9 @@ def _plan_sr(
     if len({Path(path).resolve() for path in (output_path, *maps)}) != 1 + len(maps):
         raise OutputError("the output, --relevance-map and --consistency-map must differ")
     validate_creation_options(options.creation_options, options.cog)
-    tile = (
-        options.tile if options.tile is not None else default_tile(resolve_device(options.device))
-    )
-    layout = TileLayout(0, 0, tile, margin)  # validates tile and margin early
+    device = resolve_device(options.device)
+    tile = options.tile if options.tile is not None else default_tile(device)
+    TileLayout(0, 0, tile, margin)  # validates tile and margin early
     scene_path = declaring_nodata(scene_path, options.nodata, "scene")
     with (
         open_raster(scene_path, "scene", options.http) as scene,
@@ -277,7 +276,7 @@ def _plan_sr(
         zeros = untagged_zeros(scene, bands)
         unusable = count_unusable_values(scene, bands, scaling, window)
     layout, memory = _layout_within_memory(
-        lr_grid, options, margin, model_features, len(bands), np.dtype(dtype).itemsize
+        lr_grid, options, device, margin, model_features, len(bands), np.dtype(dtype).itemsize
     )
     if isinstance(references, str | Path):
         references = [references]
@@ -336,6 +335,7 @@ def _plan_sr(
 def _layout_within_memory(
     grid: RasterGrid,
     options: SROptions,
+    device: torch.device,
     margin: int,
     model_features: int | None,
     bands: int,
@@ -346,7 +346,6 @@ def _layout_within_memory(
     comfortable share of it (a GPU, or a machine that says nothing of its memory, the
     device's `default_tile`). Either way no larger than the scene needs: past its edge
     a tile reads only mirrored pixels (--tile 100000 on a 100 px scene asked for 28 GiB)."""
-    device = resolve_device(options.device)
     batch = options.batch_size or default_batch(device)
     budget = options.max_memory or available_memory()
     if options.tile is not None:
