@@ -115,13 +115,14 @@ def super_resolve(
 
 def resolve_scene_blur(plan: SRPlan, options: SROptions) -> SceneBlur:
     """The blur `options.scene_blur` names, or (`auto`) the one measured on the plan's
-    references (`co_registration.measure_scene_blur`), else the default."""
+    references, or on the scene alone without them (`co_registration.measure_scene_blur`),
+    else the default."""
     given = given_scene_blur(options.scene_blur)
     if given is not None:
         return given
     layout = measuring_layout((plan.layout.width, plan.layout.height))
-    if not plan.references or layout is None:
-        return default_scene_blur("no reference" if layout else "a scene too small to measure")
+    if layout is None:
+        return default_scene_blur("a scene too small to measure")
     reader = _tile_reader(plan, plan.references, options.http, layout)
     try:
         return measure_scene_blur(reader)

@@ -1,26 +1,34 @@
 """How blurred the scene is: given by the user, or estimated from its reference.
 
-The generator is told the scene's blur (`sensor.SensorModel.blur_code`) and compares
-the reference with the scene only after blurring the reference the same way
-(`sensor.reference_dux4`), so `sr` must know it. A sensor's blur is rarely published
-in a form one can use, and resampling during a product's processing changes it, so by
+The generator is told the scene's blur (`sensor.SensorModel.blur_code`) and compares the
+reference with the scene only after blurring the reference the same way
+(`sensor.reference_dux4`), so `sr` must know it. A sensor's blur is rarely published in
+a form one can use, and resampling during a product's processing changes it, so by
 default (`auto`) it is measured on a few windows where the co-registered reference and
 the scene are both valid: the reference is blurred (a Gaussian PSF with area
-integration) until it is exactly as sharp as the scene, sharpness being the gradient
-energy over the variance, per band. That needs a reference of the same place, not of
-the same day: fitting the blurred reference to the scene pixel by pixel recovers the
-blur exactly when the reference is the truth, but another date's changes pull that
-fit towards more blur (less detail to disagree with), by up to a whole LR pixel on
-RRSSRD; matched sharpness stays within about 0.1 on average (`docs/performance.md`).
-The pixel fit's R^2 (gain and offset per band) still says whether the reference shows
-the scene at all: below `MIN_FIT_R2` (another place, clouds) the documented default is
-used. Noise sharpens an LR and JPEG softens it, so each moves the estimate a little.
+integration) until its octave ratio equals the scene's, the octave ratio being the
+gradient energy at full resolution over that of the 2 x 2 means (`_Detail`), with the
+scene's noise set apart. That needs a reference of the same kind of place, not of the
+same day: the ratio says how detail falls off from one scale to the next, which natural
+imagery does much alike whatever it shows, while a pixel-by-pixel fit, or matching
+gradient energy over variance, is pulled by another date's changes of crops, shadows and
+contrast (by up to a whole LR pixel on RRSSRD's Google Earth references;
+`docs/performance.md`). The pixel fit's R^2 (gain and offset per band) still says
+whether the reference shows the scene at all: below `MIN_FIT_R2` (clouds, another
+place), and where there is no reference, the scene's own ratio is compared with that of
+typical imagery (`BLIND_OCTAVE_RATIOS`). The model knows bicubic-like LR and PSFs from
+0.3 LR px, so an estimate below `BICUBIC_LIKE_BELOW` is taken as bicubic-like. Noise
+would pass for sharpness; it is solved for with a reference
+(`_Detail.fine_detail_missing`), not without one. JPEG softens an LR a little.
 """
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
+from torch.nn import functional as F
 
 from rrsgan_geo.errors import ConfigError
 from rrsgan_geo.model import SCALE
@@ -29,19 +37,43 @@ from rrsgan_geo.sensor import BICUBIC, SensorModel, optics, sigma_from_mtf
 AUTO = "auto"
 NONE = "none"
 DEFAULT_SIGMA = 0.5
-"""The blur assumed where it cannot be measured (no reference, or a poor fit): a
+"""The blur assumed where nothing can be measured (a flat or tiny scene): a
 Gaussian PSF of 0.5 LR px with area integration, about what a system MTF of 0.24 at
 Nyquist gives (`sensor.sigma_from_mtf`), a middle value for optical satellite imagery
 and the middle of the range the shipped model was trained on."""
 MIN_FIT_R2 = 0.1
 """Share of the LR's variance (per band, after gain and offset) the blurred reference
-must explain for the estimate to be used: the truth explains 0.98 or more, another
-date's HR of the same place 0.5-0.7, RRSSRD's Google Earth references 0.0-0.6 (most
-above 0.1, where matched sharpness still centres on the true blur), another place's
-texture next to nothing."""
+must explain for its estimate to be used, else the scene is measured alone: the truth
+explains 0.98 or more, another date's HR of the same place 0.5-0.7, RRSSRD's Google
+Earth references 0.0-0.6 (most above 0.1), another place's texture 0.0-0.13."""
 MAX_SIGMA = 2.0
 """The largest sigma (LR px) the estimate reports: a scene blurrier than that is
 reported at it."""
+BICUBIC_LIKE_BELOW = 0.2
+"""An estimate below this (LR px) is taken as bicubic-like LR (`sensor.BICUBIC`, blur
+code 0.11): the model learnt the data set's bicubic LR and PSFs from 0.3 LR px up, and
+nothing between; this is about halfway."""
+BLIND_OCTAVE_RATIOS = (
+    (0.0, 0.741),
+    (0.2, 0.651),
+    (0.3, 0.580),
+    (0.4, 0.517),
+    (0.5, 0.464),
+    (0.6, 0.420),
+    (0.7, 0.389),
+    (0.8, 0.365),
+    (0.9, 0.348),
+    (1.0, 0.334),
+    (1.2, 0.313),
+    (1.5, 0.294),
+    (2.0, 0.277),
+)
+"""(sigma, octave ratio) of typical imagery blurred by a Gaussian PSF of sigma LR px
+with area integration: the median over the 64 RRSSRD places the shipped model trained
+on (Google Earth HR, 0.6 m; the middle half of the places lie within +-0.06 of it at
+sigma 0, +-0.02 from sigma 0.6 up). Where there is no reference, the scene's own ratio
+is looked up here (`blind_sigma`): coarser for an unusual scene (water, desert, snow)
+than a reference's, but it tells a bicubic-like scene from a blurred one."""
 _SEARCH_STEPS = 12
 """Bisections of the sigma range: 2 / 2^12 LR px apart at the end."""
 _BORDER = 3
@@ -54,8 +86,9 @@ class SceneBlur:
 
     sensor: SensorModel
     source: str
-    """`estimated`, `given`, `none` (the user said the LR is bicubic-like) or
-    `default` (nothing to measure it on, or a poor fit: see `reason`)."""
+    """`estimated` (from the reference), `blind` (from the scene alone: no reference,
+    or one that does not show the scene; see `reason`), `given`, `none` (the user said
+    the LR is bicubic-like) or `default` (nothing to measure on: see `reason`)."""
     fit_r2: float | None = None
     windows: int = 0
     reason: str = ""
@@ -76,6 +109,11 @@ class SceneBlur:
             return (
                 f"scene blur: {kind}, estimated from the reference on {self.windows} "
                 f"window(s), fit R^2 {self.fit_r2:.2f}"
+            )
+        if self.source == "blind":
+            return (
+                f"scene blur: {kind}, estimated from the scene alone on {self.windows} "
+                f"window(s) ({self.reason})"
             )
         if self.source == "default":
             return f"scene blur: {kind}, the default ({self.reason})"
@@ -135,71 +173,155 @@ def default_scene_blur(reason: str) -> SceneBlur:
 
 @dataclass(frozen=True)
 class BlurWindow:
-    """One window to measure on: LR (C x h x w), the co-registered reference on the 4x
-    grid (C x 4h x 4w), both in [0, 1], and where both are valid at LR (h x w)."""
+    """One window to measure on: LR (C x h x w) in [0, 1], where it is valid (h x w,
+    and where the reference is too), and the co-registered reference on the 4x grid
+    (C x 4h x 4w, in [0, 1]), or None to measure the scene alone."""
 
     lr: torch.Tensor
-    reference: torch.Tensor
+    reference: torch.Tensor | None
     valid: torch.Tensor
 
 
 def estimate_scene_blur(windows: list[BlurWindow]) -> SceneBlur:
-    """The sigma that makes the blurred reference as sharp as the scene (module
-    docstring), or the default when there is nothing to measure on or the reference
-    does not show the scene."""
+    """The sigma that gives the blurred reference the scene's octave ratio (module
+    docstring); from the scene alone (`blind_sigma`) where there is no reference or it
+    does not show the scene; the default when there is nothing to measure on."""
     masked = [(w, mask) for w in windows if (mask := _fit_mask(w)).sum() >= 64]
     if not masked:
-        return default_scene_blur("no window where the scene and a reference are both valid")
-    usable = [w for w, _ in masked]
-    target = _sharpness([(w.lr.float(), mask) for w, mask in masked])
+        return default_scene_blur("no window where the scene is valid")
+    scene = _detail([(w.lr.float(), mask) for w, mask in masked])
+    if math.isnan(scene.octave_ratio):
+        return default_scene_blur("the scene is flat where it was measured")
+    with_reference = [(w, mask) for w, mask in masked if w.reference is not None]
+    if not with_reference:
+        return _blind(scene.octave_ratio, len(masked), "no reference")
+    usable = [w for w, _ in with_reference]
 
     def blurred(sigma: float) -> list[tuple[torch.Tensor, torch.Tensor]]:
         sensor = area_sensor(sigma)
-        return [(optics(w.reference[None].float(), sensor)[0], mask) for w, mask in masked]
+        return [(optics(w.reference[None].float(), sensor)[0], m) for w, m in with_reference]
+
+    def too_sharp(sigma: float) -> bool:  # the blurred reference has more fine detail
+        return scene.fine_detail_missing(_detail(blurred(sigma))) < 0
 
     low, high = 0.0, MAX_SIGMA
-    if _sharpness(blurred(low)) <= target:
+    if not too_sharp(low):
         sigma = low
-    elif _sharpness(blurred(high)) >= target:
+    elif too_sharp(high):
         sigma = high
     else:
-        for _ in range(_SEARCH_STEPS):  # sharpness falls as sigma grows
+        for _ in range(_SEARCH_STEPS):  # the blurred reference's fine detail falls with sigma
             middle = (low + high) / 2
-            low, high = (middle, high) if _sharpness(blurred(middle)) > target else (low, middle)
+            low, high = (middle, high) if too_sharp(middle) else (low, middle)
         sigma = (low + high) / 2
     r2 = _fit_r2(blurred(sigma), usable)
     if r2 < MIN_FIT_R2:
-        return SceneBlur(
-            area_sensor(DEFAULT_SIGMA),
-            "default",
-            r2,
-            len(usable),
-            f"the reference explains too little of the scene: fit R^2 {r2:.2f} < {MIN_FIT_R2}",
-        )
-    return SceneBlur(area_sensor(sigma), "estimated", r2, len(usable))
+        reason = f"the reference explains too little of the scene: fit R^2 {r2:.2f} < {MIN_FIT_R2}"
+        return dataclasses.replace(_blind(scene.octave_ratio, len(masked), reason), fit_r2=r2)
+    return SceneBlur(_as_trained(sigma), "estimated", r2, len(usable))
 
 
-def _sharpness(images: list[tuple[torch.Tensor, torch.Tensor]]) -> float:
-    """Gradient energy over variance, pooled over windows, averaged over bands: each
-    (C x h x w image, h x w mask) counts the differences of neighbours both inside the
-    mask, and the variance of the masked pixels around each window's mean."""
-    gradients = variances = None
+def blind_sigma(octave_ratio: float) -> float:
+    """The sigma at which typical imagery has this octave ratio (`BLIND_OCTAVE_RATIOS`,
+    interpolated linearly), within [0, MAX_SIGMA]."""
+    sigmas, ratios = zip(*reversed(BLIND_OCTAVE_RATIOS), strict=True)
+    return float(np.interp(octave_ratio, ratios, sigmas))
+
+
+def _blind(octave_ratio: float, windows: int, reason: str) -> SceneBlur:
+    sensor = _as_trained(blind_sigma(octave_ratio))
+    return SceneBlur(sensor, "blind", windows=windows, reason=reason)
+
+
+def _as_trained(sigma: float) -> SensorModel:
+    """The blur the model is told for an estimated sigma: bicubic-like below
+    `BICUBIC_LIKE_BELOW`, else a Gaussian PSF with area integration."""
+    return BICUBIC if sigma < BICUBIC_LIKE_BELOW else area_sensor(sigma)
+
+
+@dataclass(frozen=True)
+class _Detail:
+    """Per band, pooled over windows and over the pixels inside their masks: the mean
+    squared difference of horizontal and vertical neighbours (`fine`), the same of the
+    2 x 2 means (`coarse`), and the mean square of a 3 x 3 Laplacian (`laplacian`).
+    White noise of variance v adds 2v, v/2 and 36v to them."""
+
+    fine: torch.Tensor
+    coarse: torch.Tensor
+    laplacian: torch.Tensor
+
+    @property
+    def octave_ratio(self) -> float:
+        """How much of the detail lies in the finest octave (`fine / coarse`, averaged
+        over bands with detail): a blur lowers it, and natural imagery's spectrum falls
+        off alike at every scale, so it hardly depends on what the image shows. NaN
+        for a flat image."""
+        textured = self.coarse > 0
+        if not textured.any():
+            return math.nan
+        return float((self.fine[textured] / self.coarse[textured]).mean())
+
+    def fine_detail_missing(self, blurred: "_Detail") -> float:
+        """How much finer detail this scene has than `blurred` (a reference blurred by
+        a candidate PSF) would give it, as a share of the scene's, averaged over bands:
+        > 0 when the candidate blurs too much. Per band, the reference's contrast (a
+        gain g^2) and the scene's noise (variance v) are solved from the coarse and
+        Laplacian energies, so that noise, which adds most to the finest detail, is
+        not taken for sharpness: coarse = g^2 coarse_ref + v / 2 and laplacian = g^2
+        laplacian_ref + 36 v, then fine is compared with g^2 fine_ref + 2 v."""
+        denominator = 72 * blurred.coarse - blurred.laplacian
+        gain = (72 * self.coarse - self.laplacian) / denominator.where(denominator > 0, 1.0)
+        noise = (self.laplacian - gain * blurred.laplacian) / 36
+        noiseless = (denominator <= 0) | (noise < 0) | (gain <= 0)
+        gain = gain.where(~noiseless, self.coarse / blurred.coarse.clamp(min=1e-30))
+        noise = noise.where(~noiseless, 0.0)
+        predicted = gain * blurred.fine + 2 * noise
+        textured = self.fine > 0
+        return float(((self.fine - predicted)[textured] / self.fine[textured]).mean())
+
+
+_LAPLACIAN = torch.tensor(
+    [[1.0, -2.0, 1.0], [-2.0, 4.0, -2.0], [1.0, -2.0, 1.0]], dtype=torch.float64
+)
+
+
+def _detail(images: list[tuple[torch.Tensor, torch.Tensor]]) -> _Detail:
+    """`_Detail` of (C x h x w image, h x w mask) windows."""
+    sums = torch.zeros(3, images[0][0].shape[0], dtype=torch.float64)
+    counts = torch.zeros(3, dtype=torch.float64)
     for image, mask in images:
         image = image.double()
-        across = mask[:, 1:] & mask[:, :-1]
-        down = mask[1:] & mask[:-1]
-        energy = torch.stack(
-            [
-                ((band[:, 1:] - band[:, :-1])[across] ** 2).sum()
-                + ((band[1:] - band[:-1])[down] ** 2).sum()
-                for band in image
-            ]
-        ) / (across.sum() + down.sum()).clamp(min=1)
-        variance = torch.stack([band[mask].var() for band in image])
-        gradients = energy if gradients is None else gradients + energy
-        variances = variance if variances is None else variances + variance
-    ratios = gradients / variances.clamp(min=1e-12)
-    return float(ratios.mean())
+        height, width = image.shape[-2] // 2 * 2, image.shape[-1] // 2 * 2
+        halved = F.avg_pool2d(image[None, :, :height, :width], 2)[0]
+        halved_mask = F.avg_pool2d(mask[None, :height, :width].double(), 2)[0] == 1
+        inner = F.avg_pool2d(mask[None].double(), 3, stride=1)[0] == 1
+        laplacian = F.conv2d(image[:, None], _LAPLACIAN[None, None])[:, 0]
+        for row, (energy, count) in enumerate(
+            (
+                _neighbour_differences(image, mask),
+                _neighbour_differences(halved, halved_mask),
+                ((laplacian**2)[:, inner].sum(dim=1), inner.sum()),
+            )
+        ):
+            sums[row] += energy
+            counts[row] += count
+    fine, coarse, laplacian = sums / counts.clamp(min=1)[:, None]
+    return _Detail(fine, coarse, laplacian)
+
+
+def _neighbour_differences(image: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """Per band, the sum of squared differences of horizontal and vertical neighbours
+    both inside the mask, and how many pairs that is."""
+    across = mask[:, 1:] & mask[:, :-1]
+    down = mask[1:] & mask[:-1]
+    energy = torch.stack(
+        [
+            ((band[:, 1:] - band[:, :-1])[across] ** 2).sum()
+            + ((band[1:] - band[:-1])[down] ** 2).sum()
+            for band in image
+        ]
+    )
+    return energy, int(across.sum() + down.sum())
 
 
 def _fit_r2(blurred: list[tuple[torch.Tensor, torch.Tensor]], windows: list[BlurWindow]) -> float:

@@ -113,14 +113,36 @@ def test_the_blur_estimate_recovers_a_known_sigma_with_a_matching_reference(neon
     assert abs(estimate.sigma - sigma) <= 0.1, estimate
 
 
-def test_the_blur_estimate_falls_back_to_the_default_for_another_place(neon):
+def test_the_blur_estimate_measures_the_scene_alone_without_a_matching_reference(neon):
+    """Another place's texture as the reference, or none: the scene's own octave ratio
+    against typical imagery's, which tells the evaluation sensor's LR (sigma 0.6) from
+    bicubic LR; nothing to measure on gives the default."""
     lr = degrade(neon[..., :128, :128], EVALUATION_SENSOR)
     elsewhere = neon[..., 272:400, 272:400].flip(-1)
     estimate = estimate_scene_blur([_window(lr, elsewhere)])
-    assert estimate.source == "default" and estimate.sigma == DEFAULT_SIGMA
-    assert "explains too little" in estimate.describe()
+    assert estimate.source == "blind" and "explains too little" in estimate.describe()
+    assert abs(estimate.sigma - 0.6) <= 0.15, estimate
+    alone = estimate_scene_blur([BlurWindow(lr[0], None, torch.ones(32, 32, dtype=torch.bool))])
+    assert alone.source == "blind" and "(no reference)" in alone.describe()
+    assert alone.sigma == estimate.sigma
+    bicubic = estimate_scene_blur(
+        [BlurWindow(downsample_4x(neon)[0], None, torch.ones(100, 100, dtype=torch.bool))]
+    )
+    assert bicubic.source == "blind" and bicubic.sensor == BICUBIC, bicubic
     nothing = estimate_scene_blur([])
-    assert nothing.source == "default" and "no window" in nothing.reason
+    assert nothing.source == "default" and nothing.sigma == DEFAULT_SIGMA
+    assert "no window" in nothing.reason
+    flat = estimate_scene_blur([_window(torch.full_like(lr, 0.5), elsewhere)])
+    assert flat.source == "default" and "flat" in flat.reason
+
+
+def test_the_blur_estimate_takes_bicubic_lr_as_bicubic_like(neon):
+    """The model knows the data set's bicubic LR and PSFs from 0.3 LR px: bicubic LR
+    with its truth as the reference is bicubic-like, not a PSF of ~0.1."""
+    hr = neon[..., :256, :256]
+    estimate = estimate_scene_blur([_window(downsample_4x(hr), hr)])
+    assert estimate.source == "estimated" and estimate.sensor == BICUBIC, estimate
+    assert "bicubic-like (no PSF), estimated from the reference" in estimate.describe()
 
 
 @pytest.mark.skipif(not (SHARED / "data" / "rrssrd_val").is_dir(), reason="RRSSRD pairs absent")

@@ -312,8 +312,9 @@ def test_sr_notes_a_reference_too_coarse_to_add_the_outputs_detail(files, tmp_pa
 
 def test_sr_measures_the_scene_blur_and_records_it(files, tmp_path):
     """The scene is the mosaic averaged 4x (area integration, no PSF) and the reference
-    the mosaic itself: `auto` finds no PSF; a given sigma is used as given. Each run
-    says so, in the summary, --json and the output's tags."""
+    the mosaic itself: `auto` finds no PSF (bicubic-like, with the reference or
+    without); a given sigma is used as given. Each run says so, in the summary, --json
+    and the output's tags."""
     runs = {}
     for value in ("auto", "0.8"):
         summary = tmp_path / f"{value}.json"
@@ -324,7 +325,10 @@ def test_sr_measures_the_scene_blur_and_records_it(files, tmp_path):
         runs[value] = (result.output, json.loads(summary.read_text())["scene_blur"], tag)
     output, record, tag = runs["auto"]
     assert record == tag and record["source"] == "estimated" and record["fit_r2"] > 0.9
-    assert record["sigma_lr_px"] <= 0.1 and "estimated from the reference" in output
+    assert (
+        record["model"] == "bicubic"
+        and "bicubic-like (no PSF), estimated from the reference" in output
+    )
     # What was measured comes before the line that says the output was written.
     assert output.index("co-registered") < output.index("scene blur") < output.index("wrote")
     output, record, tag = runs["0.8"]
@@ -332,9 +336,10 @@ def test_sr_measures_the_scene_blur_and_records_it(files, tmp_path):
     assert "scene blur: PSF sigma 0.80 LR px (area integration), as given" in output
     no_reference = sr(files, tmp_path, "--overwrite", "--allow-missing-ref", ref="far_ref")
     assert no_reference.exit_code == 0, no_reference.output
-    assert "scene blur: PSF sigma 0.50 LR px (area integration), the default" in (
+    assert "scene blur: bicubic-like (no PSF), estimated from the scene alone on " in (
         no_reference.output
     )
+    assert "window(s) (no reference)" in no_reference.output
     bad = sr(files, tmp_path, "--overwrite", "--scene-blur", "sharp")
     assert bad.exit_code == 1 and bad.output.startswith("Error: --scene-blur 'sharp'")
 
