@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
+from rrsgan_geo.contrast import stretched
 from rrsgan_geo.data import RefSRDataset
 from rrsgan_geo.metrics import Scorer, psnr
 from rrsgan_geo.model import RRSNet
@@ -76,7 +77,10 @@ def evaluate(
 
     def generate(lr, lr_ux4, ref, blur: SceneBlur) -> torch.Tensor:
         inputs = (lr, lr_ux4, ref, reference_dux4(ref, blur.sensor))
-        return ensembled(lambda view: model(*view, blur=blur.sigma), inputs, views)
+        return stretched(
+            lambda tiles: ensembled(lambda view: model(*view, blur=blur.sigma), tiles, views),
+            inputs,
+        )
 
     scores = []
     for index, sample in enumerate(data.samples):

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from rrsgan_geo.contrast import stretched
 from rrsgan_geo.degradation import upsample_4x
 from rrsgan_geo.devices import PRECISIONS, to_device
 from rrsgan_geo.errors import ConfigError
@@ -115,6 +116,8 @@ class TileModel:
     """The scene's blur code (`sensor.SensorModel.blur_code`), for models that take it."""
     flat_field_correction: bool = True
     """Subtract the model's fixed pattern (`flat_field_pattern`) from its output."""
+    stretch_contrast: bool = True
+    """Run low-contrast tiles stretched and map their output back (`contrast`)."""
     oom_halvings: int = 0
     host_seconds: float = 0.0
     """Time in the model measured on the host: all of it on the CPU."""
@@ -165,11 +168,8 @@ class TileModel:
             stop = min(start + self.batch_size, total)
             try:
                 batch = tuple(t[start:stop] for t in inputs)
-                output = self._forward(batch)
-                if self.flat_field_correction:
-                    with torch.inference_mode():
-                        output[:, :3] -= self._pattern_at(batch[1])
-                outputs.append(output)
+                run = stretched if self.stretch_contrast else lambda f, b: f(b)
+                outputs.append(run(self._corrected_forward, batch))
             except torch.cuda.OutOfMemoryError:
                 if self.batch_size == 1:
                     raise
@@ -179,6 +179,13 @@ class TileModel:
                 continue
             start = stop
         return outputs[0] if len(outputs) == 1 else torch.cat(outputs)
+
+    def _corrected_forward(self, inputs: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        output = self._forward(inputs)
+        if self.flat_field_correction:
+            with torch.inference_mode():
+                output[:, :3] -= self._pattern_at(inputs[1])
+        return output
 
     def flat_field_pattern(self) -> torch.Tensor:
         """FLAT_LEVELS x 3 x 4 x 4: what this model adds to a flat image of each level, at

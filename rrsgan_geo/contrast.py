@@ -1,0 +1,82 @@
+"""Low-contrast tiles stretched around the model and the stretch undone after.
+
+The generator adds a small pattern of its own at each place of the 4 x 4 output block
+(a few tenths of an 8-bit level; `inference.TileModel.flat_field_pattern` takes off the
+part a flat image shows). Where a scene's scaling is wide and the tile's data span a
+small part of it (dark fields in a 16-bit scene stretched for its clouds), that pattern
+is as large as the tile's real detail and comes back as a 4-pixel dot pattern once
+scaled to the output's units. Stretching such a tile's values (and its references'
+alike) to a contrast the model was trained on, and mapping its output back, keeps what
+the model does in proportion to the signal and shrinks its own pattern by the
+stretch's gain. A tile with contrast enough is not touched."""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+MIN_SPREAD = 0.25
+"""A tile whose LR values, from the 1st to the 99th percentile over its bands, span
+less than this share of the model's [0, 1] range is stretched to span it. Flatter than
+all but a few of the training data's tiles, so the model's scores do not move; a wider
+stretch would also reach the tiles the model was trained on, and it is not exactly
+equivariant to contrast, least with a reference (`docs/performance.md`)."""
+MAX_GAIN = 16.0
+"""The largest stretch: a tile flatter than 1/64 of the range is stretched only this
+much (a flat tile is left as it is)."""
+
+
+@dataclass(frozen=True)
+class ContrastStretch:
+    """Per tile, an affine map of values (`apply`) and its inverse (`undo`)."""
+
+    gain: torch.Tensor
+    """N x 1 x 1 x 1, 1 where a tile is not stretched."""
+    centre: torch.Tensor
+    """N x 1 x 1 x 1: the value that stays where it is relative to the middle."""
+
+    @classmethod
+    def for_tiles(cls, lr: torch.Tensor) -> "ContrastStretch | None":
+        """The stretch of each of N tiles (N x C x h x w LR in [0, 1]), or None when
+        none needs one."""
+        values = lr.detach().float().flatten(1)
+        low, high = torch.quantile(values, torch.tensor([0.01, 0.99]), dim=1)
+        spread = high - low
+        gain = torch.where(
+            spread > 0, (MIN_SPREAD / spread.clamp(min=1e-12)).clamp(1.0, MAX_GAIN), 1.0
+        )
+        if bool((gain == 1).all()):
+            return None
+        return cls(gain[:, None, None, None], ((low + high) / 2)[:, None, None, None])
+
+    def apply(self, images: torch.Tensor) -> torch.Tensor:
+        """Tiles of the LR or of a reference on the LR's scale (N x C x H x W): the
+        tile's middle value goes to the middle of the range, and the values around it
+        spread by the gain."""
+        gain, centre = self._on(images)
+        return (images - centre) * gain + 0.5 * (1 - 1 / gain) + centre / gain
+
+    def undo(self, images: torch.Tensor) -> torch.Tensor:
+        gain, centre = self._on(images)
+        return (images - 0.5 * (1 - 1 / gain) - centre / gain) / gain + centre
+
+    def _on(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return (
+            self.gain.to(images.device, images.dtype),
+            self.centre.to(images.device, images.dtype),
+        )
+
+
+def stretched(
+    run: Callable[[tuple[torch.Tensor, ...]], torch.Tensor], inputs: tuple[torch.Tensor, ...]
+) -> torch.Tensor:
+    """`run` on (LR, LR_UX4, Ref, Ref_DUX4) tiles with the low-contrast ones stretched
+    (`ContrastStretch`), its image (the first 3 channels of its output) mapped back;
+    further channels (the relevance) are left as they come."""
+    stretch = ContrastStretch.for_tiles(inputs[0])
+    if stretch is None:
+        return run(inputs)
+    output = run(tuple(stretch.apply(t) for t in inputs))
+    with torch.inference_mode(output.is_inference()):
+        output[:, :3] = stretch.undo(output[:, :3])
+    return output
