@@ -15,9 +15,12 @@ from tqdm import tqdm
 
 from rrsgan_geo.cli.interrupts import sigterm_as_interrupt
 from rrsgan_geo.cli.options import (
+    SCENE_SECTIONS,
+    SectionedCommand,
     device_option,
     json_option,
     processing_options,
+    ref_option,
     scale_options,
     sr_options,
     threads_option,
@@ -33,15 +36,9 @@ if TYPE_CHECKING:
     from rrsgan_geo.planning import SROptions
 
 
-@click.command()
+@click.command(cls=SectionedCommand, sections=SCENE_SECTIONS)
 @click.argument("scenes", nargs=-1, required=True)
-@click.option(
-    "--ref",
-    "ref_sources",
-    multiple=True,
-    required=True,
-    help="Reference rasters, folders or VRTs (repeatable); mixed CRSs are fine.",
-)
+@ref_option("ref_sources", required=True)
 @click.option(
     "-o",
     "--output",

@@ -13,6 +13,23 @@ from rrsgan_geo.locations import HttpOptions
 if TYPE_CHECKING:
     from rrsgan_geo.planning import SROptions
 
+
+def ref_option(name: str, required: bool) -> Callable[[Callable], Callable]:
+    """--ref, repeatable, into the parameter `name`: one definition for `sr` and
+    `batch`, which take the same kinds of reference."""
+    return click.option(
+        "--ref",
+        name,
+        multiple=True,
+        required=required,
+        help="High-resolution reference: a raster (any GDAL format, any CRS; a file, a "
+        "URL, s3://, gs://, /vsi...), a folder of tiles, a glob, an XYZ tile service "
+        "'https://host/{z}/{x}/{y}.jpg' ({-y} for TMS), a WMTS capabilities URL, or a "
+        "STAC Item or ItemCollection (.json file or URL); repeatable. Those that meet "
+        "the scene are composited.",
+    )
+
+
 weights_option = click.option(
     "--weights",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -352,3 +369,79 @@ threads_option = click.option(
     help="Torch CPU threads (default: torch's choice). Float sums depend on how work is "
     "split, so equal counts give byte-identical outputs.",
 )
+
+
+SCENE_SECTIONS = {
+    "Inputs": ("ref", "ref_sources", "scene_bands", "rgb_bands", "scale", "nodata", "bounds"),
+    "Reference": (
+        "ref_bands",
+        "ref_scale",
+        "ref_nodata",
+        "ref_resampling",
+        "co_register",
+        "allow_missing_ref",
+        "ref_zoom",
+        "ref_cache",
+        "ref_asset",
+        "ref_prefer",
+        "http_timeout",
+        "http_retries",
+    ),
+    "Processing": (
+        "weights",
+        "scene_blur",
+        "precision",
+        "self_ensemble",
+        "device",
+        "tile",
+        "margin",
+        "batch_size",
+        "max_memory",
+        "threads",
+    ),
+    "Output": (
+        "output",
+        "out_dir",
+        "cog",
+        "creation_options",
+        "overwrite",
+        "relevance_map",
+        "consistency_map",
+    ),
+    "Run": (
+        "dry_run",
+        "on_error",
+        "scheduler",
+        "dask_address",
+        "dask_workers",
+        "quiet",
+        "json_path",
+    ),
+}
+"""`sr`'s and `batch`'s options by what they are about, in the order --help lists them
+(parameter names; an option a command lacks is skipped)."""
+
+
+class SectionedCommand(click.Command):
+    """A command whose --help lists its options in titled sections (Click's own help
+    sections) instead of one flat list: `sr` has 35 options. Options no section names
+    are listed last, under "Other options"."""
+
+    def __init__(self, *args, sections: dict[str, tuple[str, ...]], **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.sections = sections
+
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        records = {
+            param.name: record
+            for param in self.get_params(ctx)
+            if isinstance(param, click.Option) and (record := param.get_help_record(ctx))
+        }
+        for title, names in self.sections.items():
+            rows = [records.pop(name) for name in names if name in records]
+            if rows:
+                with formatter.section(f"{title} options"):
+                    formatter.write_dl(rows)
+        if records:  # --help, and whatever no section names
+            with formatter.section("Other options"):
+                formatter.write_dl(list(records.values()))

@@ -14,9 +14,12 @@ from tqdm import tqdm
 
 from rrsgan_geo.cli.interrupts import sigterm_as_interrupt
 from rrsgan_geo.cli.options import (
+    SCENE_SECTIONS,
+    SectionedCommand,
     device_option,
     json_option,
     processing_options,
+    ref_option,
     scale_options,
     sr_options,
     threads_option,
@@ -134,18 +137,9 @@ def _describe_plan(plan: SRPlan, generator: Generator | None) -> list[str]:
     ]
 
 
-@click.command()
+@click.command(cls=SectionedCommand, sections=SCENE_SECTIONS)
 @click.argument("scene")
-@click.option(
-    "--ref",
-    "ref",
-    multiple=True,
-    help="High-resolution reference: a raster (any GDAL format, any CRS; a file, a URL, "
-    "s3://, gs://, /vsi...), a folder of tiles, a glob, an XYZ tile service "
-    "'https://host/{z}/{x}/{y}.jpg' ({-y} for TMS), a WMTS capabilities URL, or a STAC "
-    "Item or ItemCollection "
-    "(.json file or URL); repeatable. Those that meet the scene are composited.",
-)
+@ref_option("ref", required=False)
 @click.option(
     "-o",
     "--output",

@@ -101,3 +101,15 @@ def test_no_help_text_quotes_a_measured_figure():
     for path in commands(main, []):
         text = runner.invoke(main, [*path, "--help"], terminal_width=1000).output
         assert not pattern.search(text), (path, pattern.search(text).group(0))
+
+
+@pytest.mark.parametrize("command", ["sr", "batch"])
+def test_scene_commands_list_their_options_in_sections(command):
+    """35 options are read by what they are about; every one is in a section."""
+    text = CliRunner().invoke(main, [command, "--help"], terminal_width=100).output
+    titles = re.findall(r"^(\w[\w ]*) options:$", text, flags=re.MULTILINE)
+    assert titles == ["Inputs", "Reference", "Processing", "Output", "Run", "Other"]
+    other = text.split("Other options:")[1].strip().splitlines()
+    assert other == ["-h, --help  Show this message and exit."]
+    for flag in ("--ref TEXT", "--scene-blur", "--tile", "--cog", "--dry-run"):
+        assert flag in text
