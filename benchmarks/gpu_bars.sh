@@ -44,7 +44,7 @@ step() {  # step LIMIT_SECONDS TITLE COMMAND...: run one, note its failure, go o
         --heights "$size" --peak-tflops "$peak"
     step 90 "bf16 vs fp32 output, ${precision_size}^2 LR, shipped weights" \
         python3 precision_check.py --device "$device" --size "$precision_size"
-    config=../examples/train/rrsnet_full_coreg_h100_1.yaml
+    config=../weights/provenance/rrsnet_full_coreg_h100_1.yaml
     if [ "$device" = cpu ]; then
         echo "## training steps/s: skipped on the CPU (the config is the full model's)"
     elif python3 -c "import sys; from rrsgan_geo.training import load_config

@@ -20,7 +20,7 @@ as reference (`evaluate`'s). References are co-registered first, as `sr` and
 `evaluate` do. RGB PSNR, the authors' protocol.
 
     python benchmarks/reference_oracle.py rrssrd/val_1st rrssrd/val_2nd \\
-        --held-out examples/train/rrsnet_compact_coreg_cpu_10.yaml
+        --held-out weights/provenance/rrsnet_compact_coreg_cpu_10.yaml
 """
 
 import argparse

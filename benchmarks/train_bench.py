@@ -8,7 +8,7 @@ this one), the deformable convolution through torchvision's `deform_conv2d`, the
 in the standard (NCHW) memory layout instead of channels_last, and the first data
 recipe, which re-ran the bicubic degradations on the whole image for every crop.
 
-    python benchmarks/train_bench.py examples/train/rrsnet_compact_refaware_cpu.yaml
+    python benchmarks/train_bench.py examples/train/starter.yaml
     python benchmarks/train_bench.py full.yaml --device cuda --steps 50
 
 Timings on shared machines are noisy: compare rows of one run, not runs.

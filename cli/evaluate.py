@@ -86,7 +86,7 @@ def evaluate_command(
     \b
     Example:
       rrsgan-geo evaluate rrssrd/val_1st rrssrd/val_2nd \\
-          --held-out examples/train/rrsnet_compact_coreg_cpu_10.yaml --json eval.json
+          --held-out weights/provenance/rrsnet_compact_coreg_cpu_10.yaml --json eval.json
     """
     from rrsgan_geo.data import RefSRDataset
     from rrsgan_geo.devices import resolve_device

@@ -5,6 +5,7 @@ shell completion answer at once."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,6 +22,18 @@ if TYPE_CHECKING:
 @click.command()
 @click.argument("config", type=click.Path(dir_okay=False, path_type=Path))
 @device_option
+@click.option(
+    "--data",
+    multiple=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Training data folder (a build-dataset output, or RRSSRD-style folders; "
+    "repeatable), in place of the config's `data`.",
+)
+@click.option(
+    "--output-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where the run's checkpoint and exports go, in place of the config's `output_dir`.",
+)
 @click.option("--resume", is_flag=True, help="Continue the run in the config's output_dir.")
 @click.option(
     "--max-minutes",
@@ -28,7 +41,14 @@ if TYPE_CHECKING:
     help="Stop at the first step boundary after this many minutes, save and export "
     "(for short GPU windows; continue with --resume, or from the export via init_weights).",
 )
-def train(config: Path, resume: bool, device: str, max_minutes: float | None) -> None:
+def train(
+    config: Path,
+    data: tuple[Path, ...],
+    output_dir: Path | None,
+    resume: bool,
+    device: str,
+    max_minutes: float | None,
+) -> None:
     """Train the RRSGAN generator as the authors did, from CONFIG (YAML).
 
     Stage 1 trains with L1 only (the RRSNet/PSNR model). Stage 2 adds the VGG19
@@ -49,16 +69,21 @@ def train(config: Path, resume: bool, device: str, max_minutes: float | None) ->
     docs/training_config.md in the project.
 
     \b
-    Example:
-      rrsgan-geo train examples/train/rrsnet_compact_coreg_cpu.yaml
-      rrsgan-geo train examples/train/rrsnet_compact_coreg_cpu.yaml --resume
-      rrsgan-geo train full.yaml --device cuda --max-minutes 9
+    Examples (recipes in examples/train of the project):
+      rrsgan-geo train examples/train/starter.yaml
+      rrsgan-geo train examples/train/compact_stage1_cpu.yaml --data pairs --max-minutes 60
+      rrsgan-geo train examples/train/compact_stage1_cpu.yaml --data pairs --resume
+      rrsgan-geo train examples/train/full_stage1_gpu.yaml --data pairs --device cuda
       torchrun --nproc-per-node 8 -m rrsgan_geo.cli.main train full.yaml --device cuda
     """
     from rrsgan_geo.distributed import distributed_process_group
     from rrsgan_geo.training import load_config
 
     settings = load_config(config)
+    if data:
+        settings = dataclasses.replace(settings, data=tuple(path.resolve() for path in data))
+    if output_dir is not None:
+        settings = dataclasses.replace(settings, output_dir=output_dir.resolve())
     with distributed_process_group(device) as process_device:
         _train(settings, process_device, resume, max_minutes)
 

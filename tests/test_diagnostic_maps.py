@@ -118,7 +118,7 @@ GATE_PROBE = REPO / "tests" / "data" / "gate_probe_compact.safetensors"
 
 @pytest.mark.parametrize("replacement", ["rotated", "grey"])
 def test_the_relevance_map_is_higher_where_the_reference_matches(tmp_path, replacement):
-    """A model whose attention learnt to gate (examples/train/
+    """A model whose attention learnt to gate (weights/provenance/
     rrsnet_compact_gate_probe_cpu.yaml) on the NEON scene, with the right half of the
     reference replaced by the image rotated 180 degrees or by grey: the map, read back
     from the file, is higher on the left, where the reference is the scene itself
