@@ -106,7 +106,7 @@ def batch(
     """
     from rrsgan_geo.batch import plan_jobs, run_dask, run_local, split_references
     from rrsgan_geo.devices import resolve_device
-    from rrsgan_geo.references import ReferenceIndex
+    from rrsgan_geo.references import RASTER_SUFFIXES, ReferenceIndex, left_out_of_folders
     from rrsgan_geo.weight_files import shipped_weights_path
 
     if not out_dir.is_dir() and not out_dir.parent.is_dir():
@@ -116,6 +116,15 @@ def batch(
     rasters, per_scene = split_references(list(ref_sources))
     index = ReferenceIndex.build(rasters, options.http)
     jobs = plan_jobs(list(scenes), index, out_dir, per_scene)
+    left_out = left_out_of_folders(scenes)
+    if left_out:
+        shown = ", ".join(path.name for path in left_out[:5])
+        more = f" and {len(left_out) - 5} more" if len(left_out) > 5 else ""
+        click.echo(
+            f"note: left out {len(left_out)} file(s) in the scene folder(s) that are not "
+            f"rasters ({', '.join(sorted(RASTER_SUFFIXES))}): {shown}{more}",
+            err=True,
+        )
     if dry_run:
         _dry_run(jobs, weights, options, json_path)
         return

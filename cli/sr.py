@@ -111,6 +111,10 @@ def _plan_record(plan: SRPlan, generator: Generator | None) -> dict[str, object]
     }
 
 
+def _reference_line(plan: SRPlan) -> str:
+    return f"reference   {', '.join(map(undeclared, plan.ref_paths)) or 'none'}"
+
+
 def _describe_plan(plan: SRPlan, generator: Generator | None) -> list[str]:
     from rrsgan_geo.model import SCALE
 
@@ -126,8 +130,7 @@ def _describe_plan(plan: SRPlan, generator: Generator | None) -> list[str]:
         f"bands {','.join(map(str, plan.scene_bands))}, {plan.dtype}{nodata}",
         f"output      {plan.output_path}: {sr.width} x {sr.height} px, pixel "
         f"{abs(sr.transform.a):g} x {abs(sr.transform.e):g} (1/{SCALE} of the scene's)",
-        f"reference   {', '.join(map(undeclared, plan.ref_paths)) or 'none'}: covers "
-        f"{plan.footprint_coverage:.1%} of the "
+        f"{_reference_line(plan)}: covers {plan.footprint_coverage:.1%} of the "
         + ("scene" if plan.scene_window is None else "part of the scene given by --bounds"),
         f"tiles       {layout.count} ({layout.cols} x {layout.rows}) of {layout.tile} LR px "
         f"+ {layout.margin} margin",
@@ -245,8 +248,8 @@ def sr(
         if json_path is not None:
             write_json(json_path, _plan_record(plan, generator))
         return
-    if not quiet:
-        click.echo(lines[2], err=True)
+    if not quiet:  # the coverage measured on the pixels comes with "wrote"
+        click.echo(_reference_line(plan), err=True)
         default = "" if weights else f" (default for {device.type})"
         click.echo(f"weights     {generator.name}{default}", err=True)
         for note in plan.notes:

@@ -205,11 +205,23 @@ def run_dask(
     threads: int | None = None,
 ) -> Iterator[SceneResult]:
     """Each scene one task on a Dask cluster (an existing one at `address`, or a local
-    one with `workers` single-threaded worker processes); results as they finish."""
+    one with `workers` single-threaded worker processes); results as they finish.
+    Scenes whose outputs are finished are skipped first, here: with nothing left to
+    do, no cluster is started or contacted."""
     try:
         from distributed import Client, LocalCluster, as_completed
     except ImportError:
         raise InputError("--scheduler dask needs Dask: pip install 'dask[distributed]'") from None
+    pending = []
+    for job in jobs:
+        existing = _existing_output(job, options)
+        if existing is not None and existing.status == "skipped":
+            yield existing
+        else:
+            pending.append(job)
+    if not pending:
+        return
+    jobs = pending
     cluster = (
         None if address else LocalCluster(n_workers=workers, threads_per_worker=1, processes=True)
     )

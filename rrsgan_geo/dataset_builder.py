@@ -181,6 +181,11 @@ def build_dataset(
     )
     with hr_rasters, ref_rasters:
         jobs = _plan_samples(hr_paths, references, hr_rasters, ref_rasters, options)
+        largest = max(
+            ((r.dataset.width, r.dataset.height) for r in hr_rasters.open.values()),
+            key=lambda size: min(size),
+            default=None,
+        )
         folder_existed = out_dir.is_dir()
         prepare_output(out_dir, options.overwrite)
         if on_start is not None:
@@ -195,9 +200,10 @@ def build_dataset(
     if not report.written:
         _remove_build(out_dir, folder_existed)
         reasons = "; ".join(f"{n} {reason}" for reason, n in report.skipped.most_common())
+        largest_text = f" (the largest is {largest[0]} x {largest[1]} px)" if largest else ""
         too_small = (
             f"the HR sources are smaller than one {options.hr_size} x {options.hr_size} px "
-            "sample: give a smaller --hr-size (a multiple of 4)"
+            f"sample{largest_text}: give a smaller --hr-size (a multiple of 4)"
         )
         raise CoverageError(f"no sample written ({reasons or too_small})")
     report.manifest = out_dir / MANIFEST

@@ -149,10 +149,12 @@ class HttpOptions:
         }
 
 
-def http_failure(location: str | Path, timeout: float) -> str | None:
+def http_failure(location: str | Path, timeout: float, needs_ranges: bool = False) -> str | None:
     """Why an http(s) URL cannot be read, in a few words ('HTTP 404 Not Found',
     'connection refused', 'no answer within 5 s'), asked directly with one request.
-    GDAL's own message only says the file 'does not exist'. None for other locations
+    GDAL's own message only says the file 'does not exist'. `needs_ranges`: the URL is
+    a raster GDAL reads in windows, so a server that answers a ranged request with the
+    whole file is the failure, named with the way round it. None for other locations
     or when the server answers a small ranged request normally."""
     text = str(location)
     text = _wmts_service_url(text)
@@ -160,7 +162,14 @@ def http_failure(location: str | Path, timeout: float) -> str | None:
         return None
     request = urllib.request.Request(text, headers={"Range": "bytes=0-0"})
     try:
-        with urllib.request.urlopen(request, timeout=timeout):
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            if needs_ranges and response.status == 200:  # not 206: the range was ignored
+                return (
+                    "the server does not answer byte-range requests, which reading a "
+                    "raster in windows needs: give it as /vsicurl_streaming/ followed by "
+                    "the URL (read whole, in order), or serve the file from a server that "
+                    "supports ranges"
+                )
             return None
     except urllib.error.HTTPError as error:
         return f"HTTP {error.code} {error.reason}"

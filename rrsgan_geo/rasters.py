@@ -51,7 +51,7 @@ def open_raster(
             return rasterio.open(gdal_path(location))
     except RasterioIOError as error:
         shown = local_file(location) or display_name(location)
-        reason = http_failure(location, (http or HttpOptions()).timeout)
+        reason = http_failure(location, (http or HttpOptions()).timeout, needs_ranges=True)
         raise InputError(f"cannot read {what} {shown}: {reason or gdal_message(error)}") from None
 
 

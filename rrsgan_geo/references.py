@@ -23,6 +23,30 @@ COMMON_CRS = CRS.from_epsg(4326)
 RASTER_SUFFIXES = {".tif", ".tiff", ".vrt", ".jp2", ".img"}
 
 
+SIDECAR_SUFFIXES = (".aux.xml", ".ovr", ".msk", ".tfw", ".prj", ".md5")
+"""Files beside a raster that GDAL reads with it: never worth a note."""
+
+
+def left_out_of_folders(items: Iterable[str | Path]) -> list[Path]:
+    """The files in the folders among `items` that `expand_rasters` does not take (not a
+    raster by their suffix, nor a raster's sidecar), so a caller can say so: a scene
+    saved as .png or .jpeg in a folder of GeoTIFFs would otherwise vanish silently."""
+    left = []
+    for item in items:
+        path = Path(item)
+        if is_virtual(item) or not path.is_dir():
+            continue
+        left += sorted(
+            p
+            for p in path.iterdir()
+            if p.is_file()
+            and not p.name.startswith(".")
+            and p.suffix.lower() not in RASTER_SUFFIXES
+            and not p.name.lower().endswith(SIDECAR_SUFFIXES)
+        )
+    return left
+
+
 def expand_rasters(items: Iterable[str | Path], what: str) -> list[str]:
     """Files as given; folders give the rasters directly inside them; globs expand;
     URLs and GDAL /vsi paths pass as they are (GDAL opens them)."""

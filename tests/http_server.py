@@ -5,6 +5,7 @@ answer chosen paths with an error status, count requests, or stall: accept the
 connection and never answer.
 """
 
+import contextlib
 import re
 import socket
 import threading
@@ -25,6 +26,9 @@ class Behaviour:
     failures_left: dict[str, int] = field(default_factory=dict)
     """URL path -> how many more requests get a 503 before the file is served."""
     requests: Counter = field(default_factory=Counter)
+    byte_ranges: bool = True
+    """False: Range headers are ignored and every answer is the whole file, as some
+    servers do."""
 
 
 def _handler(root: Path, behaviour: Behaviour) -> type[BaseHTTPRequestHandler]:
@@ -55,7 +59,7 @@ def _handler(root: Path, behaviour: Behaviour) -> type[BaseHTTPRequestHandler]:
                 return
             data = file.read_bytes()
             match = re.fullmatch(r"bytes=(\d+)-(\d*)", self.headers.get("Range", ""))
-            if match:
+            if match and behaviour.byte_ranges:
                 start = int(match[1])
                 end = min(int(match[2]) if match[2] else len(data) - 1, len(data) - 1)
                 self.send_response(206)
@@ -63,11 +67,13 @@ def _handler(root: Path, behaviour: Behaviour) -> type[BaseHTTPRequestHandler]:
                 data = data[start : end + 1]
             else:
                 self.send_response(200)
-            self.send_header("Accept-Ranges", "bytes")
+            if behaviour.byte_ranges:
+                self.send_header("Accept-Ranges", "bytes")
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             if body:
-                self.wfile.write(data)
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                    self.wfile.write(data)  # unless the client had enough
 
     return Handler
 

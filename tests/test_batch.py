@@ -258,6 +258,34 @@ def test_dask_local_cluster_gives_byte_identical_outputs(workspace):
             assert (a.read() == b.read()).all()
         # The bytes too, apart from nothing: no timestamps, same tags.
         assert (tmp_path / "local" / file).read_bytes() == (tmp_path / "dask" / file).read_bytes()
+    # Run again: every output is there, so no cluster is started (an unreachable
+    # scheduler address is never contacted) and every scene is skipped.
+    again = CliRunner().invoke(
+        main,
+        batch_args(
+            tmp_path,
+            weights,
+            tmp_path / "dask",
+            "--scheduler",
+            "dask",
+            "--dask-address",
+            "tcp://127.0.0.1:9",
+        ),
+    )
+    assert again.exit_code == 0, again.output
+    assert "0 done, 3 skipped, 0 failed" in again.output
+
+
+def test_files_in_a_scene_folder_that_are_not_rasters_are_named(workspace):
+    tmp_path, weights = workspace
+    scenes = tmp_path / "scenes"
+    (scenes / "scene_d.png").write_bytes(b"not a GeoTIFF")
+    (scenes / "notes.txt").write_text("field notes")
+    (scenes / "scene_a.tif.aux.xml").write_text("<PAMDataset/>")  # a sidecar: no note
+    result = CliRunner().invoke(main, batch_args(tmp_path, weights, tmp_path / "out", "--dry-run"))
+    assert result.exit_code == 0, result.output
+    note = next(line for line in result.output.splitlines() if line.startswith("note: left out"))
+    assert "left out 2 file(s)" in note and "notes.txt, scene_d.png" in note, note
 
 
 def test_tile_services_and_stac_documents_are_resolved_per_scene():

@@ -377,4 +377,5 @@ def test_a_truncated_reference_is_one_line_naming_it(tmp_path):
 def test_sources_smaller_than_one_sample_name_the_size_and_the_way_out(tmp_path):
     failed = build(tmp_path, "--hr-size", "4000")
     assert failed.exit_code == 1, failed.output
-    assert "smaller than one 4000 x 4000 px sample: give a smaller --hr-size" in failed.output
+    assert "smaller than one 4000 x 4000 px sample (the largest is " in failed.output
+    assert "px): give a smaller --hr-size" in failed.output

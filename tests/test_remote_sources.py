@@ -51,6 +51,32 @@ def test_a_scene_and_a_cog_reference_over_http_give_the_local_output(tmp_path):
     assert "secret" not in str(tags)
 
 
+def test_a_server_without_byte_ranges_is_named_with_the_way_round_it(tmp_path):
+    """GDAL reads remote rasters in windows; a server that answers every request with
+    the whole file is one line naming that and /vsicurl_streaming/, which then works."""
+    folder = served_folder(tmp_path)
+    with serve(folder) as (url, behaviour):
+        behaviour.byte_ranges = False
+        plain = CliRunner().invoke(
+            main,
+            [
+                "sr",
+                str(folder / "scene.tif"),
+                "--ref",
+                f"{url}/ref_cog.tif",
+                "-o",
+                str(tmp_path / "a.tif"),
+            ],
+        )
+        assert plain.exit_code == 1 and plain.output.count("\n") == 1, plain.output
+        assert "does not answer byte-range requests" in plain.output
+        assert "/vsicurl_streaming/" in plain.output and not (tmp_path / "a.tif").exists()
+        _, report = run(
+            folder / "scene.tif", f"/vsicurl_streaming/{url}/ref_cog.tif", tmp_path / "b.tif"
+        )
+    assert report.pixel_coverage > 0.97
+
+
 def test_a_reference_inside_a_zip_is_read_through_vsizip(tmp_path):
     folder = served_folder(tmp_path)
     archive = tmp_path / "refs.zip"
