@@ -19,18 +19,16 @@ import numpy as np
 import rasterio
 from sr_bench import make_inputs
 
+from rrsgan_geo import sr
 from rrsgan_geo.devices import resolve_device
 from rrsgan_geo.host_memory import keep_freed_memory
-from rrsgan_geo.pipeline import Generator, super_resolve
-from rrsgan_geo.planning import SROptions, plan_sr
-from rrsgan_geo.weight_files import load_generator, shipped_weights_path
+from rrsgan_geo.planning import SROptions
 
 
-def run(scene: Path, ref: Path, out: Path, generator: Generator, options: SROptions) -> float:
+def run(scene: Path, ref: Path, out: Path, generator: sr.Generator, options: SROptions) -> float:
     """Seconds for one `sr` run (planning included)."""
     started = time.perf_counter()
-    plan = plan_sr(scene, ref, out, options, generator.margin)
-    super_resolve(plan, generator, options)
+    sr.run(sr.plan(scene, ref, out, options, generator), generator)
     return time.perf_counter() - started
 
 
@@ -45,10 +43,7 @@ def main() -> None:
     args = parser.parse_args()
     keep_freed_memory()  # as the rrsgan-geo command does
     device = resolve_device(args.device)
-    model, weight_file = load_generator(args.weights or shipped_weights_path(device.type))
-    generator = Generator(
-        model, weight_file.path.name, weight_file.sha256, weight_file.metadata.margin
-    )
+    generator = sr.load_generator(args.weights, args.device)
     with tempfile.TemporaryDirectory() as folder:
         folder = Path(folder)
         scene, ref = make_inputs(folder, args.size, args.size, "EPSG:3857")
@@ -64,7 +59,7 @@ def main() -> None:
     difference = np.abs(outputs["fp32"] - outputs[args.precision])
     within = 100 * float((difference <= 1).mean())
     print(
-        f"{weight_file.path.name} on {device}, {args.size}^2 LR: fp32 {seconds['fp32']:.1f} s, "
+        f"{generator.name} on {device}, {args.size}^2 LR: fp32 {seconds['fp32']:.1f} s, "
         f"{args.precision} {seconds[args.precision]:.1f} s"
     )
     print(f"max difference {int(difference.max())} DN, mean {float(difference.mean()):.4f} DN")

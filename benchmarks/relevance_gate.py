@@ -16,9 +16,8 @@ from pathlib import Path
 import numpy as np
 import rasterio
 
-from rrsgan_geo.pipeline import Generator, super_resolve
-from rrsgan_geo.planning import SROptions, plan_sr
-from rrsgan_geo.weight_files import load_generator, shipped_weights_path
+from rrsgan_geo import sr
+from rrsgan_geo.planning import SROptions
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "data"
 SCENE = EXAMPLES / "sjer_scene_0.4m_utm11n.tif"
@@ -53,9 +52,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--weights", type=Path, default=None)
     args = parser.parse_args()
-    weights = args.weights or shipped_weights_path("cpu")
-    model, weight_file = load_generator(weights)
-    generator = Generator(model, weight_file.path.name, weight_file.sha256, 16)
+    generator = sr.load_generator(args.weights, "cpu")
     rows = []
     with tempfile.TemporaryDirectory() as folder:
         folder = Path(folder)
@@ -65,11 +62,10 @@ def main() -> None:
         ):
             relevance_path = folder / f"{len(rows)}_relevance.tif"
             options = SROptions(device="cpu", overwrite=True, relevance_map=relevance_path)
-            plan = plan_sr(SCENE, reference, folder / "out.tif", options, generator.margin)
-            super_resolve(plan, generator, options)
+            sr.run(sr.plan(SCENE, reference, folder / "out.tif", options, generator), generator)
             with rasterio.open(relevance_path) as dataset:
                 rows.append((label, *half_means(dataset.read(1).astype(np.float64))))
-    print(f"weights {weight_file.path.name}")
+    print(f"weights {generator.name}")
     print(f"{'reference':<26} {'west gate':>10} {'east gate':>10}")
     for label, west, east in rows:
         print(f"{label:<26} {west:>10.4f} {east:>10.4f}")

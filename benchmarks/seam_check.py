@@ -15,17 +15,16 @@ from pathlib import Path
 import numpy as np
 import rasterio
 
+from rrsgan_geo import sr
 from rrsgan_geo.host_memory import keep_freed_memory
-from rrsgan_geo.pipeline import Generator, super_resolve
-from rrsgan_geo.planning import SROptions, plan_sr
-from rrsgan_geo.weight_files import load_generator
+from rrsgan_geo.planning import SROptions
 
 
 def run(
-    generator: Generator, scene: Path, ref: Path, out: Path, tile: int, margin: int
+    generator: sr.Generator, scene: Path, ref: Path, out: Path, tile: int, margin: int
 ) -> np.ndarray:
-    options = SROptions(tile=tile, device="cpu", overwrite=True)
-    super_resolve(plan_sr(scene, ref, out, options, margin), generator, options)
+    options = SROptions(tile=tile, margin=margin, device="cpu", overwrite=True)
+    sr.run(sr.plan(scene, ref, out, options, generator), generator)
     with rasterio.open(out) as dataset:
         return dataset.read().astype(np.int16)
 
@@ -39,8 +38,7 @@ def main() -> None:
     parser.add_argument("--margins", default="8,16,24,32")
     args = parser.parse_args()
     keep_freed_memory()  # as the rrsgan-geo command does
-    model, weight_file = load_generator(args.weights)
-    generator = Generator(model, weight_file.path.name, weight_file.sha256, 0)
+    generator = sr.load_generator(args.weights, "cpu")
     with rasterio.open(args.scene) as dataset:
         whole_tile = -(-max(dataset.width, dataset.height) // 4) * 4
     print(f"{args.weights.name}: tiles of {args.tile} LR px vs one tile of {whole_tile}")

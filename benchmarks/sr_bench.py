@@ -41,13 +41,13 @@ from rasterio.enums import Resampling
 from rasterio.transform import array_bounds
 from rasterio.warp import calculate_default_transform, reproject
 
+from rrsgan_geo import sr
 from rrsgan_geo.devices import default_batch, resolve_device
 from rrsgan_geo.grids import RasterGrid
 from rrsgan_geo.host_memory import keep_freed_memory
 from rrsgan_geo.inference import TileModel, count_macs_per_lr_pixel
 from rrsgan_geo.model import GeneratorConfig, RRSNet
-from rrsgan_geo.pipeline import Generator, super_resolve
-from rrsgan_geo.planning import SROptions, plan_sr
+from rrsgan_geo.planning import SROptions
 
 SCENE_CRS = "EPSG:32617"
 NEON = Path(__file__).resolve().parents[1] / "examples" / "data" / "osbs_029_0.1m_utm17n.tif"
@@ -114,7 +114,7 @@ def run_one(args: argparse.Namespace) -> dict:
     """One scene size, in this process."""
     torch.manual_seed(0)
     config = GeneratorConfig(nf=args.nf, n_blocks=args.blocks, groups=args.groups)
-    generator = Generator(RRSNet(config), "random", "0" * 64, args.margin)
+    generator = sr.Generator(RRSNet(config), "random", "0" * 64, args.margin)
     with tempfile.TemporaryDirectory() as folder:
         folder = Path(folder)
         started = time.perf_counter()
@@ -136,8 +136,8 @@ def run_one(args: argparse.Namespace) -> dict:
             if not first_tile:
                 first_tile.append(time.perf_counter() - started)
 
-        plan = plan_sr(scene, ref, folder / "out.tif", options, args.margin)
-        report = super_resolve(plan, generator, options, on_tiles=on_tiles)
+        plan = sr.plan(scene, ref, folder / "out.tif", options, generator)
+        report = sr.run(plan, generator, progress=on_tiles)
     _progress(f"end to end {report.seconds:.1f} s (model {report.model_seconds:.1f} s)")
     peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     # The model alone on the same batches (the pipeline batches within a tile row),
@@ -224,7 +224,7 @@ def io_floor(scene: Path, ref: Path, out: Path, grid: RasterGrid) -> float:
 def run_pipeline_only(args: argparse.Namespace) -> dict:
     """The real pipeline with a zero-cost model vs the I/O floor, best of --repeats each,
     interleaved so that both see the same machine."""
-    generator = Generator(StandIn(), "stand-in", "0" * 64, args.margin)
+    generator = sr.Generator(StandIn(), "stand-in", "0" * 64, args.margin)
     options = SROptions(
         tile=args.tile, batch_size=args.batch, device=args.device, co_register=args.co_register
     )
@@ -243,8 +243,8 @@ def run_pipeline_only(args: argparse.Namespace) -> dict:
                 if not seen:
                     seen.append(time.perf_counter() - started)
 
-            plan = plan_sr(scene, ref, out, options, args.margin)
-            super_resolve(plan, generator, options, on_tiles=on_tiles)
+            plan = sr.plan(scene, ref, out, options, generator)
+            sr.run(plan, generator, progress=on_tiles)
             pipeline.append(time.perf_counter() - started)
             pipeline_cpu.append(cpu_seconds() - cpu_started)
             first_tile.append(seen[0])

@@ -28,7 +28,6 @@ from rrsgan_geo.cli.options import (
     weights_option,
     write_json,
 )
-from rrsgan_geo.cli.sr import compute_estimate
 from rrsgan_geo.locations import display_name
 
 if TYPE_CHECKING:
@@ -173,15 +172,14 @@ def _dry_run(
 ) -> None:
     """Plan each scene as its run would, print the notes, the table and the model time
     the planned scenes need; run nothing."""
+    from rrsgan_geo import sr as library
     from rrsgan_geo.batch import generator_for, plan_scene
-    from rrsgan_geo.devices import resolve_device
     from rrsgan_geo.plan_notes import disk_space_notes
 
     generator = generator_for(weights, options.device)
-    margin = options.margin if options.margin is not None else generator.margin
     results = []
     for job in tqdm(jobs, unit="scene", desc="planning", dynamic_ncols=True):
-        results.append(plan_scene(job, margin, options))
+        results.append(plan_scene(job, generator, options))
         _print_notes(results[-1])
     _summary(results, len(jobs), json_path)
     plans = [r.plan for r in results if r.status == "planned"]
@@ -189,7 +187,7 @@ def _dry_run(
         for note in disk_space_notes(plans):
             click.echo(f"note        {note}")
     if plans:
-        click.echo(compute_estimate(plans, generator, resolve_device(options.device), options))
+        click.echo(f"compute     {library.estimate(plans, generator).describe()}")
     if any(r.status == "failed" for r in results):
         raise click.exceptions.Exit(1)
 

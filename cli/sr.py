@@ -30,59 +30,22 @@ from rrsgan_geo.cli.options import (
 from rrsgan_geo.locations import undeclared
 
 if TYPE_CHECKING:
-    import torch
-
     from rrsgan_geo.pipeline import Generator
-    from rrsgan_geo.planning import SROptions, SRPlan
+    from rrsgan_geo.planning import SRPlan
 
 
-def _load(weights: Path | None, dry_run: bool, device: torch.device) -> Generator | None:
-    """The generator to run (by default the shipped weights for the device: full-size
-    on CUDA, compact on the CPU); for a dry run without installed weights, None."""
+def _load(weights: Path | None, dry_run: bool, device: str) -> Generator | None:
+    """The generator to run (by default the shipped weights for the device); for a dry
+    run without installed weights, None."""
+    from rrsgan_geo import sr as library
     from rrsgan_geo.errors import WeightsNotFoundError
-    from rrsgan_geo.pipeline import Generator
-    from rrsgan_geo.weight_files import load_generator, shipped_weights_path
 
     try:
-        path = weights or shipped_weights_path(device.type)
+        return library.load_generator(weights, device)
     except WeightsNotFoundError:
         if dry_run:
             return None
         raise
-    model, weight_file = load_generator(path)
-    return Generator(model, weight_file.path.name, weight_file.sha256, weight_file.metadata.margin)
-
-
-def compute_estimate(
-    plans: list[SRPlan], generator: Generator | None, device: torch.device, options: SROptions
-) -> str:
-    """Model time for the plans, from a short timed forward on the device in the
-    precision each run would use (dry runs of `sr` and `batch`), once per view with
-    --self-ensemble. Without weights, for the authors' default architecture (random
-    weights: speed does not depend on them)."""
-    from rrsgan_geo.inference import (
-        count_macs_per_lr_pixel,
-        measure_gmac_per_second,
-        resolve_precision,
-    )
-    from rrsgan_geo.model import RRSNet
-
-    model = generator.model if generator else RRSNet()
-    gmac_per_pixel = count_macs_per_lr_pixel(model) * options.self_ensemble / 1e9
-    speeds: dict[str, float] = {}  # GMAC/s per precision, each timed once
-    gmac = seconds = 0.0
-    for plan in plans:
-        precision = resolve_precision(options.precision, device, plan.dtype)
-        if precision not in speeds:
-            speeds[precision] = measure_gmac_per_second(model, device, precision)
-        plan_gmac = gmac_per_pixel * plan.layout.count * plan.layout.lr_tile_size**2
-        gmac += plan_gmac
-        seconds += plan_gmac / speeds[precision]
-    return (
-        f"compute     {gmac:,.0f} GMAC: ~{seconds:,.0f} s of model time on {device} "
-        f"(timed on a 48 x 48 tile here, {' and '.join(sorted(speeds))}"
-        f"{_views_note(options.self_ensemble)})"
-    )
 
 
 def _views_note(views: int) -> str:
@@ -116,7 +79,7 @@ def _reference_line(plan: SRPlan) -> str:
 
 
 def _describe_plan(plan: SRPlan, generator: Generator | None) -> list[str]:
-    from rrsgan_geo.model import SCALE
+    from rrsgan_geo.upscaling import SCALE
 
     layout, lr, sr = plan.layout, plan.lr_grid, plan.sr_grid
     weights = (
@@ -219,15 +182,13 @@ def sr(
     """
     import torch
 
+    from rrsgan_geo import sr as library
     from rrsgan_geo.devices import resolve_device
-    from rrsgan_geo.pipeline import super_resolve
-    from rrsgan_geo.planning import plan_sr
-    from rrsgan_geo.weight_files import DEFAULT_MARGIN_LR
 
     if threads is not None:
         torch.set_num_threads(threads)
     device = resolve_device(fields["device"])
-    generator = _load(weights, dry_run, device)
+    generator = _load(weights, dry_run, fields["device"])
     options = sr_options(
         fields,
         tile=tile,
@@ -235,16 +196,12 @@ def sr(
         relevance_map=relevance_map,
         consistency_map=consistency_map,
     )
-    if margin is None:
-        margin = generator.margin if generator else DEFAULT_MARGIN_LR
-    features = generator.model.config.nf if generator else None
-    plan = plan_sr(scene, ref, output, options, margin, model_features=features)
+    plan = library.plan(scene, ref, output, options, generator)
     lines = _describe_plan(plan, generator)
     if dry_run:
         notes = [f"note        {note}" for note in plan.notes]
-        click.echo(
-            "\n".join([*lines, *notes, compute_estimate([plan], generator, device, options)])
-        )
+        compute = f"compute     {library.estimate([plan], generator).describe()}"
+        click.echo("\n".join([*lines, *notes, compute]))
         if json_path is not None:
             write_json(json_path, _plan_record(plan, generator))
         return
@@ -265,7 +222,7 @@ def sr(
                 disable=quiet,
             ) as bar,
         ):
-            report = super_resolve(plan, generator, options, on_tiles=bar.update)
+            report = library.run(plan, generator, progress=bar.update)
     except KeyboardInterrupt:
         raise click.ClickException("interrupted: no output written") from None
     if json_path is not None:

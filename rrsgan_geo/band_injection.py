@@ -29,9 +29,9 @@ from rasterio.windows import Window
 from torch.nn import functional as F
 
 from rrsgan_geo.degradation import upsample_4x
-from rrsgan_geo.model import SCALE
 from rrsgan_geo.scaling import ValueScaling
 from rrsgan_geo.sources import read_filled
+from rrsgan_geo.upscaling import SCALE
 
 GAIN_WINDOW = 5
 """LR pixels per side of the window the gains are fitted over."""

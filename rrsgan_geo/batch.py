@@ -19,13 +19,13 @@ import torch
 from rrsgan_geo.errors import CoverageError, InputError, RRSGANGeoError
 from rrsgan_geo.host_memory import keep_freed_memory
 from rrsgan_geo.locations import display_name
-from rrsgan_geo.pipeline import Generator, SRReport, super_resolve
-from rrsgan_geo.planning import SROptions, SRPlan, plan_sr
+from rrsgan_geo.pipeline import SRReport
+from rrsgan_geo.planning import SROptions, SRPlan
 from rrsgan_geo.rasters import georeferenced_grid, open_raster
 from rrsgan_geo.references import ReferenceIndex, expand_rasters
+from rrsgan_geo.sr import Generator, load_generator, plan, run
 from rrsgan_geo.stac import is_stac
 from rrsgan_geo.tile_services import is_tile_template
-from rrsgan_geo.weight_files import load_generator
 
 OUTPUT_SUFFIX = "_x4.tif"
 COMPLETE_TAG = "RRSGAN_GEO_VERSION"
@@ -96,10 +96,7 @@ def generator_for(weights: Path, device: str) -> Generator:
     """Load each weight file once per process (a Dask worker keeps it between tasks)."""
     key = (weights, device)
     if key not in _MODELS:
-        model, weight_file = load_generator(weights)
-        _MODELS[key] = Generator(
-            model, weight_file.path.name, weight_file.sha256, weight_file.metadata.margin
-        )
+        _MODELS[key] = load_generator(weights, device)
     return _MODELS[key]
 
 
@@ -120,19 +117,15 @@ def run_scene(
     try:
         _refuse_unmet(job, options)
         generator = generator_for(weights, options.device)
-        margin = options.margin if options.margin is not None else generator.margin
-        features = generator.model.config.nf
-        plan = plan_sr(
-            job.scene, job.references, job.output, options, margin, model_features=features
-        )
-        report = super_resolve(plan, generator, options)
+        scene_plan = plan(job.scene, job.references, job.output, options, generator)
+        report = run(scene_plan, generator)
     except RRSGANGeoError as error:
         return SceneResult(job.scene, job.output, "failed", str(error))
     seconds = time.perf_counter() - started
-    return SceneResult(job.scene, job.output, "done", "", seconds, plan, report)
+    return SceneResult(job.scene, job.output, "done", "", seconds, scene_plan, report)
 
 
-def plan_scene(job: SceneJob, margin: int, options: SROptions) -> SceneResult:
+def plan_scene(job: SceneJob, generator: Generator, options: SROptions) -> SceneResult:
     """What `run_scene` would do, without running it (a dry run): "planned" with the
     plan, "skipped" for a finished output, or "failed" with the reason the run would
     fail for."""
@@ -141,10 +134,12 @@ def plan_scene(job: SceneJob, margin: int, options: SROptions) -> SceneResult:
         return existing
     try:
         _refuse_unmet(job, options)
-        plan = plan_sr(job.scene, job.references, job.output, options, margin, check_output=False)
+        planned = plan(
+            job.scene, job.references, job.output, options, generator, check_output=False
+        )
     except RRSGANGeoError as error:
         return SceneResult(job.scene, job.output, "failed", str(error))
-    return SceneResult(job.scene, job.output, "planned", plan=plan)
+    return SceneResult(job.scene, job.output, "planned", plan=planned)
 
 
 def _refuse_unmet(job: SceneJob, options: SROptions) -> None:

@@ -18,11 +18,11 @@ import torch
 
 from rrsgan_geo.inference import model_inputs
 from rrsgan_geo.locations import display_name
-from rrsgan_geo.model import LR_SIZE_MULTIPLE
 from rrsgan_geo.registration import MAX_SHIFT, Shift, estimate_shift
 from rrsgan_geo.scene_blur import BlurWindow, SceneBlur, estimate_scene_blur, lr_validity
 from rrsgan_geo.sources import ReferenceSpec, Strip, TileReader
 from rrsgan_geo.tiling import Tile, TileLayout
+from rrsgan_geo.upscaling import LR_SIZE_MULTIPLE
 
 SAMPLE_TILES = 4
 """Windows each reference is measured on (fewer where it covers fewer)."""

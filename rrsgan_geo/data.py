@@ -27,7 +27,6 @@ from torch.nn import functional as F
 from rrsgan_geo.config_numbers import check_numbers
 from rrsgan_geo.degradation import upsample_4x
 from rrsgan_geo.errors import ConfigError, InputError
-from rrsgan_geo.model import SCALE
 from rrsgan_geo.reference_synthesis import (
     Distortion,
     SyntheticReferenceConfig,
@@ -37,6 +36,7 @@ from rrsgan_geo.reference_synthesis import (
 )
 from rrsgan_geo.registration import co_registered
 from rrsgan_geo.sensor import BICUBIC, SensorModel, TrainingDraws, degrade, reference_dux4
+from rrsgan_geo.upscaling import SCALE
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff"}
 SOURCES = ("real", "other_date", "synthetic", "none")

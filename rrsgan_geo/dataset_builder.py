@@ -30,7 +30,6 @@ from rrsgan_geo.errors import ConfigError, CoverageError, OutputError
 from rrsgan_geo.files import interrupts_deferred, new_temp_file, publish
 from rrsgan_geo.grids import RasterGrid
 from rrsgan_geo.locations import display_name
-from rrsgan_geo.model import SCALE
 from rrsgan_geo.output import check_complete
 from rrsgan_geo.rasters import (
     band_validity,
@@ -44,6 +43,7 @@ from rrsgan_geo.rasters import (
 )
 from rrsgan_geo.references import ReferenceIndex, expand_rasters
 from rrsgan_geo.scaling import ValueScaling, choose_scaling
+from rrsgan_geo.upscaling import SCALE
 
 FOLDERS = ("HR", "LR", "LR_UX4", "Ref", "Ref_DUX4")
 OUTPUT_ENTRIES = ("train", "val", MANIFEST)

@@ -10,7 +10,7 @@ import functools
 import torch
 from torch.nn import functional as F
 
-from rrsgan_geo.model import SCALE
+from rrsgan_geo.upscaling import SCALE
 
 
 def bicubic_resize(images: torch.Tensor, factor: float) -> torch.Tensor:

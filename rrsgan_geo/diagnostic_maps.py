@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from rrsgan_geo.grids import RasterGrid, on_sr_pixels
-from rrsgan_geo.model import SCALE
 from rrsgan_geo.output import StreamingGeoTIFF, tiled_profile
+from rrsgan_geo.upscaling import SCALE
 
 
 def block_mean(values: np.ndarray) -> np.ndarray:

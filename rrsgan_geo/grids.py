@@ -11,7 +11,7 @@ from rasterio.warp import transform
 from shapely.geometry import Polygon
 
 from rrsgan_geo.errors import InputError
-from rrsgan_geo.model import SCALE
+from rrsgan_geo.upscaling import SCALE
 
 _EDGE_POINTS = 32  # per side, so a reprojected footprint follows curved edges
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rrsgan_geo.errors import MemoryBudgetError
-from rrsgan_geo.model import SCALE
+from rrsgan_geo.upscaling import SCALE
 
 LIVE_FEATURE_MAPS = 50
 """Feature maps of the 4x grid (per feature channel, float32) alive at the model's

@@ -26,6 +26,7 @@ from rasterio.windows import Window
 
 from rrsgan_geo import __version__
 from rrsgan_geo.band_injection import DetailInjection
+from rrsgan_geo.blending import RowBandBlender
 from rrsgan_geo.co_registration import (
     ReferenceOffset,
     co_register,
@@ -38,7 +39,7 @@ from rrsgan_geo.errors import OutputError
 from rrsgan_geo.grids import on_sr_pixels
 from rrsgan_geo.inference import TileModel, model_inputs, resolve_precision
 from rrsgan_geo.locations import HttpOptions, display_name, gdal_path
-from rrsgan_geo.model import SCALE, RRSNet
+from rrsgan_geo.model import RRSNet
 from rrsgan_geo.output import StreamingGeoTIFF, tiled_profile
 from rrsgan_geo.planning import SROptions, SRPlan
 from rrsgan_geo.rasters import band_validity
@@ -52,7 +53,8 @@ from rrsgan_geo.sources import (
     TileReader,
     reader_threads,
 )
-from rrsgan_geo.tiling import RowBandBlender, Tile, TileLayout
+from rrsgan_geo.tiling import Tile, TileLayout
+from rrsgan_geo.upscaling import SCALE
 
 
 @dataclass(frozen=True)

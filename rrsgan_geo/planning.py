@@ -37,7 +37,6 @@ from rrsgan_geo.memory_budget import (
     budget_message,
     estimate,
 )
-from rrsgan_geo.model import SCALE
 from rrsgan_geo.output import (
     BandMeaning,
     check_destination,
@@ -63,6 +62,7 @@ from rrsgan_geo.sources import PREFETCH_BATCHES, STRIP_TILES, ReferenceSpec, rea
 from rrsgan_geo.stac import is_stac, stac_hrefs
 from rrsgan_geo.tile_services import is_tile_template, open_tile_service
 from rrsgan_geo.tiling import TileLayout, fitted_tile
+from rrsgan_geo.upscaling import SCALE
 
 _EMPTY_CHECK_PIXELS = 1 << 20  # decimated read that looks for any valid pixel
 
@@ -188,10 +188,11 @@ class SRPlan:
     unusable_values: tuple[int, int] = (0, 0)
     """(NaN or infinite values, values clipped by the scaling) in the scene's bands
     (`scaling.count_unusable_values`): the first are treated as nodata."""
-
     memory: MemoryEstimate | None = None
     """The host memory the run needs (`memory_budget`), the model's included where the
     plan was told its size (`plan_sr`'s `model_features`)."""
+    options: SROptions = SROptions()
+    """What the user asked for, which the run reads (`rrsgan_geo.sr.run`)."""
 
 
 def _parse_resampling(name: str) -> Resampling:
@@ -329,7 +330,7 @@ def _plan_sr(
         planned.pixel_sizes,
         unusable_values=unusable,
     )
-    return dataclasses.replace(plan, notes=plan_notes(plan), memory=memory)
+    return dataclasses.replace(plan, notes=plan_notes(plan), memory=memory, options=options)
 
 
 def _layout_within_memory(

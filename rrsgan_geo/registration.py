@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import torch
 
 from rrsgan_geo.degradation import down_up_4x
-from rrsgan_geo.model import SCALE
+from rrsgan_geo.upscaling import SCALE
 
 MAX_SHIFT = 32
 """The largest translation looked for, in pixels of the 4x grid, along each axis."""

@@ -31,8 +31,8 @@ import torch
 from torch.nn import functional as F
 
 from rrsgan_geo.errors import ConfigError
-from rrsgan_geo.model import SCALE
 from rrsgan_geo.sensor import BICUBIC, SensorModel, optics, sigma_from_mtf
+from rrsgan_geo.upscaling import SCALE
 
 AUTO = "auto"
 NONE = "none"

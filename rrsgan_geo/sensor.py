@@ -34,7 +34,7 @@ from torch.nn import functional as F
 from rrsgan_geo.config_numbers import check_numbers
 from rrsgan_geo.degradation import downsample_4x, upsample_4x
 from rrsgan_geo.errors import ConfigError
-from rrsgan_geo.model import SCALE
+from rrsgan_geo.upscaling import SCALE
 
 INTEGRATIONS = ("area", "bicubic", "bilinear")
 # The detector's square footprint alone passes sinc(1/2) = 2/pi of the contrast at the

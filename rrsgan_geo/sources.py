@@ -25,7 +25,6 @@ from rasterio.windows import Window
 
 from rrsgan_geo.grids import RasterGrid
 from rrsgan_geo.locations import HttpOptions, gdal_path, local_file
-from rrsgan_geo.model import SCALE
 from rrsgan_geo.rasters import (
     band_validity,
     georeferenced_grid,
@@ -36,6 +35,7 @@ from rrsgan_geo.rasters import (
 from rrsgan_geo.scaling import ValueScaling
 from rrsgan_geo.tile_services import retried, tolerating_server_errors
 from rrsgan_geo.tiling import Tile, TileLayout
+from rrsgan_geo.upscaling import SCALE
 
 MAX_SPLIT_REFERENCES = 4
 """References a reader warps in column parts at most: a mosaic of many reference tiles

@@ -22,11 +22,10 @@ from rrsgan_geo.model.blocks import (
     res_blocks,
 )
 from rrsgan_geo.model.gradient import GradientMagnitude
+from rrsgan_geo.upscaling import LR_SIZE_MULTIPLE, SCALE
 
-SCALE = 4
 # Two stride-2 encoder stages on the 4x grid are undone by two 2x upsamplings, so an
-# LR tile's height and width must be multiples of this.
-LR_SIZE_MULTIPLE = 4
+# LR tile's height and width must be multiples of LR_SIZE_MULTIPLE.
 
 
 @dataclass(frozen=True)

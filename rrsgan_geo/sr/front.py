@@ -1,0 +1,118 @@
+"""The front door of `sr`: a generator from a file, a plan, its run, its model time.
+
+Each choice is made in one place: the weights and margin here, the device, tile and
+memory in `planning.plan_sr`, the batch and precision in the run from the plan's
+device; the command line, `batch` and the benchmarks only call these.
+"""
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from rrsgan_geo.devices import resolve_device
+from rrsgan_geo.inference import count_macs_per_lr_pixel, measure_gmac_per_second, resolve_precision
+from rrsgan_geo.model import RRSNet
+from rrsgan_geo.pipeline import Generator, SRReport, super_resolve
+from rrsgan_geo.planning import SROptions, SRPlan, plan_sr
+from rrsgan_geo.weight_files import DEFAULT_MARGIN_LR, shipped_weights_path
+from rrsgan_geo.weight_files import load_generator as _load_weights
+
+__all__ = ["Generator", "ModelTime", "estimate", "load_generator", "plan", "run"]
+
+
+def load_generator(path: str | Path | None = None, device: str = "auto") -> Generator:
+    """The generator in the weight file at `path` (default: the shipped weights for
+    `device`), strictly loaded, with the name, sha256 and margin the output's tags
+    record. The one place a generator is built from a file."""
+    path = Path(path) if path is not None else shipped_weights_path(resolve_device(device).type)
+    model, weight_file = _load_weights(path)
+    return Generator(model, weight_file.path.name, weight_file.sha256, weight_file.metadata.margin)
+
+
+def plan(
+    scene: str | Path,
+    references: str | Path | Sequence[str | Path] | None,
+    output: str | Path,
+    options: SROptions | None = None,
+    generator: Generator | None = None,
+    *,
+    check_output: bool = True,
+) -> SRPlan:
+    """Check every input and the output, and make every choice a run needs, before
+    anything is written (`planning.plan_sr`). The margin is `options.margin`, else the
+    generator's own; the generator's size enters the memory plan. Without a generator
+    (a dry run with no weights installed), the default margin and no model memory."""
+    options = options or SROptions()
+    if options.margin is not None:
+        margin = options.margin
+    else:
+        margin = generator.margin if generator is not None else DEFAULT_MARGIN_LR
+    config = getattr(generator.model, "config", None) if generator is not None else None
+    features = config.nf if config is not None else None  # a stand-in model has no size
+    return plan_sr(
+        scene,
+        references,
+        output,
+        options,
+        margin,
+        check_output=check_output,
+        model_features=features,
+    )
+
+
+def run(
+    plan: SRPlan, generator: Generator, progress: Callable[[int], object] | None = None
+) -> SRReport:
+    """Run `plan` with `generator`: references co-registered, the scene's blur
+    measured, tiles streamed to the output (`pipeline.super_resolve`). `progress` is
+    called with the number of tiles each step finished."""
+    return super_resolve(plan, generator, plan.options, on_tiles=progress)
+
+
+@dataclass(frozen=True)
+class ModelTime:
+    """The model work some plans need, and the time it takes on this device."""
+
+    gmac: float
+    seconds: float
+    device: str
+    precisions: tuple[str, ...]
+    views: int
+
+    def describe(self) -> str:
+        views = f", {self.views} views a tile" if self.views > 1 else ""
+        return (
+            f"{self.gmac:,.0f} GMAC: ~{self.seconds:,.0f} s of model time on {self.device} "
+            f"(timed on a 48 x 48 tile here, {' and '.join(self.precisions)}{views})"
+        )
+
+
+def estimate(plans: Sequence[SRPlan], generator: Generator | None = None) -> ModelTime:
+    """The model time `plans` need, from a short timed forward on each plan's device in
+    the precision its run would use, once per view with self-ensemble. Without a
+    generator, for the authors' full-size architecture (random weights: speed does not
+    depend on them)."""
+    model = generator.model if generator is not None else RRSNet()
+    speeds: dict[tuple[str, str], float] = {}  # GMAC/s per device and precision
+    gmac = seconds = 0.0
+    views = max((p.options.self_ensemble for p in plans), default=1)
+    gmac_per_pixel = count_macs_per_lr_pixel(model) / 1e9
+    devices = []
+    for each in plans:
+        device = resolve_device(each.options.device)
+        precision = resolve_precision(each.options.precision, device, each.dtype)
+        key = (str(device), precision)
+        if key not in speeds:
+            speeds[key] = measure_gmac_per_second(model, device, precision)
+        plan_gmac = (
+            gmac_per_pixel
+            * each.options.self_ensemble
+            * each.layout.count
+            * each.layout.lr_tile_size**2
+        )
+        gmac += plan_gmac
+        seconds += plan_gmac / speeds[key]
+        devices.append(str(device))
+    precisions = tuple(sorted({precision for _, precision in speeds}))
+    device_names = ", ".join(sorted(set(devices))) or str(resolve_device("auto"))
+    return ModelTime(gmac, seconds, device_names, precisions, views)
