@@ -47,7 +47,7 @@ step() {  # step LIMIT_SECONDS TITLE COMMAND...: run one, note its failure, go o
     config=../weights/provenance/rrsnet_full_coreg_h100_1.yaml
     if [ "$device" = cpu ]; then
         echo "## training steps/s: skipped on the CPU (the config is the full model's)"
-    elif python3 -c "import sys; from rrsgan_geo.training import load_config
+    elif python3 -c "import sys; from rrsgan_geo.training.trainer import load_config
 sys.exit(not all(path.is_dir() for path in load_config('$config').data))" 2>/dev/null; then
         step 90 "training steps/s, $(basename $config)" \
             python3 train_bench.py "$config" --device "$device" --steps 20

@@ -17,8 +17,8 @@ from collections import defaultdict
 
 from sr_bench import run_pipeline_only
 
-from rrsgan_geo import output, pipeline, sources
 from rrsgan_geo.host_memory import keep_freed_memory
+from rrsgan_geo.sr import output, pipeline, sources
 
 # (owner, attribute, label, thread): the parts timed. Reader parts run on the reader
 # pool; the others on the main thread (the writer compresses on its own thread, inside

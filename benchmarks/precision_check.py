@@ -22,7 +22,7 @@ from sr_bench import make_inputs
 from rrsgan_geo import sr
 from rrsgan_geo.devices import resolve_device
 from rrsgan_geo.host_memory import keep_freed_memory
-from rrsgan_geo.planning import SROptions
+from rrsgan_geo.sr.planning import SROptions
 
 
 def run(scene: Path, ref: Path, out: Path, generator: sr.Generator, options: SROptions) -> float:

@@ -31,13 +31,13 @@ from statistics import fmean
 import torch
 import torch.nn.functional as F
 
-from rrsgan_geo.data import RefSRDataset
-from rrsgan_geo.degradation import down_up_4x
 from rrsgan_geo.devices import resolve_device
-from rrsgan_geo.evaluation import truth_reference
-from rrsgan_geo.metrics import Scorer
-from rrsgan_geo.training import scored_samples
-from rrsgan_geo.weight_files import load_generator, shipped_weights_path
+from rrsgan_geo.model.degradation import down_up_4x
+from rrsgan_geo.model.weight_files import load_generator, shipped_weights_path
+from rrsgan_geo.training.data import RefSRDataset
+from rrsgan_geo.training.evaluation import truth_reference
+from rrsgan_geo.training.metrics import Scorer
+from rrsgan_geo.training.trainer import scored_samples
 
 REFERENCES = ("data's reference", "other date's HR", "truth as reference", "another place (bias)")
 

@@ -17,7 +17,7 @@ import numpy as np
 import rasterio
 
 from rrsgan_geo import sr
-from rrsgan_geo.planning import SROptions
+from rrsgan_geo.sr.planning import SROptions
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "data"
 SCENE = EXAMPLES / "sjer_scene_0.4m_utm11n.tif"

@@ -17,7 +17,7 @@ import rasterio
 
 from rrsgan_geo import sr
 from rrsgan_geo.host_memory import keep_freed_memory
-from rrsgan_geo.planning import SROptions
+from rrsgan_geo.sr.planning import SROptions
 
 
 def run(

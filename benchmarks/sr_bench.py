@@ -43,11 +43,11 @@ from rasterio.warp import calculate_default_transform, reproject
 
 from rrsgan_geo import sr
 from rrsgan_geo.devices import default_batch, resolve_device
-from rrsgan_geo.grids import RasterGrid
+from rrsgan_geo.geo.grids import RasterGrid
 from rrsgan_geo.host_memory import keep_freed_memory
-from rrsgan_geo.inference import TileModel, count_macs_per_lr_pixel
 from rrsgan_geo.model import GeneratorConfig, RRSNet
-from rrsgan_geo.planning import SROptions
+from rrsgan_geo.sr.inference import TileModel, count_macs_per_lr_pixel
+from rrsgan_geo.sr.planning import SROptions
 
 SCENE_CRS = "EPSG:32617"
 NEON = Path(__file__).resolve().parents[1] / "examples" / "data" / "osbs_029_0.1m_utm17n.tif"

@@ -25,11 +25,11 @@ from unittest import mock
 import torch
 from torchvision.ops import deform_conv2d
 
-from rrsgan_geo.data import RefSRDataset
 from rrsgan_geo.devices import resolve_device
 from rrsgan_geo.host_memory import keep_freed_memory
 from rrsgan_geo.model import deform
-from rrsgan_geo.training import Trainer, load_config
+from rrsgan_geo.training.data import RefSRDataset
+from rrsgan_geo.training.trainer import Trainer, load_config
 
 
 def _torchvision_forward(self, features, offset_features):

@@ -1,7 +1,7 @@
 """Wald's protocol on a multispectral scene: every band, bicubic against `sr`.
 
 The scene (uint8, any band count) is degraded 4x with the evaluation sensor
-(`rrsgan_geo.wald`), super-resolved back by `rrsgan-geo sr` with no reference and its
+(`rrsgan_geo.training.wald`), super-resolved back by `rrsgan-geo sr` with no reference and its
 default settings, and compared with the original. The table gives PSNR per band, SAM
 and ERGAS for bicubic and for `sr`, and `sr`'s ERGAS as a share of bicubic's.
 
@@ -19,7 +19,7 @@ import numpy as np
 import rasterio
 
 from rrsgan_geo.cli.main import main as rrsgan_geo
-from rrsgan_geo.wald import bicubic_of, degrade_scene, spectral_scores
+from rrsgan_geo.training.wald import bicubic_of, degrade_scene, spectral_scores
 
 
 def run(scene: Path, rgb_bands: str, weights: Path | None, folder: Path) -> dict[str, dict]:

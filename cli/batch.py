@@ -28,11 +28,11 @@ from rrsgan_geo.cli.options import (
     weights_option,
     write_json,
 )
-from rrsgan_geo.locations import display_name
+from rrsgan_geo.geo.locations import display_name
 
 if TYPE_CHECKING:
-    from rrsgan_geo.batch import SceneJob, SceneResult
-    from rrsgan_geo.planning import SROptions
+    from rrsgan_geo.sr.batch import SceneJob, SceneResult
+    from rrsgan_geo.sr.planning import SROptions
 
 
 @click.command(cls=SectionedCommand, sections=SCENE_SECTIONS)
@@ -103,10 +103,10 @@ def batch(
       rrsgan-geo batch 'scenes/*.tif' --ref google/ -o out/
       rrsgan-geo batch scenes/ --ref refs.vrt -o out/ --scheduler dask --dask-address tcp://10.0.0.5:8786
     """
-    from rrsgan_geo.batch import plan_jobs, run_dask, run_local, split_references
     from rrsgan_geo.devices import resolve_device
-    from rrsgan_geo.references import RASTER_SUFFIXES, ReferenceIndex, left_out_of_folders
-    from rrsgan_geo.weight_files import shipped_weights_path
+    from rrsgan_geo.geo.references import RASTER_SUFFIXES, ReferenceIndex, left_out_of_folders
+    from rrsgan_geo.model.weight_files import shipped_weights_path
+    from rrsgan_geo.sr.batch import plan_jobs, run_dask, run_local, split_references
 
     if not out_dir.is_dir() and not out_dir.parent.is_dir():
         raise click.ClickException(f"output folder's parent does not exist: {out_dir.parent}")
@@ -173,8 +173,8 @@ def _dry_run(
     """Plan each scene as its run would, print the notes, the table and the model time
     the planned scenes need; run nothing."""
     from rrsgan_geo import sr as library
-    from rrsgan_geo.batch import generator_for, plan_scene
-    from rrsgan_geo.plan_notes import disk_space_notes
+    from rrsgan_geo.sr.batch import generator_for, plan_scene
+    from rrsgan_geo.sr.planning import disk_space_notes
 
     generator = generator_for(weights, options.device)
     results = []

@@ -106,8 +106,8 @@ def build_dataset_command(
       rrsgan-geo build-dataset aerial_2019/ --ref google_2021.tif -o pairs/
       rrsgan-geo build-dataset ../RRSSRD/val_1st --from-images -o rrssrd_index/
     """
-    from rrsgan_geo.data import MANIFEST
-    from rrsgan_geo.dataset_builder import BuildOptions, build_dataset, index_images
+    from rrsgan_geo.training.data import MANIFEST
+    from rrsgan_geo.training.dataset_builder import BuildOptions, build_dataset, index_images
 
     options = BuildOptions(overwrite=overwrite, hr_bands=scene_bands, **fields)
     if from_images:

@@ -88,13 +88,13 @@ def evaluate_command(
       rrsgan-geo evaluate rrssrd/val_1st rrssrd/val_2nd \\
           --held-out weights/provenance/rrsnet_compact_coreg_cpu_10.yaml --json eval.json
     """
-    from rrsgan_geo.data import RefSRDataset
     from rrsgan_geo.devices import resolve_device
-    from rrsgan_geo.evaluation import OTHER_DATE, evaluate, summarise
-    from rrsgan_geo.scene_blur import check_scene_blur
-    from rrsgan_geo.sensor import BICUBIC, EVALUATION_SENSOR
-    from rrsgan_geo.training import scored_samples
-    from rrsgan_geo.weight_files import load_generator, shipped_weights_path
+    from rrsgan_geo.model.sensor import BICUBIC, EVALUATION_SENSOR
+    from rrsgan_geo.model.weight_files import load_generator, shipped_weights_path
+    from rrsgan_geo.sr.scene_blur import check_scene_blur
+    from rrsgan_geo.training.data import RefSRDataset
+    from rrsgan_geo.training.evaluation import OTHER_DATE, evaluate, summarise
+    from rrsgan_geo.training.trainer import scored_samples
 
     check_scene_blur(scene_blur)
     samples = scored_samples(list(data_dirs), held_out)

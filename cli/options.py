@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING
 
 import click
 
-from rrsgan_geo.locations import HttpOptions
+from rrsgan_geo.geo.locations import HttpOptions
 
 if TYPE_CHECKING:
-    from rrsgan_geo.planning import SROptions
+    from rrsgan_geo.sr.planning import SROptions
 
 
 def ref_option(name: str, required: bool) -> Callable[[Callable], Callable]:
@@ -86,7 +86,7 @@ class ValueRange(click.ParamType):
 
     def convert(self, value, param, ctx):
         from rrsgan_geo.errors import ScalingError
-        from rrsgan_geo.scaling import parse_scale_option
+        from rrsgan_geo.geo.scaling import parse_scale_option
 
         try:
             parse_scale_option(value)
@@ -197,7 +197,7 @@ def _memory_size(_ctx: click.Context, _param: click.Parameter, text: str | None)
     if text is None:
         return None
     from rrsgan_geo.errors import MemoryBudgetError
-    from rrsgan_geo.memory_budget import parse_memory
+    from rrsgan_geo.sr.memory_budget import parse_memory
 
     try:
         return parse_memory(text)
@@ -356,7 +356,7 @@ def processing_options(command: Callable) -> Callable:
 def sr_options(fields: dict, **more: object) -> "SROptions":
     """The SROptions that the processing options (and `more`) describe."""
     # Imported here: `train` and `evaluate` use this module on machines without GDAL.
-    from rrsgan_geo.planning import SROptions
+    from rrsgan_geo.sr.planning import SROptions
 
     fields = dict(fields)
     http = HttpOptions(timeout=fields.pop("http_timeout"), retries=fields.pop("http_retries"))

@@ -27,11 +27,11 @@ from rrsgan_geo.cli.options import (
     weights_option,
     write_json,
 )
-from rrsgan_geo.locations import undeclared
+from rrsgan_geo.geo.locations import undeclared
 
 if TYPE_CHECKING:
-    from rrsgan_geo.pipeline import Generator
-    from rrsgan_geo.planning import SRPlan
+    from rrsgan_geo.sr.pipeline import Generator
+    from rrsgan_geo.sr.planning import SRPlan
 
 
 def _load(weights: Path | None, dry_run: bool, device: str) -> Generator | None:
@@ -55,7 +55,7 @@ def _views_note(views: int) -> str:
 
 def _plan_record(plan: SRPlan, generator: Generator | None) -> dict[str, object]:
     """What --dry-run --json writes: the plan, for scripts."""
-    from rrsgan_geo.locations import display_name
+    from rrsgan_geo.geo.locations import display_name
 
     return {
         "dry_run": True,

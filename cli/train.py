@@ -16,7 +16,7 @@ from rrsgan_geo.cli.interrupts import sigterm_as_interrupt
 from rrsgan_geo.cli.options import device_option
 
 if TYPE_CHECKING:
-    from rrsgan_geo.training import StepLog
+    from rrsgan_geo.training.trainer import StepLog
 
 
 @click.command()
@@ -76,8 +76,8 @@ def train(
       rrsgan-geo train examples/train/full_stage1_gpu.yaml --data pairs --device cuda
       torchrun --nproc-per-node 8 -m rrsgan_geo.cli.main train full.yaml --device cuda
     """
-    from rrsgan_geo.distributed import distributed_process_group
-    from rrsgan_geo.training import load_config
+    from rrsgan_geo.training.distributed import distributed_process_group
+    from rrsgan_geo.training.trainer import load_config
 
     settings = load_config(config)
     if data:
@@ -89,7 +89,7 @@ def train(
 
 
 def _train(settings, device, resume: bool, max_minutes: float | None) -> None:
-    from rrsgan_geo.training import Trainer
+    from rrsgan_geo.training.trainer import Trainer
 
     trainer = Trainer(settings, device, resume=resume)
     quiet = trainer.rank != 0

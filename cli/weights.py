@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import click
 
 if TYPE_CHECKING:
-    from rrsgan_geo.weight_files import WeightFile
+    from rrsgan_geo.model.weight_files import WeightFile
 
 
 @click.group()
@@ -27,7 +27,7 @@ def weights() -> None:
 
 def _describe(weight_file: WeightFile) -> dict[str, object]:
     from rrsgan_geo.errors import WeightsError
-    from rrsgan_geo.weight_files import check_finite, tensor_config
+    from rrsgan_geo.model.weight_files import check_finite, tensor_config
 
     meta = weight_file.metadata
     problems = []
@@ -62,7 +62,7 @@ def info(file: Path, as_json: bool) -> None:
     Example:
       rrsgan-geo weights info weights/rrsgan_l1_compact.safetensors
     """
-    from rrsgan_geo.weight_files import read_weight_file
+    from rrsgan_geo.model.weight_files import read_weight_file
 
     description = _describe(read_weight_file(file))
     if as_json:
@@ -116,7 +116,7 @@ def convert(
           --training-data "RRSSRD train" --margin 16
       rrsgan-geo weights convert full.safetensors full_fp16.safetensors --half
     """
-    from rrsgan_geo.weight_files import convert_weights
+    from rrsgan_geo.model.weight_files import convert_weights
 
     if target.suffix != ".safetensors":
         raise click.BadParameter("must end in .safetensors", param_hint="TARGET")

@@ -19,7 +19,7 @@ from PIL import Image, ImageDraw
 from rasterio.warp import Resampling, reproject
 
 from rrsgan_geo.cli.main import main as rrsgan_geo
-from rrsgan_geo.degradation import upsample_4x
+from rrsgan_geo.model.degradation import upsample_4x
 
 HERE = Path(__file__).resolve().parent
 SCENE = HERE / "data" / "sjer_scene_0.4m_utm11n.tif"

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from rrsgan_geo.degradation import downsample_4x
+from rrsgan_geo.model.degradation import downsample_4x
 from tests.rasters import neon_path
 
 

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 from rrsgan_geo.cli.main import main
 from rrsgan_geo.model import RRSNet
-from rrsgan_geo.weight_files import WeightsMetadata, save_weights
+from rrsgan_geo.model.weight_files import WeightsMetadata, save_weights
 from tests.rasters import lr_scene, mercator_reference, neon_path, write_raster
 from tests.test_sr_pipeline import TINY
 
@@ -176,7 +176,7 @@ def test_dry_run_adds_up_the_outputs_against_the_free_disk_space(workspace, monk
 def test_an_interrupted_batch_says_what_is_done_and_resumes(workspace, monkeypatch):
     """Ctrl-C (or SIGTERM) during the second scene: the table and --json list the
     scene done, the message says how to go on, and the same command does the rest."""
-    from rrsgan_geo import batch
+    from rrsgan_geo.sr import batch
 
     tmp_path, weights = workspace
     out, summary = tmp_path / "out", tmp_path / "run.json"
@@ -289,7 +289,7 @@ def test_files_in_a_scene_folder_that_are_not_rasters_are_named(workspace):
 
 
 def test_tile_services_and_stac_documents_are_resolved_per_scene():
-    from rrsgan_geo.batch import split_references
+    from rrsgan_geo.sr.batch import split_references
 
     rasters, per_scene = split_references(
         ["refs/", "https://h/{z}/{x}/{y}.png", "search.json", "https://h/a.tif"]

@@ -18,7 +18,7 @@ import rasterio
 import torch
 import torch.nn.functional as F
 
-from rrsgan_geo.degradation import downsample_4x, upsample_4x
+from rrsgan_geo.model.degradation import downsample_4x, upsample_4x
 from tests.folders import make_refsr_folder
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -10,11 +10,11 @@ import yaml
 from affine import Affine
 from click.testing import CliRunner
 
-from rrsgan_geo import dataset_builder
 from rrsgan_geo.cli.main import main
-from rrsgan_geo.data import RefSRDataset, find_samples
-from rrsgan_geo.degradation import downsample_4x
-from rrsgan_geo.training import Trainer, load_config
+from rrsgan_geo.model.degradation import downsample_4x
+from rrsgan_geo.training import dataset_builder
+from rrsgan_geo.training.data import RefSRDataset, find_samples
+from rrsgan_geo.training.trainer import Trainer, load_config
 from tests.folders import make_refsr_folder
 from tests.rasters import mercator_reference, neon_path, reprojected, write_raster
 

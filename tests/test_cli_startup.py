@@ -57,7 +57,7 @@ def test_train_and_evaluate_import_nothing_geospatial(tmp_path):
         + "\n"
         + _run_main(["evaluate", str(tmp_path / "missing"), "--device", "cpu"])
     )
-    assert {"rrsgan_geo.training", "rrsgan_geo.evaluation", "torch"} <= loaded
+    assert {"rrsgan_geo.training.trainer", "rrsgan_geo.training.evaluation", "torch"} <= loaded
     assert not {"rasterio", "shapely", "pyproj"} & loaded
 
 
@@ -72,7 +72,11 @@ def test_sr_of_local_files_loads_neither_pyproj_nor_pystac(tmp_path):
         _run_main(["sr", str(scene), "--ref", str(ref), "-o", str(out), "--device", "cpu"])
     )
     assert out.is_file()
-    assert {"rrsgan_geo.pipeline", "rrsgan_geo.stac", "rrsgan_geo.tile_services"} <= loaded
+    assert {
+        "rrsgan_geo.sr.pipeline",
+        "rrsgan_geo.geo.stac",
+        "rrsgan_geo.geo.tile_services",
+    } <= loaded
     assert not {"pyproj", "pystac"} & loaded
 
 

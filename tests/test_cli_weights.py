@@ -10,7 +10,7 @@ import torch
 from click.testing import CliRunner
 
 from rrsgan_geo.cli.main import main
-from rrsgan_geo.weight_files import (
+from rrsgan_geo.model.weight_files import (
     WeightsMetadata,
     load_generator,
     read_weight_file,

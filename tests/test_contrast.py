@@ -4,10 +4,10 @@ the CC0 NEON mosaic."""
 import pytest
 import torch
 
-from rrsgan_geo.contrast import MAX_GAIN, MIN_SPREAD, ContrastStretch
-from rrsgan_geo.degradation import downsample_4x, upsample_4x
-from rrsgan_geo.inference import TileModel
-from rrsgan_geo.weight_files import load_generator, shipped_weights_path
+from rrsgan_geo.model.degradation import downsample_4x, upsample_4x
+from rrsgan_geo.model.weight_files import load_generator, shipped_weights_path
+from rrsgan_geo.sr.contrast import MAX_GAIN, MIN_SPREAD, ContrastStretch
+from rrsgan_geo.sr.inference import TileModel
 from tests.rasters import neon_path, read_unit
 
 

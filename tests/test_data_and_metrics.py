@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from rrsgan_geo.data import RefSRDataset, find_samples, place_key, spatial_split
-from rrsgan_geo.degradation import _phase_taps, bicubic_resize, downsample_4x, upsample_4x
-from rrsgan_geo.metrics import Scorer, psnr, rgb_to_y, ssim
+from rrsgan_geo.model.degradation import _phase_taps, bicubic_resize, downsample_4x, upsample_4x
+from rrsgan_geo.training.data import RefSRDataset, find_samples, place_key, spatial_split
+from rrsgan_geo.training.metrics import Scorer, psnr, rgb_to_y, ssim
 from tests.conftest import SHARED
 from tests.folders import make_refsr_folder
 

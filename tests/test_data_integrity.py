@@ -21,8 +21,8 @@ from rrsgan_geo.cli.main import main
 from rrsgan_geo.errors import OutputError
 from rrsgan_geo.files import new_temp_file, write_text_atomically
 from rrsgan_geo.model import RRSNet
-from rrsgan_geo.output import StreamingGeoTIFF, check_complete
-from rrsgan_geo.weight_files import WeightsMetadata, save_weights
+from rrsgan_geo.model.weight_files import WeightsMetadata, save_weights
+from rrsgan_geo.sr.output import StreamingGeoTIFF, check_complete
 from tests.conftest import REPO
 from tests.rasters import lr_scene, mercator_reference, write_raster
 from tests.test_sr_pipeline import TINY
@@ -411,7 +411,7 @@ def test_an_output_the_disk_could_not_hold_is_an_error_not_a_published_file(
     published a file that could not be opened (seen on a 200 kB tmpfs). The written
     file is checked before it is published; here its end is cut off, as a full disk
     leaves it."""
-    from rrsgan_geo import output
+    from rrsgan_geo.sr import output
 
     real_check = output.check_complete
 
@@ -432,7 +432,7 @@ def test_a_gdal_error_while_writing_the_cog_is_one_line(tmp_path, weights, monke
     """The COG copy on a full disk raised GDAL's own error as a traceback."""
     from rasterio._err import CPLE_AppDefinedError
 
-    from rrsgan_geo import output
+    from rrsgan_geo.sr import output
 
     def copy_on_a_full_disk(*_args, **_kwargs):
         raise CPLE_AppDefinedError(1, 1, "TIFFAppendToStrip:Seek error at scanline 0")

@@ -13,11 +13,11 @@ from rasterio.transform import Affine
 
 from rrsgan_geo.cli.main import main
 from rrsgan_geo.errors import InputError, OutputError
-from rrsgan_geo.locations import display_name, undeclared, with_nodata
+from rrsgan_geo.geo.locations import display_name, undeclared, with_nodata
+from rrsgan_geo.geo.rasters import untagged_zeros
 from rrsgan_geo.model import RRSNet
-from rrsgan_geo.planning import SROptions, plan_sr
-from rrsgan_geo.rasters import untagged_zeros
-from rrsgan_geo.weight_files import WeightsMetadata, save_weights
+from rrsgan_geo.model.weight_files import WeightsMetadata, save_weights
+from rrsgan_geo.sr.planning import SROptions, plan_sr
 from tests.rasters import lr_scene, mercator_reference, neon_path, write_raster
 from tests.test_sr_pipeline import TINY, run
 

@@ -9,9 +9,9 @@ from click.testing import CliRunner
 
 from rrsgan_geo.cli.main import main
 from rrsgan_geo.errors import OutputError
-from rrsgan_geo.pipeline import Generator, super_resolve
-from rrsgan_geo.planning import SROptions, plan_sr
-from rrsgan_geo.weight_files import load_generator
+from rrsgan_geo.model.weight_files import load_generator
+from rrsgan_geo.sr.pipeline import Generator, super_resolve
+from rrsgan_geo.sr.planning import SROptions, plan_sr
 from tests.conftest import REPO
 from tests.rasters import lr_scene, mercator_reference, write_raster
 from tests.test_sr_pipeline import tiny_generator

@@ -100,7 +100,7 @@ def test_the_cli_reference_is_current():
 
 
 def test_the_training_recipes_load_and_name_their_data_as_their_comments_say():
-    from rrsgan_geo.training import load_config
+    from rrsgan_geo.training.trainer import load_config
 
     recipes = sorted((REPO / "examples" / "train").glob("*.yaml"))
     assert {p.stem for p in recipes} == {

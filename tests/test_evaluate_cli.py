@@ -8,13 +8,13 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
-from rrsgan_geo import evaluation
 from rrsgan_geo.cli.main import main
-from rrsgan_geo.data import RefSRDataset, find_samples
-from rrsgan_geo.degradation import down_up_4x
-from rrsgan_geo.metrics import Scorer
 from rrsgan_geo.model import RRSNet
-from rrsgan_geo.weight_files import WeightsMetadata, save_weights
+from rrsgan_geo.model.degradation import down_up_4x
+from rrsgan_geo.model.weight_files import WeightsMetadata, save_weights
+from rrsgan_geo.training import evaluation
+from rrsgan_geo.training.data import RefSRDataset, find_samples
+from rrsgan_geo.training.metrics import Scorer
 from tests.folders import make_refsr_folder
 from tests.test_sr_pipeline import TINY
 

@@ -3,11 +3,11 @@
 import pytest
 import torch
 
-from rrsgan_geo import inference
 from rrsgan_geo.devices import resolve_device
 from rrsgan_geo.errors import ConfigError
-from rrsgan_geo.inference import TileModel, resolve_precision
 from rrsgan_geo.model import RRSNet
+from rrsgan_geo.sr import inference
+from rrsgan_geo.sr.inference import TileModel, resolve_precision
 from tests.test_sr_pipeline import TINY, tiny_generator
 
 

@@ -12,8 +12,8 @@ from rasterio.transform import from_origin
 
 from rrsgan_geo.cli.main import main
 from rrsgan_geo.errors import MemoryBudgetError
-from rrsgan_geo.memory_budget import estimate, parse_memory
-from rrsgan_geo.planning import SROptions, plan_sr
+from rrsgan_geo.sr.memory_budget import estimate, parse_memory
+from rrsgan_geo.sr.planning import SROptions, plan_sr
 
 GiB = 2**30
 
@@ -124,7 +124,7 @@ def test_the_model_estimate_covers_a_measured_peak():
     code = (
         "import torch\n"
         "from rrsgan_geo.host_memory import keep_freed_memory\n"
-        "from rrsgan_geo.weight_files import load_generator, shipped_weights_path\n"
+        "from rrsgan_geo.model.weight_files import load_generator, shipped_weights_path\n"
         "def status(key):\n"
         "    for line in open('/proc/self/status'):\n"
         "        if line.startswith(key):\n"

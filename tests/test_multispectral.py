@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from rasterio.enums import ColorInterp
 
 from rrsgan_geo.cli.main import main
-from rrsgan_geo.wald import bicubic_of, degrade_scene, spectral_scores
+from rrsgan_geo.training.wald import bicubic_of, degrade_scene, spectral_scores
 
 LANDSAT = Path(__file__).resolve().parents[1] / "examples/data/landsat7_gsl_30m_7band.tif"
 NAMES = ("B1", "B2", "B3", "B4", "B5", "B6_VCID_2", "B7")

@@ -7,11 +7,11 @@ import pytest
 import torch
 from PIL import Image
 
-from rrsgan_geo.data import ReferenceConfig, RefSRDataset, find_samples
-from rrsgan_geo.degradation import down_up_4x, upsample_4x
 from rrsgan_geo.errors import ConfigError
 from rrsgan_geo.model import GeneratorConfig, RRSNet
-from rrsgan_geo.reference_synthesis import (
+from rrsgan_geo.model.degradation import down_up_4x, upsample_4x
+from rrsgan_geo.training.data import ReferenceConfig, RefSRDataset, find_samples
+from rrsgan_geo.training.reference_synthesis import (
     Distortion,
     SyntheticReferenceConfig,
     displacement,

@@ -4,9 +4,9 @@ refuses to move one that does not match, and moves pixels without resampling the
 import pytest
 import torch
 
-from rrsgan_geo.data import RefSRDataset, find_samples
-from rrsgan_geo.degradation import down_up_4x, upsample_4x
-from rrsgan_geo.registration import MIN_PEAK_STRENGTH, co_registered, estimate_shift, shifted
+from rrsgan_geo.model.degradation import down_up_4x, upsample_4x
+from rrsgan_geo.sr.registration import MIN_PEAK_STRENGTH, co_registered, estimate_shift, shifted
+from rrsgan_geo.training.data import RefSRDataset, find_samples
 from tests.conftest import SHARED
 from tests.folders import make_refsr_folder
 from tests.rasters import neon_path, read_unit

@@ -16,9 +16,9 @@ from click.testing import CliRunner
 
 from rrsgan_geo.cli.main import main
 from rrsgan_geo.errors import InputError
-from rrsgan_geo.locations import HttpOptions, display_name, gdal_path, is_virtual
-from rrsgan_geo.pipeline import super_resolve
-from rrsgan_geo.planning import SROptions, plan_sr
+from rrsgan_geo.geo.locations import HttpOptions, display_name, gdal_path, is_virtual
+from rrsgan_geo.sr.pipeline import super_resolve
+from rrsgan_geo.sr.planning import SROptions, plan_sr
 from tests.http_server import closed_port_url, serve, stalling_server
 from tests.rasters import lr_scene, mercator_reference
 from tests.test_sr_pipeline import run, tiny_generator

@@ -7,9 +7,9 @@ import rasterio
 import torch
 
 from rrsgan_geo.errors import ConfigError
-from rrsgan_geo.inference import TileModel, resolve_precision
-from rrsgan_geo.planning import SROptions
-from rrsgan_geo.self_ensemble import VIEW_COUNTS, ensembled
+from rrsgan_geo.model.self_ensemble import VIEW_COUNTS, ensembled
+from rrsgan_geo.sr.inference import TileModel, resolve_precision
+from rrsgan_geo.sr.planning import SROptions
 from tests.rasters import lr_scene, mercator_reference, write_raster
 from tests.test_sr_cli import files, sr  # noqa: F401 (the module's fixture)
 from tests.test_sr_pipeline import run, tiny_generator

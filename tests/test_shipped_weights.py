@@ -7,15 +7,15 @@ import torch
 from click.testing import CliRunner
 
 from rrsgan_geo.cli.main import main
-from rrsgan_geo.data import RefSRDataset, find_samples, spatial_split
-from rrsgan_geo.evaluation import evaluate
-from rrsgan_geo.sensor import EVALUATION_SENSOR
-from rrsgan_geo.training import load_config
-from rrsgan_geo.weight_files import load_generator, shipped_weights_path
+from rrsgan_geo.model.sensor import EVALUATION_SENSOR
+from rrsgan_geo.model.weight_files import load_generator, shipped_weights_path
+from rrsgan_geo.training.data import RefSRDataset, find_samples, spatial_split
+from rrsgan_geo.training.evaluation import evaluate
+from rrsgan_geo.training.trainer import load_config
 from tests.conftest import REPO, SHARED
 from tests.rasters import lr_scene, mercator_reference
 
-CONFIG = REPO / "examples" / "train" / "rrsnet_compact_cpu.yaml"
+CONFIG = REPO / "weights" / "provenance" / "rrsnet_compact_cpu.yaml"
 
 
 def test_sr_uses_the_shipped_weights_by_default(tmp_path):
@@ -53,7 +53,7 @@ def test_shipped_weights_beat_bicubic_on_held_out_places():
 def test_each_device_gets_its_default_model():
     """The compact model on every device (the only one trained for real sensors), the
     full-size one shipped beside it for --weights."""
-    from rrsgan_geo.weight_files import read_weight_file
+    from rrsgan_geo.model.weight_files import read_weight_file
 
     cuda, cpu = shipped_weights_path("cuda"), shipped_weights_path("cpu")
     # The compact model everywhere: it alone is trained for real sensors' blur.
@@ -74,8 +74,8 @@ def test_the_default_model_takes_texture_from_a_matching_reference(tmp_path):
     use their reference gained under 0.1 dB from it)."""
     import numpy as np
 
-    from rrsgan_geo.degradation import upsample_4x
-    from rrsgan_geo.metrics import psnr
+    from rrsgan_geo.model.degradation import upsample_4x
+    from rrsgan_geo.training.metrics import psnr
     from tests.rasters import neon_path, read_unit
 
     scene = lr_scene(tmp_path / "scene.tif")

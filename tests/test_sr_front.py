@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from rrsgan_geo import sr
 from rrsgan_geo.cli.main import main
-from rrsgan_geo.planning import SROptions
+from rrsgan_geo.sr.planning import SROptions
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "data"
 SCENE = EXAMPLES / "sjer_scene_0.4m_utm11n.tif"
@@ -34,7 +34,7 @@ def test_three_calls_make_what_the_command_makes(tmp_path):
 
 def test_grids_and_tiling_load_without_torch():
     script = (
-        "import sys\nimport rrsgan_geo.grids, rrsgan_geo.tiling, rrsgan_geo.upscaling\n"
+        "import sys\nimport rrsgan_geo.geo.grids, rrsgan_geo.sr.tiling, rrsgan_geo.upscaling\n"
         "print('torch' in sys.modules)"
     )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)

@@ -14,7 +14,7 @@ from shapely.geometry import box, mapping
 
 from rrsgan_geo.cli.main import main
 from rrsgan_geo.errors import InputError
-from rrsgan_geo.locations import HttpOptions
+from rrsgan_geo.geo.locations import HttpOptions
 from tests.http_server import misbehaving_server, serve
 from tests.rasters import lr_scene, mercator_reference, write_raster
 from tests.test_remote_sources import served_folder
@@ -126,7 +126,7 @@ def test_a_remote_item_never_makes_sr_read_a_local_file(tmp_path, href):
     """A STAC Item served over HTTP whose asset is a local or GDAL virtual path is
     refused before anything is opened, with the same message whether the path exists
     or not; the same file named by a local item is used as a reference."""
-    from rrsgan_geo.stac import stac_hrefs
+    from rrsgan_geo.geo.stac import stac_hrefs
 
     scene = lr_scene(tmp_path / "scene.tif")
     local = mercator_reference(tmp_path / "secret.tif")
@@ -155,7 +155,7 @@ def test_a_remote_item_never_makes_sr_read_a_local_file(tmp_path, href):
 def test_an_absolute_path_in_a_remote_item_is_a_path_on_its_server(tmp_path):
     """`/a/b.tif` in an item read over HTTP resolves against the item's URL (RFC 3986),
     never to the file of that name on this machine."""
-    from rrsgan_geo.stac import stac_hrefs
+    from rrsgan_geo.geo.stac import stac_hrefs
 
     scene = lr_scene(tmp_path / "scene.tif")
     local = mercator_reference(tmp_path / "secret.tif")
@@ -170,7 +170,7 @@ def test_an_absolute_path_in_a_remote_item_is_a_path_on_its_server(tmp_path):
 
 @pytest.mark.parametrize("kind", ["trickle", "endless", "short"])
 def test_a_misbehaving_stac_server_ends_in_one_error_within_the_timeout(tmp_path, kind):
-    from rrsgan_geo.stac import stac_hrefs
+    from rrsgan_geo.geo.stac import stac_hrefs
 
     started = time.monotonic()
     with misbehaving_server(kind, seconds=20) as url, pytest.raises(InputError) as error:

@@ -12,9 +12,9 @@ from rasterio.crs import CRS
 from rasterio.warp import transform_bounds
 
 from rrsgan_geo.errors import CoverageError, InputError
-from rrsgan_geo.grids import RasterGrid
-from rrsgan_geo.locations import HttpOptions
-from rrsgan_geo.tile_services import HALF_WORLD_M, TileService, zoom_for
+from rrsgan_geo.geo.grids import RasterGrid
+from rrsgan_geo.geo.locations import HttpOptions
+from rrsgan_geo.geo.tile_services import HALF_WORLD_M, TileService, zoom_for
 from tests.http_server import serve, stalling_server
 from tests.rasters import lr_scene
 from tests.test_sr_pipeline import run

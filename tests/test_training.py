@@ -13,8 +13,8 @@ from click.testing import CliRunner
 from rrsgan_geo.cli.main import main
 from rrsgan_geo.errors import ConfigError, WeightsNotFoundError
 from rrsgan_geo.model import RRSNet
-from rrsgan_geo.training import INPUT_KEYS, Trainer, load_config
-from rrsgan_geo.weight_files import read_weight_file
+from rrsgan_geo.model.weight_files import read_weight_file
+from rrsgan_geo.training.trainer import INPUT_KEYS, Trainer, load_config
 from tests.folders import make_refsr_folder
 
 
@@ -287,11 +287,11 @@ def test_every_config_key_is_documented():
     behind the code: a new key without its line fails here."""
     import dataclasses
 
-    from rrsgan_geo.adversarial import LossWeights
-    from rrsgan_geo.data import ReferenceConfig
-    from rrsgan_geo.reference_synthesis import SyntheticReferenceConfig
-    from rrsgan_geo.sensor import TrainingDraws
-    from rrsgan_geo.training import TrainConfig
+    from rrsgan_geo.model.sensor import TrainingDraws
+    from rrsgan_geo.training.adversarial import LossWeights
+    from rrsgan_geo.training.data import ReferenceConfig
+    from rrsgan_geo.training.reference_synthesis import SyntheticReferenceConfig
+    from rrsgan_geo.training.trainer import TrainConfig
     from tests.conftest import REPO
 
     text = (REPO / "docs" / "training_config.md").read_text()

@@ -8,7 +8,7 @@ import safetensors.torch
 import torch
 
 from rrsgan_geo.errors import WeightsFormatError, WeightsMismatchError, WeightsNotFoundError
-from rrsgan_geo.weight_files import (
+from rrsgan_geo.model.weight_files import (
     WeightsMetadata,
     load_generator,
     read_weight_file,

@@ -11,7 +11,7 @@ from rasterio.enums import Resampling
 from rasterio.errors import NotGeoreferencedWarning
 from rasterio.warp import reproject, transform_bounds
 
-from rrsgan_geo.tile_services import HALF_WORLD_M, TILE_PX
+from rrsgan_geo.geo.tile_services import HALF_WORLD_M, TILE_PX
 from tests.rasters import neon_path, write_raster
 
 

@@ -9,19 +9,25 @@
 `plan` checks every input and makes every choice (tile, margin, references, scaling,
 memory) before anything is written; `run` reads only the plan. `estimate` gives the
 model time a plan needs, as `--dry-run` prints it. The command line, `batch` (locally
-and on Dask) and the benchmarks go through these four.
+and on Dask) and the benchmarks go through these four (`front`). Inside: planning,
+the streamed run (`pipeline`, `sources`, `inference`, `blending`, `output`), tiles,
+co-registration, the scene's blur, multispectral bands, diagnostic maps, batches.
 """
 
-from rrsgan_geo.planning import SROptions, SRPlan
-from rrsgan_geo.sr.front import Generator, ModelTime, estimate, load_generator, plan, run
+from rrsgan_geo.lazy_exports import lazy_exports
 
-__all__ = [
-    "Generator",
-    "ModelTime",
-    "SROptions",
-    "SRPlan",
-    "estimate",
-    "load_generator",
-    "plan",
-    "run",
-]
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "Generator": "front",
+        "ModelTime": "front",
+        "estimate": "front",
+        "load_generator": "front",
+        "plan": "front",
+        "run": "front",
+        "SROptions": "planning",
+        "SRPlan": "planning",
+        "SRReport": "pipeline",
+    },
+)
+__all__ = __dir__()

@@ -10,12 +10,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rrsgan_geo.devices import resolve_device
-from rrsgan_geo.inference import count_macs_per_lr_pixel, measure_gmac_per_second, resolve_precision
-from rrsgan_geo.model import RRSNet
-from rrsgan_geo.pipeline import Generator, SRReport, super_resolve
-from rrsgan_geo.planning import SROptions, SRPlan, plan_sr
-from rrsgan_geo.weight_files import DEFAULT_MARGIN_LR, shipped_weights_path
-from rrsgan_geo.weight_files import load_generator as _load_weights
+from rrsgan_geo.model import RRSNet, weight_files
+from rrsgan_geo.sr.inference import (
+    count_macs_per_lr_pixel,
+    measure_gmac_per_second,
+    resolve_precision,
+)
+from rrsgan_geo.sr.pipeline import Generator, SRReport, super_resolve
+from rrsgan_geo.sr.planning import SROptions, SRPlan, plan_sr
 
 __all__ = ["Generator", "ModelTime", "estimate", "load_generator", "plan", "run"]
 
@@ -24,8 +26,9 @@ def load_generator(path: str | Path | None = None, device: str = "auto") -> Gene
     """The generator in the weight file at `path` (default: the shipped weights for
     `device`), strictly loaded, with the name, sha256 and margin the output's tags
     record. The one place a generator is built from a file."""
-    path = Path(path) if path is not None else shipped_weights_path(resolve_device(device).type)
-    model, weight_file = _load_weights(path)
+    if path is None:
+        path = weight_files.shipped_weights_path(resolve_device(device).type)
+    model, weight_file = weight_files.load_generator(Path(path))
     return Generator(model, weight_file.path.name, weight_file.sha256, weight_file.metadata.margin)
 
 
@@ -46,7 +49,7 @@ def plan(
     if options.margin is not None:
         margin = options.margin
     else:
-        margin = generator.margin if generator is not None else DEFAULT_MARGIN_LR
+        margin = generator.margin if generator is not None else weight_files.DEFAULT_MARGIN_LR
     config = getattr(generator.model, "config", None) if generator is not None else None
     features = config.nf if config is not None else None  # a stand-in model has no size
     return plan_sr(

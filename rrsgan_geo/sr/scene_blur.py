@@ -8,44 +8,39 @@ default (`auto`) it is measured on a few windows where the co-registered referen
 the scene are both valid: the reference is blurred (a Gaussian PSF with area
 integration) until its octave ratio equals the scene's, the octave ratio being the
 gradient energy at full resolution over that of the 2 x 2 means (`_Detail`), with the
-scene's noise set apart. That needs a reference of the same kind of place, not of the
-same day: the ratio says how detail falls off from one scale to the next, which natural
-imagery does much alike whatever it shows, while a pixel-by-pixel fit, or matching
-gradient energy over variance, is pulled by another date's changes of crops, shadows and
-contrast (by up to a whole LR pixel on RRSSRD's Google Earth references;
-`docs/performance.md`). The pixel fit's R^2 (gain and offset per band) still says
-whether the reference shows the scene at all: below `MIN_FIT_R2` (clouds, another
-place), and where there is no reference, the scene's own ratio is compared with that of
-typical imagery (`BLIND_OCTAVE_RATIOS`). The model knows bicubic-like LR and PSFs from
-0.3 LR px, so an estimate below `BICUBIC_LIKE_BELOW` is taken as bicubic-like. Noise
-would pass for sharpness; it is solved for with a reference
-(`_Detail.fine_detail_missing`), not without one. JPEG softens an LR a little.
+scene's noise set apart. The ratio says how detail falls off from one scale to the next,
+which imagery of one kind does much alike whatever it shows: another date's reference
+(other crops, shadows, contrast), even another place's, gives the scene's blur, where a
+pixel-by-pixel fit, or matching gradient energy over variance, was pulled off by such
+changes (by up to a whole LR pixel on RRSSRD's Google Earth references;
+`docs/performance.md`). A reference with less fine detail than the scene has (a cloud, a
+coarser image) can only make the scene look sharp, which errs towards sharpening less.
+The blurred reference's pixel fit (R^2, with a gain and offset per band) is reported
+beside the estimate, saying how much of the scene the reference shows. The model knows
+bicubic-like LR and PSFs from 0.3 LR px, so an estimate below `BICUBIC_LIKE_BELOW` is
+taken as bicubic-like. Without a reference, the documented default (`DEFAULT_SIGMA`) is
+used: a scene's own detail depends too much on what it shows (Landsat fields at 120 m
+look as sharp as Google Earth at 0.6 m blurred half as much) to tell its blur. JPEG
+softens an LR a little.
 """
 
-import dataclasses
 import math
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 from torch.nn import functional as F
 
 from rrsgan_geo.errors import ConfigError
-from rrsgan_geo.sensor import BICUBIC, SensorModel, optics, sigma_from_mtf
+from rrsgan_geo.model.sensor import BICUBIC, SensorModel, optics, sigma_from_mtf
 from rrsgan_geo.upscaling import SCALE
 
 AUTO = "auto"
 NONE = "none"
 DEFAULT_SIGMA = 0.5
-"""The blur assumed where nothing can be measured (a flat or tiny scene): a
-Gaussian PSF of 0.5 LR px with area integration, about what a system MTF of 0.24 at
-Nyquist gives (`sensor.sigma_from_mtf`), a middle value for optical satellite imagery
-and the middle of the range the shipped model was trained on."""
-MIN_FIT_R2 = 0.1
-"""Share of the LR's variance (per band, after gain and offset) the blurred reference
-must explain for its estimate to be used, else the scene is measured alone: the truth
-explains 0.98 or more, another date's HR of the same place 0.5-0.7, RRSSRD's Google
-Earth references 0.0-0.6 (most above 0.1), another place's texture 0.0-0.13."""
+"""The blur assumed where there is no reference to measure against (or the scene is flat or
+too small): a Gaussian PSF of 0.5 LR px with area integration, about what a system MTF
+of 0.24 at Nyquist gives (`sensor.sigma_from_mtf`), a middle value for optical satellite
+imagery and the middle of the range the shipped model was trained on."""
 MAX_SIGMA = 2.0
 """The largest sigma (LR px) the estimate reports: a scene blurrier than that is
 reported at it."""
@@ -53,27 +48,6 @@ BICUBIC_LIKE_BELOW = 0.2
 """An estimate below this (LR px) is taken as bicubic-like LR (`sensor.BICUBIC`, blur
 code 0.11): the model learnt the data set's bicubic LR and PSFs from 0.3 LR px up, and
 nothing between; this is about halfway."""
-BLIND_OCTAVE_RATIOS = (
-    (0.0, 0.741),
-    (0.2, 0.651),
-    (0.3, 0.580),
-    (0.4, 0.517),
-    (0.5, 0.464),
-    (0.6, 0.420),
-    (0.7, 0.389),
-    (0.8, 0.365),
-    (0.9, 0.348),
-    (1.0, 0.334),
-    (1.2, 0.313),
-    (1.5, 0.294),
-    (2.0, 0.277),
-)
-"""(sigma, octave ratio) of typical imagery blurred by a Gaussian PSF of sigma LR px
-with area integration: the median over the 64 RRSSRD places the shipped model trained
-on (Google Earth HR, 0.6 m; the middle half of the places lie within +-0.06 of it at
-sigma 0, +-0.02 from sigma 0.6 up). Where there is no reference, the scene's own ratio
-is looked up here (`blind_sigma`): coarser for an unusual scene (water, desert, snow)
-than a reference's, but it tells a bicubic-like scene from a blurred one."""
 _SEARCH_STEPS = 12
 """Bisections of the sigma range: 2 / 2^12 LR px apart at the end."""
 _BORDER = 3
@@ -86,9 +60,8 @@ class SceneBlur:
 
     sensor: SensorModel
     source: str
-    """`estimated` (from the reference), `blind` (from the scene alone: no reference,
-    or one that does not show the scene; see `reason`), `given`, `none` (the user said
-    the LR is bicubic-like) or `default` (nothing to measure on: see `reason`)."""
+    """`estimated` (from the reference), `given`, `none` (the user said the LR is
+    bicubic-like) or `default` (no reference, or nothing to measure on: see `reason`)."""
     fit_r2: float | None = None
     windows: int = 0
     reason: str = ""
@@ -109,11 +82,6 @@ class SceneBlur:
             return (
                 f"scene blur: {kind}, estimated from the reference on {self.windows} "
                 f"window(s), fit R^2 {self.fit_r2:.2f}"
-            )
-        if self.source == "blind":
-            return (
-                f"scene blur: {kind}, estimated from the scene alone on {self.windows} "
-                f"window(s) ({self.reason})"
             )
         if self.source == "default":
             return f"scene blur: {kind}, the default ({self.reason})"
@@ -173,28 +141,23 @@ def default_scene_blur(reason: str) -> SceneBlur:
 
 @dataclass(frozen=True)
 class BlurWindow:
-    """One window to measure on: LR (C x h x w) in [0, 1], where it is valid (h x w,
-    and where the reference is too), and the co-registered reference on the 4x grid
-    (C x 4h x 4w, in [0, 1]), or None to measure the scene alone."""
+    """One window to measure on: LR (C x h x w), the co-registered reference on the 4x
+    grid (C x 4h x 4w), both in [0, 1], and where both are valid at LR (h x w)."""
 
     lr: torch.Tensor
-    reference: torch.Tensor | None
+    reference: torch.Tensor
     valid: torch.Tensor
 
 
 def estimate_scene_blur(windows: list[BlurWindow]) -> SceneBlur:
     """The sigma that gives the blurred reference the scene's octave ratio (module
-    docstring); from the scene alone (`blind_sigma`) where there is no reference or it
-    does not show the scene; the default when there is nothing to measure on."""
-    masked = [(w, mask) for w in windows if (mask := _fit_mask(w)).sum() >= 64]
-    if not masked:
-        return default_scene_blur("no window where the scene is valid")
-    scene = _detail([(w.lr.float(), mask) for w, mask in masked])
+    docstring), or the default when there is no reference or nothing to measure on."""
+    with_reference = [(w, mask) for w in windows if (mask := _fit_mask(w)).sum() >= 64]
+    if not with_reference:
+        return default_scene_blur("no window where the scene and a reference are both valid")
+    scene = _detail([(w.lr.float(), mask) for w, mask in with_reference])
     if math.isnan(scene.octave_ratio):
         return default_scene_blur("the scene is flat where it was measured")
-    with_reference = [(w, mask) for w, mask in masked if w.reference is not None]
-    if not with_reference:
-        return _blind(scene.octave_ratio, len(masked), "no reference")
     usable = [w for w, _ in with_reference]
 
     def blurred(sigma: float) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -214,23 +177,7 @@ def estimate_scene_blur(windows: list[BlurWindow]) -> SceneBlur:
             middle = (low + high) / 2
             low, high = (middle, high) if too_sharp(middle) else (low, middle)
         sigma = (low + high) / 2
-    r2 = _fit_r2(blurred(sigma), usable)
-    if r2 < MIN_FIT_R2:
-        reason = f"the reference explains too little of the scene: fit R^2 {r2:.2f} < {MIN_FIT_R2}"
-        return dataclasses.replace(_blind(scene.octave_ratio, len(masked), reason), fit_r2=r2)
-    return SceneBlur(_as_trained(sigma), "estimated", r2, len(usable))
-
-
-def blind_sigma(octave_ratio: float) -> float:
-    """The sigma at which typical imagery has this octave ratio (`BLIND_OCTAVE_RATIOS`,
-    interpolated linearly), within [0, MAX_SIGMA]."""
-    sigmas, ratios = zip(*reversed(BLIND_OCTAVE_RATIOS), strict=True)
-    return float(np.interp(octave_ratio, ratios, sigmas))
-
-
-def _blind(octave_ratio: float, windows: int, reason: str) -> SceneBlur:
-    sensor = _as_trained(blind_sigma(octave_ratio))
-    return SceneBlur(sensor, "blind", windows=windows, reason=reason)
+    return SceneBlur(_as_trained(sigma), "estimated", _fit_r2(blurred(sigma), usable), len(usable))
 
 
 def _as_trained(sigma: float) -> SensorModel:

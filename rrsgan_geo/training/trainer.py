@@ -24,16 +24,22 @@ import yaml
 from torch.nn import functional as F
 from torch.nn.parallel import DistributedDataParallel
 
-from rrsgan_geo.adversarial import AdversarialStage, LossWeights
 from rrsgan_geo.config_numbers import check_numbers
-from rrsgan_geo.data import ReferenceConfig, RefSRDataset, Sample, find_samples, split_samples
 from rrsgan_geo.devices import PRECISIONS, to_device
 from rrsgan_geo.errors import ConfigError, InputError
-from rrsgan_geo.evaluation import evaluate, summarise
 from rrsgan_geo.files import published_when_done
 from rrsgan_geo.model import GeneratorConfig, RRSNet, with_blur_input
-from rrsgan_geo.sensor import EVALUATION_SENSOR, TrainingDraws
-from rrsgan_geo.weight_files import WeightsMetadata, load_generator, save_weights
+from rrsgan_geo.model.sensor import EVALUATION_SENSOR, TrainingDraws
+from rrsgan_geo.model.weight_files import WeightsMetadata, load_generator, save_weights
+from rrsgan_geo.training.adversarial import AdversarialStage, LossWeights
+from rrsgan_geo.training.data import (
+    ReferenceConfig,
+    RefSRDataset,
+    Sample,
+    find_samples,
+    split_samples,
+)
+from rrsgan_geo.training.evaluation import evaluate, summarise
 
 STATE_FILE = "state.pt"
 INPUT_KEYS = ("LR", "LR_UX4", "Ref", "Ref_DUX4")

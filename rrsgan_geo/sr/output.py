@@ -23,8 +23,8 @@ from rasterio.enums import ColorInterp, Interleaving
 
 from rrsgan_geo.errors import OutputError
 from rrsgan_geo.files import new_temp_file, publish
-from rrsgan_geo.grids import RasterGrid
-from rrsgan_geo.rasters import GDAL_ERRORS, gdal_message
+from rrsgan_geo.geo.grids import RasterGrid
+from rrsgan_geo.geo.rasters import GDAL_ERRORS, gdal_message
 
 BLOCK = 256
 

@@ -16,7 +16,7 @@ import rasterio
 from rasterio.enums import ColorInterp
 
 from rrsgan_geo.errors import InputError
-from rrsgan_geo.rasters import MODEL_BANDS, raster_name, refuse_missing_bands, refuse_paletted
+from rrsgan_geo.geo.rasters import MODEL_BANDS, raster_name, refuse_missing_bands, refuse_paletted
 
 _COLOURS = (ColorInterp.red, ColorInterp.green, ColorInterp.blue)
 _COLOUR_WORDS = ("red", "green", "blue")

@@ -25,26 +25,26 @@ import torch
 from rasterio.windows import Window
 
 from rrsgan_geo import __version__
-from rrsgan_geo.band_injection import DetailInjection
-from rrsgan_geo.blending import RowBandBlender
-from rrsgan_geo.co_registration import (
+from rrsgan_geo.devices import default_batch, resolve_device
+from rrsgan_geo.errors import OutputError
+from rrsgan_geo.geo.grids import on_sr_pixels
+from rrsgan_geo.geo.locations import HttpOptions, display_name, gdal_path
+from rrsgan_geo.geo.rasters import band_validity
+from rrsgan_geo.model import RRSNet
+from rrsgan_geo.sr.band_injection import DetailInjection
+from rrsgan_geo.sr.blending import RowBandBlender
+from rrsgan_geo.sr.co_registration import (
     ReferenceOffset,
     co_register,
     measure_scene_blur,
     measuring_layout,
 )
-from rrsgan_geo.devices import default_batch, resolve_device
-from rrsgan_geo.diagnostic_maps import DiagnosticMaps
-from rrsgan_geo.errors import OutputError
-from rrsgan_geo.grids import on_sr_pixels
-from rrsgan_geo.inference import TileModel, model_inputs, resolve_precision
-from rrsgan_geo.locations import HttpOptions, display_name, gdal_path
-from rrsgan_geo.model import RRSNet
-from rrsgan_geo.output import StreamingGeoTIFF, tiled_profile
-from rrsgan_geo.planning import SROptions, SRPlan
-from rrsgan_geo.rasters import band_validity
-from rrsgan_geo.scene_blur import SceneBlur, default_scene_blur, given_scene_blur
-from rrsgan_geo.sources import (
+from rrsgan_geo.sr.diagnostic_maps import DiagnosticMaps
+from rrsgan_geo.sr.inference import TileModel, model_inputs, resolve_precision
+from rrsgan_geo.sr.output import StreamingGeoTIFF, tiled_profile
+from rrsgan_geo.sr.planning import SROptions, SRPlan
+from rrsgan_geo.sr.scene_blur import SceneBlur, default_scene_blur, given_scene_blur
+from rrsgan_geo.sr.sources import (
     BLOCKWISE_WARPING,
     PREFETCH_BATCHES,
     STRIP_TILES,
@@ -53,7 +53,7 @@ from rrsgan_geo.sources import (
     TileReader,
     reader_threads,
 )
-from rrsgan_geo.tiling import Tile, TileLayout
+from rrsgan_geo.sr.tiling import Tile, TileLayout
 from rrsgan_geo.upscaling import SCALE
 
 
@@ -117,14 +117,13 @@ def super_resolve(
 
 def resolve_scene_blur(plan: SRPlan, options: SROptions) -> SceneBlur:
     """The blur `options.scene_blur` names, or (`auto`) the one measured on the plan's
-    references, or on the scene alone without them (`co_registration.measure_scene_blur`),
-    else the default."""
+    references (`co_registration.measure_scene_blur`), else the default."""
     given = given_scene_blur(options.scene_blur)
     if given is not None:
         return given
     layout = measuring_layout((plan.layout.width, plan.layout.height))
-    if layout is None:
-        return default_scene_blur("a scene too small to measure")
+    if not plan.references or layout is None:
+        return default_scene_blur("no reference" if layout else "a scene too small to measure")
     reader = _tile_reader(plan, plan.references, options.http, layout)
     try:
         return measure_scene_blur(reader)

@@ -25,17 +25,17 @@ from PIL import Image
 from torch.nn import functional as F
 
 from rrsgan_geo.config_numbers import check_numbers
-from rrsgan_geo.degradation import upsample_4x
 from rrsgan_geo.errors import ConfigError, InputError
-from rrsgan_geo.reference_synthesis import (
+from rrsgan_geo.model.degradation import upsample_4x
+from rrsgan_geo.model.sensor import BICUBIC, SensorModel, TrainingDraws, degrade, reference_dux4
+from rrsgan_geo.sr.registration import co_registered
+from rrsgan_geo.training.reference_synthesis import (
     Distortion,
     SyntheticReferenceConfig,
     config_from_dict,
     draw_distortion,
     synthesize,
 )
-from rrsgan_geo.registration import co_registered
-from rrsgan_geo.sensor import BICUBIC, SensorModel, TrainingDraws, degrade, reference_dux4
 from rrsgan_geo.upscaling import SCALE
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff"}
@@ -65,7 +65,7 @@ def _read_rgb(path: Path) -> np.ndarray:
         with Image.open(path) as image:
             return np.asarray(image.convert("RGB"))
     except OSError as error:  # PIL's decoding errors, rasterio's (GDAL's words in the cause)
-        from rrsgan_geo.rasters import gdal_message  # only now: train loads no GDAL
+        from rrsgan_geo.geo.rasters import gdal_message  # only now: train loads no GDAL
 
         raise InputError(f"reading image {path} failed: {gdal_message(error)}") from None
 

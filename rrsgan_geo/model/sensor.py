@@ -32,8 +32,8 @@ from PIL import Image
 from torch.nn import functional as F
 
 from rrsgan_geo.config_numbers import check_numbers
-from rrsgan_geo.degradation import downsample_4x, upsample_4x
 from rrsgan_geo.errors import ConfigError
+from rrsgan_geo.model.degradation import downsample_4x, upsample_4x
 from rrsgan_geo.upscaling import SCALE
 
 INTEGRATIONS = ("area", "bicubic", "bilinear")

@@ -17,15 +17,15 @@ import rasterio
 import torch
 
 from rrsgan_geo.errors import CoverageError, InputError, RRSGANGeoError
+from rrsgan_geo.geo.locations import display_name
+from rrsgan_geo.geo.rasters import georeferenced_grid, open_raster
+from rrsgan_geo.geo.references import ReferenceIndex, expand_rasters
+from rrsgan_geo.geo.stac import is_stac
+from rrsgan_geo.geo.tile_services import is_tile_template
 from rrsgan_geo.host_memory import keep_freed_memory
-from rrsgan_geo.locations import display_name
-from rrsgan_geo.pipeline import SRReport
-from rrsgan_geo.planning import SROptions, SRPlan
-from rrsgan_geo.rasters import georeferenced_grid, open_raster
-from rrsgan_geo.references import ReferenceIndex, expand_rasters
 from rrsgan_geo.sr import Generator, load_generator, plan, run
-from rrsgan_geo.stac import is_stac
-from rrsgan_geo.tile_services import is_tile_template
+from rrsgan_geo.sr.pipeline import SRReport
+from rrsgan_geo.sr.planning import SROptions, SRPlan
 
 OUTPUT_SUFFIX = "_x4.tif"
 COMPLETE_TAG = "RRSGAN_GEO_VERSION"

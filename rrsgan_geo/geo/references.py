@@ -15,9 +15,9 @@ from shapely import STRtree, union_all
 from shapely.geometry import Polygon
 
 from rrsgan_geo.errors import InputError
-from rrsgan_geo.grids import RasterGrid
-from rrsgan_geo.locations import HttpOptions, is_virtual
-from rrsgan_geo.rasters import georeferenced_grid, open_raster
+from rrsgan_geo.geo.grids import RasterGrid
+from rrsgan_geo.geo.locations import HttpOptions, is_virtual
+from rrsgan_geo.geo.rasters import georeferenced_grid, open_raster
 
 COMMON_CRS = CRS.from_epsg(4326)
 RASTER_SUFFIXES = {".tif", ".tiff", ".vrt", ".jp2", ".img"}

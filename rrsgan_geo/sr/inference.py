@@ -6,15 +6,15 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from rrsgan_geo.contrast import stretched
-from rrsgan_geo.degradation import upsample_4x
 from rrsgan_geo.devices import PRECISIONS, to_device
 from rrsgan_geo.errors import ConfigError
 from rrsgan_geo.model import RRSNet
 from rrsgan_geo.model.deform import SeparateOffsetDeformConv
-from rrsgan_geo.self_ensemble import check_views, ensembled
-from rrsgan_geo.sensor import BICUBIC, SensorModel, reference_dux4
-from rrsgan_geo.sources import Strip
+from rrsgan_geo.model.degradation import upsample_4x
+from rrsgan_geo.model.self_ensemble import check_views, ensembled
+from rrsgan_geo.model.sensor import BICUBIC, SensorModel, reference_dux4
+from rrsgan_geo.sr.contrast import stretched
+from rrsgan_geo.sr.sources import Strip
 from rrsgan_geo.upscaling import SCALE
 
 AUTO_PRECISION = "auto"

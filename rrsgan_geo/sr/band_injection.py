@@ -28,9 +28,9 @@ import torch
 from rasterio.windows import Window
 from torch.nn import functional as F
 
-from rrsgan_geo.degradation import upsample_4x
-from rrsgan_geo.scaling import ValueScaling
-from rrsgan_geo.sources import read_filled
+from rrsgan_geo.geo.scaling import ValueScaling
+from rrsgan_geo.model.degradation import upsample_4x
+from rrsgan_geo.sr.sources import read_filled
 from rrsgan_geo.upscaling import SCALE
 
 GAIN_WINDOW = 5

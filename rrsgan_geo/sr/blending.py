@@ -7,7 +7,7 @@ grow with the scene's height.
 
 import torch
 
-from rrsgan_geo.tiling import Tile, TileLayout, blend_window
+from rrsgan_geo.sr.tiling import Tile, TileLayout, blend_window
 from rrsgan_geo.upscaling import SCALE
 
 

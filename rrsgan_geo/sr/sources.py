@@ -23,18 +23,18 @@ from rasterio.fill import fillnodata
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
-from rrsgan_geo.grids import RasterGrid
-from rrsgan_geo.locations import HttpOptions, gdal_path, local_file
-from rrsgan_geo.rasters import (
+from rrsgan_geo.geo.grids import RasterGrid
+from rrsgan_geo.geo.locations import HttpOptions, gdal_path, local_file
+from rrsgan_geo.geo.rasters import (
     band_validity,
     georeferenced_grid,
     naming_read_failures,
     to_model_bands,
     warp_to_grid,
 )
-from rrsgan_geo.scaling import ValueScaling
-from rrsgan_geo.tile_services import retried, tolerating_server_errors
-from rrsgan_geo.tiling import Tile, TileLayout
+from rrsgan_geo.geo.scaling import ValueScaling
+from rrsgan_geo.geo.tile_services import retried, tolerating_server_errors
+from rrsgan_geo.sr.tiling import Tile, TileLayout
 from rrsgan_geo.upscaling import SCALE
 
 MAX_SPLIT_REFERENCES = 4

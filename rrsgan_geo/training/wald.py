@@ -21,9 +21,9 @@ import rasterio
 import torch
 from affine import Affine
 
-from rrsgan_geo.degradation import upsample_4x
 from rrsgan_geo.errors import InputError
-from rrsgan_geo.sensor import EVALUATION_SENSOR, SensorModel, degrade
+from rrsgan_geo.model.degradation import upsample_4x
+from rrsgan_geo.model.sensor import EVALUATION_SENSOR, SensorModel, degrade
 from rrsgan_geo.upscaling import SCALE
 
 BORDER = 4

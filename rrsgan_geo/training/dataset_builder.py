@@ -24,14 +24,11 @@ from pyproj import Transformer
 from rasterio.enums import Resampling
 from rasterio.windows import Window
 
-from rrsgan_geo.data import MANIFEST, find_samples, place_key, spatial_split
-from rrsgan_geo.degradation import down_up_4x, downsample_4x, upsample_4x
 from rrsgan_geo.errors import ConfigError, CoverageError, OutputError
 from rrsgan_geo.files import interrupts_deferred, new_temp_file, publish
-from rrsgan_geo.grids import RasterGrid
-from rrsgan_geo.locations import display_name
-from rrsgan_geo.output import check_complete
-from rrsgan_geo.rasters import (
+from rrsgan_geo.geo.grids import RasterGrid
+from rrsgan_geo.geo.locations import display_name
+from rrsgan_geo.geo.rasters import (
     band_validity,
     declaring_nodata,
     georeferenced_grid,
@@ -41,8 +38,11 @@ from rrsgan_geo.rasters import (
     to_model_bands,
     warp_to_grid,
 )
-from rrsgan_geo.references import ReferenceIndex, expand_rasters
-from rrsgan_geo.scaling import ValueScaling, choose_scaling
+from rrsgan_geo.geo.references import ReferenceIndex, expand_rasters
+from rrsgan_geo.geo.scaling import ValueScaling, choose_scaling
+from rrsgan_geo.model.degradation import down_up_4x, downsample_4x, upsample_4x
+from rrsgan_geo.sr.output import check_complete
+from rrsgan_geo.training.data import MANIFEST, find_samples, place_key, spatial_split
 from rrsgan_geo.upscaling import SCALE
 
 FOLDERS = ("HR", "LR", "LR_UX4", "Ref", "Ref_DUX4")

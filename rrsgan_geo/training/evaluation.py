@@ -20,15 +20,15 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from rrsgan_geo.contrast import stretched
-from rrsgan_geo.data import RefSRDataset
-from rrsgan_geo.metrics import Scorer, psnr
 from rrsgan_geo.model import RRSNet
-from rrsgan_geo.reference_synthesis import TRUTH_AS_REFERENCE, synthesize
-from rrsgan_geo.registration import co_registered
-from rrsgan_geo.scene_blur import BlurWindow, SceneBlur, estimate_scene_blur, given_scene_blur
-from rrsgan_geo.self_ensemble import ensembled
-from rrsgan_geo.sensor import optics, reference_dux4
+from rrsgan_geo.model.self_ensemble import ensembled
+from rrsgan_geo.model.sensor import optics, reference_dux4
+from rrsgan_geo.sr.contrast import stretched
+from rrsgan_geo.sr.registration import co_registered
+from rrsgan_geo.sr.scene_blur import BlurWindow, SceneBlur, estimate_scene_blur, given_scene_blur
+from rrsgan_geo.training.data import RefSRDataset
+from rrsgan_geo.training.metrics import Scorer, psnr
+from rrsgan_geo.training.reference_synthesis import TRUTH_AS_REFERENCE, synthesize
 
 METHODS = ("model", "model_no_ref", "model_truth_ref", "bicubic")
 OTHER_DATE = "model_other_date_ref"

@@ -13,9 +13,9 @@ import torch
 from torch.nn import functional as F
 
 from rrsgan_geo.config_numbers import check_numbers
-from rrsgan_geo.discriminator import DiscriminatorVGG128
-from rrsgan_geo.losses import VGGPerceptualLoss, gan_loss
 from rrsgan_geo.model.gradient import GradientMagnitude
+from rrsgan_geo.training.discriminator import DiscriminatorVGG128
+from rrsgan_geo.training.losses import VGGPerceptualLoss, gan_loss
 
 KINDS = ("image", "gradient")
 GradientPair = tuple[torch.Tensor, torch.Tensor]  # (SR, HR) gradient maps

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from rrsgan_geo.grids import RasterGrid, on_sr_pixels
-from rrsgan_geo.output import StreamingGeoTIFF, tiled_profile
+from rrsgan_geo.geo.grids import RasterGrid, on_sr_pixels
+from rrsgan_geo.sr.output import StreamingGeoTIFF, tiled_profile
 from rrsgan_geo.upscaling import SCALE
 
 

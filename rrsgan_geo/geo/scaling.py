@@ -17,7 +17,7 @@ import rasterio
 from rasterio.windows import Window
 
 from rrsgan_geo.errors import ScalingError
-from rrsgan_geo.rasters import decimated_shape, is_floating, raster_name
+from rrsgan_geo.geo.rasters import decimated_shape, is_floating, raster_name
 
 _PERCENTILE_SAMPLE_PIXELS = 1 << 22  # a decimated read: the whole scene, bounded memory
 _COUNT_ROWS = 64  # rows read at a time when counting unusable values

@@ -27,9 +27,9 @@ from rasterio.windows import Window
 
 from rrsgan_geo import __version__
 from rrsgan_geo.errors import CoverageError, InputError
-from rrsgan_geo.grids import RasterGrid
-from rrsgan_geo.locations import HttpOptions, display_name, http_failure
-from rrsgan_geo.rasters import GDAL_ERRORS, gdal_message
+from rrsgan_geo.geo.grids import RasterGrid
+from rrsgan_geo.geo.locations import HttpOptions, display_name, http_failure
+from rrsgan_geo.geo.rasters import GDAL_ERRORS, gdal_message
 
 WEB_MERCATOR = CRS.from_epsg(3857)
 HALF_WORLD_M = 20037508.342789244

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import torch
 
-from rrsgan_geo.degradation import down_up_4x
+from rrsgan_geo.model.degradation import down_up_4x
 from rrsgan_geo.upscaling import SCALE
 
 MAX_SHIFT = 32

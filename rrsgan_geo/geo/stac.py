@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 from shapely.geometry import Polygon, shape
 
 from rrsgan_geo.errors import CoverageError, InputError
-from rrsgan_geo.locations import HttpOptions, display_name, http_failure, scheme
+from rrsgan_geo.geo.locations import HttpOptions, display_name, http_failure, scheme
 
 if TYPE_CHECKING:
     import pystac

@@ -16,12 +16,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from rrsgan_geo.inference import model_inputs
-from rrsgan_geo.locations import display_name
-from rrsgan_geo.registration import MAX_SHIFT, Shift, estimate_shift
-from rrsgan_geo.scene_blur import BlurWindow, SceneBlur, estimate_scene_blur, lr_validity
-from rrsgan_geo.sources import ReferenceSpec, Strip, TileReader
-from rrsgan_geo.tiling import Tile, TileLayout
+from rrsgan_geo.geo.locations import display_name
+from rrsgan_geo.sr.inference import model_inputs
+from rrsgan_geo.sr.registration import MAX_SHIFT, Shift, estimate_shift
+from rrsgan_geo.sr.scene_blur import BlurWindow, SceneBlur, estimate_scene_blur, lr_validity
+from rrsgan_geo.sr.sources import ReferenceSpec, Strip, TileReader
+from rrsgan_geo.sr.tiling import Tile, TileLayout
 from rrsgan_geo.upscaling import LR_SIZE_MULTIPLE
 
 SAMPLE_TILES = 4
@@ -140,31 +140,18 @@ def _agreeing(shifts: list[Shift]) -> tuple[int, int, list[Shift]]:
 
 
 def measure_scene_blur(reader: TileReader) -> SceneBlur:
-    """The scene's blur (`scene_blur`), measured on up to `SAMPLE_TILES` windows spread
-    over the scene as co-registration's are: where the (co-registered) references cover
-    `_MIN_VALID` of the window, or, for a reader without references, where the scene
-    has pixels (measured alone)."""
+    """The scene's blur (`scene_blur`), measured on up to `SAMPLE_TILES` windows where
+    the (co-registered) references cover `_MIN_VALID` of the window, spread over the
+    scene as co-registration's are."""
     windows: list[BlurWindow] = []
-    strips = _covered_windows(reader) if reader.references else _scene_windows(reader)
-    for strip in strips:
+    for strip in _covered_windows(reader):
         if len(windows) == SAMPLE_TILES:
             break
-        valid = torch.ones(strip.lr.shape[-2:], dtype=torch.bool)
-        if strip.ref is not None:
-            valid &= lr_validity(torch.from_numpy(strip.ref_valid))
+        valid = lr_validity(torch.from_numpy(strip.ref_valid))
         if strip.lr_valid is not None:
             valid &= torch.from_numpy(strip.lr_valid)
-        reference = None if strip.ref is None else torch.from_numpy(strip.ref)
-        windows.append(BlurWindow(torch.from_numpy(strip.lr), reference, valid))
+        windows.append(BlurWindow(torch.from_numpy(strip.lr), torch.from_numpy(strip.ref), valid))
     return estimate_scene_blur(windows)
-
-
-def _scene_windows(reader: TileReader) -> Iterator[Strip]:
-    """The candidate windows (`_candidate_tiles`) that have scene pixels."""
-    for tile in _candidate_tiles(reader.layout):
-        strip = reader.read([tile])
-        if not strip.is_empty(0):
-            yield strip
 
 
 def measuring_layout(scene_size: tuple[int, int]) -> TileLayout | None:

@@ -7,7 +7,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from rrsgan_geo.errors import WeightsNotFoundError
-from rrsgan_geo.weight_files import read_torch_state_dict
+from rrsgan_geo.model.weight_files import read_torch_state_dict
 
 # conv5_4 before its ReLU: index 34 of torchvision's vgg19().features (the authors' choice)
 VGG_FEATURE_LAYER = 34

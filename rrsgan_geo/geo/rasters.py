@@ -17,8 +17,8 @@ from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
 
 from rrsgan_geo.errors import InputError
-from rrsgan_geo.grids import RasterGrid
-from rrsgan_geo.locations import (
+from rrsgan_geo.geo.grids import RasterGrid
+from rrsgan_geo.geo.locations import (
     HttpOptions,
     display_name,
     gdal_path,
