@@ -173,6 +173,7 @@ def test_dry_run_adds_up_the_outputs_against_the_free_disk_space(workspace, monk
     assert "the 3 outputs are" in result.output and "0.0 GB free" in result.output
 
 
+@pytest.mark.slow
 def test_an_interrupted_batch_says_what_is_done_and_resumes(workspace, monkeypatch):
     """Ctrl-C (or SIGTERM) during the second scene: the table and --json list the
     scene done, the message says how to go on, and the same command does the rest."""
@@ -203,6 +204,7 @@ def test_an_interrupted_batch_says_what_is_done_and_resumes(workspace, monkeypat
     assert "2 done, 1 skipped, 0 failed" in resumed.output
 
 
+@pytest.mark.slow
 def test_corrupt_scene_skipped_or_fatal(workspace):
     tmp_path, weights = workspace
     (tmp_path / "scenes" / "scene_0_corrupt.tif").write_bytes(b"II*\x00" + b"junk" * 64)
@@ -218,6 +220,7 @@ def test_corrupt_scene_skipped_or_fatal(workspace):
     assert not list((tmp_path / "fail").glob("*_x4.tif"))
 
 
+@pytest.mark.slow
 def test_killed_batch_resumes_with_only_the_missing_outputs(workspace):
     tmp_path, weights = workspace
     out = tmp_path / "out"
@@ -238,6 +241,7 @@ def test_killed_batch_resumes_with_only_the_missing_outputs(workspace):
     assert len(list(out.glob("*_x4.tif"))) == 3
 
 
+@pytest.mark.slow
 def test_dask_local_cluster_gives_byte_identical_outputs(workspace):
     pytest.importorskip("distributed")
     tmp_path, weights = workspace

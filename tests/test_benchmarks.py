@@ -14,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import rasterio
 import torch
 import torch.nn.functional as F
@@ -47,6 +48,7 @@ def _run(command: list[str], env: dict[str, str]) -> str:
     return output
 
 
+@pytest.mark.slow
 def test_gpu_bars_runs_without_pyproj_or_pystac(tmp_path):
     env = _environment(tmp_path, ("pyproj", "pystac"))
     env["OUT"] = str(tmp_path)
@@ -57,6 +59,7 @@ def test_gpu_bars_runs_without_pyproj_or_pystac(tmp_path):
     assert "within 1 DN:" in (tmp_path / "gpu_bars.log").read_text()
 
 
+@pytest.mark.slow
 def test_model_profile_runs_without_the_geospatial_stack(tmp_path):
     env = _environment(tmp_path, ("rasterio", "shapely", "pyproj", "pystac"))
     env["PYTHONPATH"] += os.pathsep + str(ROOT)  # the model from the source tree
@@ -91,6 +94,7 @@ def _tiny_config(path: Path) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_gpu_window_trains_exports_and_scores(tmp_path):
     data = tmp_path / "rrssrd_val"
     for date in ("val_1st", "val_2nd"):
@@ -114,6 +118,7 @@ def test_gpu_window_trains_exports_and_scores(tmp_path):
     assert not (tmp_path / "again" / "eval.json").exists()
 
 
+@pytest.mark.slow
 def test_the_pipeline_benchmarks_print_their_tables(tmp_path):
     """`sr_bench.py --pipeline-only` ends with the ratio the CPU bar reads, and
     `pipeline_profile.py` gives each part's wall and CPU time, on a small scene."""
@@ -159,6 +164,7 @@ def test_the_oracle_finds_a_shifted_copy_and_never_does_harm():
     assert (per_block(fitted) <= per_block(base) + 1e-7).all()
 
 
+@pytest.mark.slow
 def test_the_reference_oracle_prints_its_table(tmp_path):
     data = tmp_path / "rrssrd_val"
     for date in ("val_1st", "val_2nd"):
@@ -181,6 +187,7 @@ def test_the_reference_oracle_prints_its_table(tmp_path):
     assert truth_ceiling > 1.0  # the truth's detail, found and fitted, pays off
 
 
+@pytest.mark.slow
 def test_the_relevance_gate_benchmark_prints_both_halves(tmp_path):
     """`relevance_gate.py` runs sr twice on the bundled example and prints each half's
     mean gate; its half-replaced reference really differs only in the west half."""

@@ -61,6 +61,7 @@ def test_train_and_evaluate_import_nothing_geospatial(tmp_path):
     assert not {"rasterio", "shapely", "pyproj"} & loaded
 
 
+@pytest.mark.slow
 def test_sr_of_local_files_loads_neither_pyproj_nor_pystac(tmp_path):
     """They serve tile services and STAC references only: a run on local files works
     where they are not installed (as on the GPU machines benchmarks run on), and the

@@ -106,6 +106,7 @@ def test_errors_are_one_line_without_traceback(tmp_path, monkeypatch, args, mess
     assert not list(tmp_path.glob("*.safetensors"))
 
 
+@pytest.mark.slow
 def test_installed_console_script(weight_file):
     executable = shutil.which("rrsgan-geo")
     if executable is None:

@@ -70,6 +70,7 @@ def test_declared_fill_is_left_out_of_the_stretch_and_is_nodata_in_the_output(in
     assert json.loads(tags["RRSGAN_OPTIONS"])["nodata"] == 0
 
 
+@pytest.mark.slow
 def test_declared_reference_fill_is_no_reference(inputs, tmp_path):
     scene, ref = lr_scene(tmp_path / "scene.tif"), inputs["black_border"]
     plan, as_tagged = run(scene, ref, tmp_path / "a.tif", tile=32)

@@ -116,6 +116,7 @@ def test_a_map_path_that_exists_is_refused_before_any_work(tmp_path):
 GATE_PROBE = REPO / "tests" / "data" / "gate_probe_compact.safetensors"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("replacement", ["rotated", "grey"])
 def test_the_relevance_map_is_higher_where_the_reference_matches(tmp_path, replacement):
     """A model whose attention learnt to gate (weights/provenance/

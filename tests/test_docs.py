@@ -116,6 +116,7 @@ def test_the_training_recipes_load_and_name_their_data_as_their_comments_say():
     assert load_config(REPO / "examples" / "train" / "stage2_gan_gpu.yaml").stage == 2
 
 
+@pytest.mark.slow
 def test_the_starter_runs_build_dataset_train_and_evaluate(tmp_path):
     """The commands at the top of examples/train/starter.yaml, on the bundled imagery,
     with the run and the pairs in a temporary folder and a short time limit."""

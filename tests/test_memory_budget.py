@@ -116,6 +116,7 @@ def test_a_budget_below_any_tile_is_refused(tmp_path):
         plan_sr(scene, None, tmp_path / "o.tif", options, 16, model_features=16)
 
 
+@pytest.mark.slow
 def test_the_model_estimate_covers_a_measured_peak():
     """The compact model's peak over the loaded process, one tile of 128 + 2 x 16: the
     kernel's high-water mark, reset just before the forward (/proc/self/clear_refs),

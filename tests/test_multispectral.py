@@ -78,6 +78,7 @@ def test_each_band_keeps_its_lr_means(wald):
     assert (deviation[3:] <= deviation[:3].max()).all(), deviation
 
 
+@pytest.mark.slow
 def test_water_in_nir_is_not_sharpened(tmp_path):
     """Over the lake NIR (B4) does not follow the visible bands: it gets no detail,
     where over land it gets the visible bands' detail."""

@@ -34,6 +34,7 @@ def served_folder(tmp_path):
     return folder
 
 
+@pytest.mark.slow
 def test_a_scene_and_a_cog_reference_over_http_give_the_local_output(tmp_path):
     folder = served_folder(tmp_path)
     run(folder / "scene.tif", folder / "ref_cog.tif", tmp_path / "local.tif", tile=32)
@@ -77,6 +78,7 @@ def test_a_server_without_byte_ranges_is_named_with_the_way_round_it(tmp_path):
     assert report.pixel_coverage > 0.97
 
 
+@pytest.mark.slow
 def test_a_reference_inside_a_zip_is_read_through_vsizip(tmp_path):
     folder = served_folder(tmp_path)
     archive = tmp_path / "refs.zip"
@@ -143,6 +145,7 @@ def test_an_unreadable_remote_reference_is_one_line_with_url_and_cause(tmp_path,
     assert not output.exists() and not list(tmp_path.glob(".out.tif*"))
 
 
+@pytest.mark.slow
 def test_a_server_that_never_answers_is_cut_off_by_the_timeout(tmp_path):
     """The run ends with an error instead of hanging (the subprocess limit is only a
     guard for the test: a hang fails it rather than blocking the suite)."""

@@ -79,6 +79,7 @@ def test_tile_model_averages_the_views_of_the_image_and_of_the_relevance():
     assert ensemble[:, 3].min() >= 0 and ensemble[:, 3].max() <= 1
 
 
+@pytest.mark.slow
 def test_self_ensemble_is_tiling_invariant(tmp_path):
     """Turned and mirrored tiles keep their margins on every side, so 4 tiles and one
     whole-scene pass agree as with one view (float32 scene: no rounding hides
@@ -101,6 +102,7 @@ def test_self_ensemble_is_tiling_invariant(tmp_path):
         assert np.abs(tiled - whole).max() / (255 if suffix == "" else 1) < 1e-4
 
 
+@pytest.mark.slow
 def test_sr_self_ensemble_is_recorded_and_estimated(files, tmp_path):  # noqa: F811
     ran = resolve_precision("auto", torch.device("cpu"), "uint8")  # bf16 or fp32 here
     dry = sr(files, tmp_path, "--dry-run", "--self-ensemble", "4")

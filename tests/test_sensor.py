@@ -143,6 +143,7 @@ def test_the_blur_estimate_takes_bicubic_lr_as_bicubic_like(neon):
     assert "bicubic-like (no PSF), estimated from the reference" in estimate.describe()
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not (SHARED / "data" / "rrssrd_val").is_dir(), reason="RRSSRD pairs absent")
 @pytest.mark.parametrize("sigma", [0.3, 0.6, 0.9])
 def test_the_blur_estimate_with_the_other_dates_hr_on_rrssrd(sigma):

@@ -30,6 +30,7 @@ def test_sr_uses_the_shipped_weights_by_default(tmp_path):
         assert out.tags()["RRSGAN_MARGIN"] == "16"
 
 
+@pytest.mark.slow
 def test_shipped_weights_beat_bicubic_on_held_out_places():
     folders = [SHARED / "data" / "rrssrd_val" / name for name in ("val_1st", "val_2nd")]
     if not folders[0].is_dir():

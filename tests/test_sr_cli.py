@@ -194,6 +194,7 @@ def test_success_with_cog_creation_options_and_dry_run(files, tmp_path):
         assert out.tags()["RRSGAN_TILE"] == "32"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
 def test_interrupt_mid_run_leaves_no_file(files, tmp_path, signum):
     out = tmp_path / "out.tif"
@@ -218,6 +219,7 @@ def _no_shipped_weights(_device_type: str = "cpu"):
     raise WeightsNotFoundError("no trained weights are installed (test): pass --weights FILE")
 
 
+@pytest.mark.slow
 def test_without_weights_a_run_refuses_and_a_dry_run_still_plans(files, tmp_path, monkeypatch):
     monkeypatch.setattr("rrsgan_geo.model.weight_files.shipped_weights_path", _no_shipped_weights)
     base = ["sr", str(files["scene"]), "--ref", str(files["ref"]), "-o", str(tmp_path / "o.tif")]
@@ -270,6 +272,7 @@ def test_bounds_process_a_part_of_the_scene_as_the_whole_run_does(files, tmp_pat
     assert f"spans ({left}, {bottom}, {right}, {top}) in its CRS EPSG:32617" in outside.output
 
 
+@pytest.mark.slow
 def test_sr_says_how_far_it_moved_the_reference(files, tmp_path):
     """The reference lies where the scene has it: measured and left (0 px); with
     --no-co-register nothing is measured."""
@@ -311,6 +314,7 @@ def test_sr_notes_a_reference_too_coarse_to_add_the_outputs_detail(files, tmp_pa
     assert fine.exit_code == 0 and "x the output's" not in fine.output
 
 
+@pytest.mark.slow
 def test_sr_measures_the_scene_blur_and_records_it(files, tmp_path):
     """The scene is the mosaic averaged 4x (area integration, no PSF) and the reference
     the mosaic itself: `auto` finds no PSF (bicubic-like); a given sigma is used as

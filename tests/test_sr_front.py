@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from rrsgan_geo import sr
@@ -16,6 +17,7 @@ SCENE = EXAMPLES / "sjer_scene_0.4m_utm11n.tif"
 REFERENCE = EXAMPLES / "sjer_reference_0.1m_epsg3857.tif"
 
 
+@pytest.mark.slow
 def test_three_calls_make_what_the_command_makes(tmp_path):
     """load, plan, run on the bundled example: the same bytes as `rrsgan-geo sr`."""
     generator = sr.load_generator(device="cpu")

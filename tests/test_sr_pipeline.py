@@ -116,6 +116,7 @@ def test_odd_non_square_and_rotated_scenes_come_out_exactly_4x(tmp_path, shape_t
     assert report.pixel_coverage > 0
 
 
+@pytest.mark.slow
 def test_tiling_invariance(tmp_path):
     """Small tiles and one whole-scene pass agree within 1e-4 (float) in fp32; in bf16
     (`--precision auto` on hardware that computes it) within 1 DN, as bf16 rounds the
@@ -139,6 +140,7 @@ def test_tiling_invariance(tmp_path):
     assert np.abs(outputs["tiled", "bf16"] - whole).max() <= 1
 
 
+@pytest.mark.slow
 def test_tiling_invariance_float(tmp_path):
     """The same on a float32 scene, where no rounding hides differences; the relevance
     map, blended as a 4th band, is tiling-invariant too."""
@@ -164,6 +166,7 @@ def test_tiling_invariance_float(tmp_path):
     assert np.abs(tiled - whole).max() < 1e-4
 
 
+@pytest.mark.slow
 def test_half_covered_scene_uses_lr_ux4_where_the_reference_is_missing(tmp_path):
     scene = lr_scene(tmp_path / "scene.tif")
     half = mercator_reference(tmp_path / "half.tif", crop_right=0.5)
@@ -255,6 +258,7 @@ def test_single_band_uint16_scene_with_percentile_stretch_and_nodata(tmp_path):
     assert report.pixel_coverage > 0.5
 
 
+@pytest.mark.slow
 def test_a_folder_of_reference_tiles_in_mixed_crss_is_composited(tmp_path):
     """Half a reference covers half the scene; a folder holding that half (Web
     Mercator) and the other half (UTM) covers all of it, tile by tile."""
@@ -345,6 +349,7 @@ def test_tiles_without_valid_lr_are_left_out_of_the_model_inputs(tmp_path):
     torch.testing.assert_close(kept[2], every[2][[0, 2]])
 
 
+@pytest.mark.slow
 def test_several_reader_threads_give_the_same_output(tmp_path, monkeypatch):
     """Strips read by a pool of readers are consumed in order: the file is identical
     to the one a single reader makes."""
@@ -451,6 +456,7 @@ def test_tile_and_batch_default_to_the_devices_choice(tmp_path):
     assert pipeline_default_batch(torch.device("cuda")) == 4
 
 
+@pytest.mark.slow
 def test_inputs_are_made_with_the_cores_the_readers_leave_and_the_model_gets_all(
     tmp_path, monkeypatch
 ):
@@ -484,6 +490,7 @@ def test_inputs_are_made_with_the_cores_the_readers_leave_and_the_model_gets_all
     assert seen == {"inputs": {1}, "model": {3}}
 
 
+@pytest.mark.slow
 def test_a_reference_metres_off_is_moved_onto_the_scene(tmp_path):
     """The Web Mercator reference lies 1 m (10 output px) east of where the UTM scene
     has it: co-registration moves it 10 px west, the same for any tiling, and the output

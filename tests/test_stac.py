@@ -41,6 +41,7 @@ def read(path):
         return dataset.read()
 
 
+@pytest.mark.slow
 def test_an_item_local_or_served_with_a_relative_href_gives_the_local_output(tmp_path):
     folder = served_folder(tmp_path)
     scene = folder / "scene.tif"
@@ -71,6 +72,7 @@ def test_an_item_without_the_asset_names_those_it_has(tmp_path):
     assert report.pixel_coverage > 0.97
 
 
+@pytest.mark.slow
 def test_a_collection_composites_items_newest_or_oldest_first(tmp_path):
     """Two items cover the scene: the truth (2020) and a grey image (2018); a third,
     elsewhere, points at a file that does not exist and is never opened."""
@@ -109,6 +111,7 @@ def test_json_that_is_not_stac_is_one_error(tmp_path):
         run(scene, tmp_path / "point.json", tmp_path / "out.tif", tile=32)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "href",
     [

@@ -41,6 +41,7 @@ def close_where_valid(a, b, valid):
     return (np.abs(a - b)[:, valid] <= 1).mean() >= 0.99
 
 
+@pytest.mark.slow
 def test_an_xyz_service_gives_the_output_of_the_same_tiles_as_a_local_raster(pyramid, tmp_path):
     folder, tiles, mosaic, scene = pyramid
     _, local = run(scene, mosaic, tmp_path / "local.tif", tile=32, ref_zoom=ZOOM)
@@ -70,6 +71,7 @@ def test_an_xyz_service_gives_the_output_of_the_same_tiles_as_a_local_raster(pyr
         assert out.tags()["RRSGAN_REFERENCE"] == url + XYZ  # no key recorded
 
 
+@pytest.mark.slow
 def test_a_wmts_capabilities_url_goes_through_gdals_wmts_driver(pyramid, tmp_path):
     """The same tiles described by a WMTS capabilities document: recognised by its
     URL, opened with GDAL's WMTS driver, the same output as the local mosaic."""
@@ -83,6 +85,7 @@ def test_a_wmts_capabilities_url_goes_through_gdals_wmts_driver(pyramid, tmp_pat
     assert close_where_valid(a, b, np.ones(a.shape[1:], bool))
 
 
+@pytest.mark.slow
 def test_a_tms_service_counts_rows_from_the_bottom(tmp_path):
     folder = tmp_path / "tms"
     _, mosaic = write_pyramid(folder, ZOOM, tms=True)
@@ -94,6 +97,7 @@ def test_a_tms_service_counts_rows_from_the_bottom(tmp_path):
     assert close_where_valid(a, b, np.ones(a.shape[1:], bool))
 
 
+@pytest.mark.slow
 def test_missing_tiles_are_missing_reference_counted_and_equal_to_no_reference(pyramid, tmp_path):
     """One tile in ten answers 404 (the one under the scene's centre is kept, as the
     run checks it): the run completes, its coverage shows the gap, and inside the
@@ -138,6 +142,7 @@ def test_missing_tiles_are_missing_reference_counted_and_equal_to_no_reference(p
     assert np.abs(gap - none).max() <= 1
 
 
+@pytest.mark.slow
 def test_server_errors_are_retried_then_treated_as_missing_and_reported(pyramid, tmp_path):
     """GDAL does not retry tile requests; the reader does. A tile failing twice with
     503 is fetched on the third try (the output equals the local mosaic's); a tile that
@@ -165,6 +170,7 @@ def test_server_errors_are_retried_then_treated_as_missing_and_reported(pyramid,
     assert broken.pixel_coverage < local.pixel_coverage - 0.05
 
 
+@pytest.mark.slow
 def test_a_stalled_tile_server_is_cut_off_by_the_timeout(pyramid, tmp_path):
     _, _, _, scene = pyramid
     with stalling_server() as url:

@@ -132,6 +132,7 @@ def test_stage_2_fails_early_without_vgg_weights(tmp_path):
         Trainer(config, torch.device("cpu"))
 
 
+@pytest.mark.slow
 def test_stage_2_steps_with_a_vgg_file(tmp_path):
     """The adversarial and perceptual path runs (a random VGG19 stands in for ImageNet's)."""
     import torchvision
@@ -222,6 +223,7 @@ def test_cli_max_minutes(tmp_path):
     assert "stopped after" in result.output and "at step 1" in result.output
 
 
+@pytest.mark.slow
 def test_sigterm_saves_a_checkpoint_to_resume_from(tmp_path):
     """A batch scheduler stops a job with SIGTERM (SLURM at its time limit): the run
     saves its state and says how to continue, as after Ctrl-C, instead of dying with
@@ -256,6 +258,7 @@ def _ddp_worker(rank: int, world_size: int, config_path: str, init_file: str) ->
         dist.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_two_gloo_processes_train_as_one_with_the_same_global_batch(tmp_path):
     import torch.multiprocessing as mp
 
