@@ -6,7 +6,6 @@ and shell completion answer at once."""
 from __future__ import annotations
 
 import sys
-from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -216,20 +215,17 @@ def _detail(result: SceneResult) -> str:
 
 
 def _record(result: SceneResult) -> dict:
-    """One scene of --json."""
-    plan, report = result.plan, result.report
+    """One scene of --json: its status, and its run as `sr --json` writes it."""
+    from rrsgan_geo import sr as library
+
+    run = library.record(result.plan, result.report) if result.plan else {}
     return {
         "scene": result.scene,
-        "output": str(result.output),
         "status": result.status,
         "reason": result.reason,
+        **run,
+        "output": str(result.output),
         "seconds": result.seconds if result.status == "done" else None,
-        "sr_size": [plan.sr_grid.width, plan.sr_grid.height] if plan else None,
-        "references": list(plan.ref_paths) if plan else None,
-        "reference_coverage": report.pixel_coverage if report else None,
-        "reference_offsets": [asdict(o) for o in report.reference_offsets] if report else [],
-        "scene_blur": report.scene_blur.record() if report else None,
-        "notes": list(plan.notes) if plan else [],
     }
 
 

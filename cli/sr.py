@@ -5,7 +5,6 @@ shell completion answer at once."""
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -226,14 +225,7 @@ def sr(
     except KeyboardInterrupt:
         raise click.ClickException("interrupted: no output written") from None
     if json_path is not None:
-        summary = {
-            **dataclasses.asdict(report),
-            "output": str(report.output),
-            "weights": {"file": generator.name, "sha256": generator.sha256},
-            "scene_blur": report.scene_blur.record(),
-            "notes": list(plan.notes),  # what --quiet keeps off the console
-        }
-        write_json(json_path, summary)
+        write_json(json_path, library.record(plan, report))
     if quiet:
         return
     pixel_size = (plan.sr_grid.transform.a, -plan.sr_grid.transform.e)

@@ -300,3 +300,41 @@ def test_tile_services_and_stac_documents_are_resolved_per_scene():
     )
     assert rasters == ["refs/", "https://h/a.tif"]
     assert per_scene == ("https://h/{z}/{x}/{y}.png", "search.json")
+
+
+def test_sr_and_batch_write_a_scene_in_one_json_shape(workspace):
+    tmp_path, weights = workspace
+    batch_json, sr_json = tmp_path / "batch.json", tmp_path / "sr.json"
+    scene = tmp_path / "scenes" / "scene_a.tif"
+    batch = CliRunner().invoke(
+        main,
+        batch_args(
+            tmp_path, weights, tmp_path / "out", "--json", str(batch_json), scenes=[str(scene)]
+        ),
+    )
+    assert batch.exit_code == 0, batch.output
+    single = CliRunner().invoke(
+        main,
+        [
+            "sr",
+            str(scene),
+            "--ref",
+            str(tmp_path / "refs"),
+            "-o",
+            str(tmp_path / "a.tif"),
+            "--weights",
+            str(weights),
+            "--tile",
+            "16",
+            "--threads",
+            "1",
+            "--json",
+            str(sr_json),
+        ],
+    )
+    assert single.exit_code == 0, single.output
+    (record,) = json.loads(batch_json.read_text())
+    alone = json.loads(sr_json.read_text())
+    assert set(record) == {"scene", "status", "reason"} | set(alone)
+    assert record["reference_coverage"] == alone["reference_coverage"] > 0
+    assert record["weights"] == alone["weights"] and record["scene_blur"] == alone["scene_blur"]

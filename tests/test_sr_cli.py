@@ -238,7 +238,7 @@ def test_quiet_and_json_summary(files, tmp_path):
     assert result.output == ""
     data = json.loads(summary.read_text())
     assert data["sr_size"] == [400, 400] and data["tiles"] > 0
-    assert 0.9 < data["pixel_coverage"] <= 1 and data["weights"]["file"] == "tiny.safetensors"
+    assert 0.9 < data["reference_coverage"] <= 1 and data["weights"]["file"] == "tiny.safetensors"
     # The notes --quiet keeps off the console (this reference's warp left untagged black).
     assert [n for n in data["notes"] if "of reference ref.tif's pixels are 0" in n]
 

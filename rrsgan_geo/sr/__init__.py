@@ -25,6 +25,7 @@ __getattr__, __dir__ = lazy_exports(
         "load_generator": "front",
         "plan": "front",
         "run": "front",
+        "record": "front",
         "SROptions": "planning",
         "SRPlan": "planning",
         "SRReport": "pipeline",

@@ -6,7 +6,7 @@ device; the command line, `batch` and the benchmarks only call these.
 """
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from rrsgan_geo.devices import resolve_device
@@ -19,7 +19,7 @@ from rrsgan_geo.sr.inference import (
 from rrsgan_geo.sr.pipeline import Generator, SRReport, super_resolve
 from rrsgan_geo.sr.planning import SROptions, SRPlan, plan_sr
 
-__all__ = ["Generator", "ModelTime", "estimate", "load_generator", "plan", "run"]
+__all__ = ["Generator", "ModelTime", "estimate", "load_generator", "plan", "record", "run"]
 
 
 def load_generator(path: str | Path | None = None, device: str = "auto") -> Generator:
@@ -70,6 +70,35 @@ def run(
     measured, tiles streamed to the output (`pipeline.super_resolve`). `progress` is
     called with the number of tiles each step finished."""
     return super_resolve(plan, generator, plan.options, on_tiles=progress)
+
+
+def record(plan: SRPlan, report: SRReport | None) -> dict:
+    """A scene's run as `sr --json` and each scene of `batch --json` write it: one shape,
+    so scripts read both alike. Without a report (a scene not run), the plan's part
+    only, the run's fields None."""
+    ran = report is not None
+    return {
+        "output": str(plan.output_path),
+        "lr_size": [plan.lr_grid.width, plan.lr_grid.height],
+        "sr_size": [plan.sr_grid.width, plan.sr_grid.height],
+        "tiles": plan.layout.count,
+        "tiles_run": report.tiles_run if ran else None,
+        "references": list(plan.ref_paths),
+        "footprint_coverage": plan.footprint_coverage,
+        "reference_coverage": report.pixel_coverage if ran else None,
+        "reference_offsets": [asdict(o) for o in report.reference_offsets] if ran else [],
+        "scene_blur": report.scene_blur.record() if ran and report.scene_blur else None,
+        "device": report.device if ran else None,
+        "precision": report.precision if ran else None,
+        "batch_size": report.batch_size if ran else None,
+        "oom_halvings": report.oom_halvings if ran else None,
+        "seconds": report.seconds if ran else None,
+        "model_seconds": report.model_seconds if ran else None,
+        "mean_relevance": report.mean_relevance if ran else None,
+        "tile_server_errors": report.tile_server_errors if ran else None,
+        "weights": report.weights if ran else None,
+        "notes": list(plan.notes),
+    }
 
 
 @dataclass(frozen=True)

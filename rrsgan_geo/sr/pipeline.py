@@ -93,6 +93,8 @@ class SRReport:
     """What co-registration moved each reference by (empty without it)."""
     scene_blur: SceneBlur | None = None
     """The blur the model was told the scene has, and where it came from."""
+    weights: dict[str, str] | None = None
+    """The weight file's name and sha256, as the output's tags record them."""
 
 
 TileCallback = Callable[[int], None]
@@ -279,6 +281,7 @@ def _super_resolve(
         mean_relevance,
         sum(reader.server_errors for reader in prefetcher.readers),
         scene_blur=scene_blur,
+        weights={"file": generator.name, "sha256": generator.sha256},
     )
 
 
