@@ -159,11 +159,24 @@ def batch(
             "same command again to do the rest (finished outputs are skipped)"
         ) from None
     _summary(results, len(jobs), json_path)
+    if options.stac:
+        _catalog(out_dir, results)
     failed = [r for r in results if r.status == "failed"]
     if failed and on_error == "fail":
         raise click.ClickException(f"{display_name(failed[0].scene)} failed: {failed[0].reason}")
     if failed:
         raise click.exceptions.Exit(1)
+
+
+def _catalog(out_dir: Path, results: list[SceneResult]) -> None:
+    """catalog.json over the Items of the scenes done (and of those skipped whose
+    Item a previous run wrote)."""
+    from rrsgan_geo.sr.item_facts import item_path
+    from rrsgan_geo.sr.stac_item import write_catalog
+
+    items = [item_path(r.output) for r in results if r.status in ("done", "skipped")]
+    catalog = write_catalog(out_dir, [path for path in items if path.is_file()])
+    click.echo(f"wrote {catalog}: a STAC Catalog of the outputs' Items")
 
 
 def _dry_run(

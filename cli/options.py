@@ -303,6 +303,19 @@ def processing_options(command: Callable) -> Callable:
                 "--cog", is_flag=True, help="Write a Cloud Optimized GeoTIFF with overviews."
             ),
             click.option(
+                "--stac",
+                is_flag=True,
+                help="Also write a STAC Item beside each output (<output>.stac.json: "
+                "footprint, grid, bands, provenance, derived_from links, assets), for "
+                "catalogues; batch also writes catalog.json over its folder.",
+            ),
+            click.option(
+                "--stac-datetime",
+                metavar="ISO[/ISO]",
+                help="The Item's time where the scene says nothing of it (no "
+                "TIFFTAG_DATETIME, no date in its name): a date or START/END.",
+            ),
+            click.option(
                 "--co",
                 "creation_options",
                 multiple=True,
@@ -403,6 +416,8 @@ SCENE_SECTIONS = {
         "output",
         "out_dir",
         "cog",
+        "stac",
+        "stac_datetime",
         "creation_options",
         "overwrite",
         "relevance_map",

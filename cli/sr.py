@@ -240,6 +240,10 @@ def sr(
         + _views_note(options.self_ensemble)
         + (f", batch halved {report.oom_halvings}x on out-of-memory" if report.oom_halvings else "")
     )
+    if options.stac:
+        from rrsgan_geo.sr.item_facts import item_path
+
+        click.echo(f"wrote {item_path(report.output)}: its STAC Item")
     if report.tile_server_errors:
         click.echo(
             f"warning: the tile service still failed after {options.http.retries} retries in "

@@ -11,6 +11,7 @@ import math
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,7 @@ from rasterio.enums import ColorInterp, Resampling
 from rasterio.windows import Window, from_bounds
 
 from rrsgan_geo.devices import default_batch, resolve_device
-from rrsgan_geo.errors import CoverageError, InputError, MemoryBudgetError, OutputError
+from rrsgan_geo.errors import ConfigError, CoverageError, InputError, MemoryBudgetError, OutputError
 from rrsgan_geo.geo.grids import RasterGrid
 from rrsgan_geo.geo.locations import (
     HttpOptions,
@@ -46,6 +47,7 @@ from rrsgan_geo.geo.stac import is_stac, stac_hrefs
 from rrsgan_geo.geo.tile_services import is_tile_template, open_tile_service
 from rrsgan_geo.model.self_ensemble import check_views
 from rrsgan_geo.sr.band_roles import band_roles
+from rrsgan_geo.sr.item_facts import acquisition_time, item_path, parse_stac_datetime
 from rrsgan_geo.sr.memory_budget import (
     COMFORTABLE_SHARE,
     CPU_TILES,
@@ -133,6 +135,10 @@ class SROptions:
     scene_blur: str = "auto"
     """How blurred the scene is (`scene_blur.given_scene_blur`): auto (measured on the
     references), none (bicubic-like), a PSF sigma in LR px, or mtf:X."""
+    stac: bool = False
+    """Write a STAC Item beside the output (`stac_item`)."""
+    stac_datetime: str | None = None
+    """The Item's time where the scene says nothing of it: an ISO instant or START/END."""
     max_memory: int | None = None
     """Bytes of host memory the run may use (`memory_budget`); None: what the machine
     has available when the plan is made."""
@@ -188,6 +194,8 @@ class SRPlan:
     unusable_values: tuple[int, int] = (0, 0)
     """(NaN or infinite values, values clipped by the scaling) in the scene's bands
     (`scaling.count_unusable_values`): the first are treated as nodata."""
+    acquired: datetime | None = None
+    """When the scene was taken, from its tags or name (`item_facts.acquisition_time`)."""
     memory: MemoryEstimate | None = None
     """The host memory the run needs (`memory_budget`), the model's included where the
     plan was told its size (`plan_sr`'s `model_features`)."""
@@ -246,6 +254,11 @@ def _plan_sr(
     maps = [path for path in (options.relevance_map, options.consistency_map) if path]
     for path in (output_path, *maps) if check_output else ():
         check_destination(path, options.overwrite)
+    item = item_path(output_path)  # in the output's folder, checked above
+    if options.stac and check_output and item.exists() and not options.overwrite:
+        raise OutputError(f"{item} exists; pass --overwrite to replace it")
+    if options.stac_datetime:
+        parse_stac_datetime(options.stac_datetime)  # a bad one stops here, before any work
     if len({Path(path).resolve() for path in (output_path, *maps)}) != 1 + len(maps):
         raise OutputError("the output, --relevance-map and --consistency-map must differ")
     validate_creation_options(options.creation_options, options.cog)
@@ -275,6 +288,7 @@ def _plan_sr(
         colours = tuple(scene.colorinterp[band - 1] for band in bands)
         _refuse_empty_scene(scene, bands)
         zeros = untagged_zeros(scene, bands)
+        acquired = acquisition_time(scene.tags(), display_name(scene_path))
         unusable = count_unusable_values(scene, bands, scaling, window)
     layout, memory = _layout_within_memory(
         lr_grid, options, device, margin, model_features, len(bands), np.dtype(dtype).itemsize
@@ -330,7 +344,15 @@ def _plan_sr(
         planned.pixel_sizes,
         unusable_values=unusable,
     )
-    return dataclasses.replace(plan, notes=plan_notes(plan), memory=memory, options=options)
+    if options.stac and acquired is None and not options.stac_datetime:
+        raise ConfigError(
+            f"--stac: the scene {undeclared(scene_path)} says nothing of when it was taken "
+            "(no TIFFTAG_DATETIME, no date in its name): give --stac-datetime, e.g. "
+            "2024-05-01 or 2024-05-01/2024-05-31"
+        )
+    return dataclasses.replace(
+        plan, notes=plan_notes(plan), memory=memory, options=options, acquired=acquired
+    )
 
 
 def _layout_within_memory(
