@@ -422,6 +422,7 @@ SCENE_SECTIONS = {
         "overwrite",
         "relevance_map",
         "consistency_map",
+        "quicklook",
     ),
     "Run": (
         "dry_run",

@@ -130,6 +130,13 @@ def _describe_plan(plan: SRPlan, generator: Generator | None) -> list[str]:
     help="Only this part of the scene, in the scene's CRS (whole pixels it touches).",
 )
 @click.option(
+    "--quicklook",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also draw one representative window (where the reference lies and the scene "
+    "has most texture) as a PNG: bicubic | SR | reference | relevance, one stretch for "
+    "the images, a scale bar and the window's position.",
+)
+@click.option(
     "--relevance-map",
     type=click.Path(dir_okay=False, path_type=Path),
     help="Also write where the reference was used: the relevance attention's weight "
@@ -154,6 +161,7 @@ def sr(
     threads: int | None,
     quiet: bool,
     json_path: Path | None,
+    quicklook: Path | None,
     relevance_map: Path | None,
     consistency_map: Path | None,
     **fields: object,
@@ -194,6 +202,7 @@ def sr(
         margin=margin,
         relevance_map=relevance_map,
         consistency_map=consistency_map,
+        quicklook=quicklook,
     )
     plan = library.plan(scene, ref, output, options, generator)
     lines = _describe_plan(plan, generator)
@@ -240,6 +249,8 @@ def sr(
         + _views_note(options.self_ensemble)
         + (f", batch halved {report.oom_halvings}x on out-of-memory" if report.oom_halvings else "")
     )
+    if quicklook is not None:
+        click.echo(f"wrote {quicklook}: bicubic | SR | reference | relevance")
     if options.stac:
         from rrsgan_geo.sr.item_facts import item_path
 

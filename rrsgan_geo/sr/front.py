@@ -67,10 +67,14 @@ def run(
     plan: SRPlan, generator: Generator, progress: Callable[[int], object] | None = None
 ) -> SRReport:
     """Run `plan` with `generator`: references co-registered, the scene's blur
-    measured, tiles streamed to the output (`pipeline.super_resolve`), then the STAC
-    Item beside it if the options ask for one. `progress` is called with the number
+    measured, tiles streamed to the output (`pipeline.super_resolve`), then the
+    quicklook and the STAC Item if the options ask for them. `progress` is called with the number
     of tiles each step finished."""
     report = super_resolve(plan, generator, plan.options, on_tiles=progress)
+    if plan.options.quicklook is not None:
+        from rrsgan_geo.sr.quicklook import write_quicklook
+
+        write_quicklook(plan, report, generator, Path(plan.options.quicklook))
     if plan.options.stac:  # once the output is in place; pystac only when asked for
         from rrsgan_geo.sr.item_facts import item_path
         from rrsgan_geo.sr.stac_item import stac_item, write_item

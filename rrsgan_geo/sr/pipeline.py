@@ -126,7 +126,7 @@ def resolve_scene_blur(plan: SRPlan, options: SROptions) -> SceneBlur:
     layout = measuring_layout((plan.layout.width, plan.layout.height))
     if not plan.references or layout is None:
         return default_scene_blur("no reference" if layout else "a scene too small to measure")
-    reader = _tile_reader(plan, plan.references, options.http, layout)
+    reader = tile_reader(plan, plan.references, options.http, layout)
     try:
         return measure_scene_blur(reader)
     finally:
@@ -139,14 +139,14 @@ def co_registered_plan(
     """The plan with each reference moved onto the scene, and what each was moved by."""
 
     def reader_for(spec: ReferenceSpec, layout: TileLayout) -> TileReader:
-        return _tile_reader(plan, (spec,), http, layout)
+        return tile_reader(plan, (spec,), http, layout)
 
     size = (plan.layout.width, plan.layout.height)
     moved, offsets = co_register(plan.references, size, reader_for)
     return dataclasses.replace(plan, references=moved), offsets
 
 
-def _tile_reader(
+def tile_reader(
     plan: SRPlan,
     references: tuple[ReferenceSpec, ...],
     http: HttpOptions,
@@ -497,7 +497,7 @@ class _Prefetcher:
         reader = getattr(self.local, "reader", None)
         if reader is None:
             parts = reference_column_parts(self.readers_count)
-            reader = _tile_reader(self.plan, self.plan.references, self.http, column_parts=parts)
+            reader = tile_reader(self.plan, self.plan.references, self.http, column_parts=parts)
             with self.lock:
                 self.readers.append(reader)
             self.local.reader = reader

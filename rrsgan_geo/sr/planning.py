@@ -135,6 +135,8 @@ class SROptions:
     scene_blur: str = "auto"
     """How blurred the scene is (`scene_blur.given_scene_blur`): auto (measured on the
     references), none (bicubic-like), a PSF sigma in LR px, or mtf:X."""
+    quicklook: Path | None = None
+    """A PNG of one window: bicubic | SR | reference | relevance (`quicklook`)."""
     stac: bool = False
     """Write a STAC Item beside the output (`stac_item`)."""
     stac_datetime: str | None = None
@@ -254,6 +256,8 @@ def _plan_sr(
     maps = [path for path in (options.relevance_map, options.consistency_map) if path]
     for path in (output_path, *maps) if check_output else ():
         check_destination(path, options.overwrite)
+    if options.quicklook is not None and check_output:
+        _check_quicklook(Path(options.quicklook), options.overwrite)
     item = item_path(output_path)  # in the output's folder, checked above
     if options.stac and check_output and item.exists() and not options.overwrite:
         raise OutputError(f"{item} exists; pass --overwrite to replace it")
@@ -353,6 +357,15 @@ def _plan_sr(
     return dataclasses.replace(
         plan, notes=plan_notes(plan), memory=memory, options=options, acquired=acquired
     )
+
+
+def _check_quicklook(path: Path, overwrite: bool) -> None:
+    if path.suffix.lower() != ".png":
+        raise OutputError(f"--quicklook {path}: the quicklook is a PNG; name it .png")
+    if path.exists() and not overwrite:
+        raise OutputError(f"{path} exists; pass --overwrite to replace it")
+    if not path.parent.is_dir():
+        raise OutputError(f"--quicklook folder does not exist: {path.parent}")
 
 
 def _layout_within_memory(
