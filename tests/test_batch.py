@@ -313,25 +313,11 @@ def test_sr_and_batch_write_a_scene_in_one_json_shape(workspace):
         ),
     )
     assert batch.exit_code == 0, batch.output
-    single = CliRunner().invoke(
-        main,
-        [
-            "sr",
-            str(scene),
-            "--ref",
-            str(tmp_path / "refs"),
-            "-o",
-            str(tmp_path / "a.tif"),
-            "--weights",
-            str(weights),
-            "--tile",
-            "16",
-            "--threads",
-            "1",
-            "--json",
-            str(sr_json),
-        ],
+    # The same command line, as sr: one scene, one output file.
+    args = batch_args(
+        tmp_path, weights, tmp_path / "a.tif", "--json", str(sr_json), scenes=[str(scene)]
     )
+    single = CliRunner().invoke(main, ["sr", *args[1:]])
     assert single.exit_code == 0, single.output
     (record,) = json.loads(batch_json.read_text())
     alone = json.loads(sr_json.read_text())
