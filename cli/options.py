@@ -1,4 +1,23 @@
-"""Click options shared by several commands, so each is defined and explained once."""
+"""Click options shared by several commands, so each is defined and explained once.
+
+The index (as rasterio's `rio/options.py` keeps one):
+
+- `ref_option(name, required)`: --ref (`sr`, `batch`).
+- `weights_option`, `device_option`: --weights, --device (`sr`, `batch`, `evaluate`,
+  `train`'s --device).
+- `tiling_options`: --tile, --margin, --batch-size, --max-memory (`sr`, `batch`).
+- `scale_options()`: --scale, --ref-scale, --nodata, --ref-nodata (`sr`, `batch`,
+  `build-dataset`).
+- `band_options(bands_help)`: --bands, --ref-bands (`sr`, `batch`, `build-dataset`).
+- `processing_options`: --rgb-bands, --precision, --self-ensemble, --ref-resampling,
+  --co-register, --scene-blur, --allow-missing-ref, --cog, --stac, --stac-datetime,
+  --co, the tile-service, STAC-reference and HTTP options (`sr`, `batch`).
+- `self_ensemble_option`: --self-ensemble (also `evaluate`).
+- `threads_option`: --threads; `json_option(contents)`: --json with its writer
+  `write_json`.
+- `sr_options(fields)`: the `SROptions` request the processing options describe.
+- `SCENE_SECTIONS`, `SectionedCommand`: `sr`'s and `batch`'s --help in sections.
+"""
 
 import json
 import os
