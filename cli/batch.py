@@ -76,6 +76,18 @@ if TYPE_CHECKING:
     help="Plan every scene (its references, their coverage, what sr would note) and print "
     "the table; run nothing, write nothing. Exit code 1 if a scene would fail.",
 )
+@click.option(
+    "--quicklook",
+    is_flag=True,
+    help="Draw each scene's quicklook beside its output (<output>.png): bicubic | SR | "
+    "reference | relevance on one representative window.",
+)
+@click.option(
+    "--report",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write one static HTML page: a row per scene with its status, times, "
+    "reference coverage, co-registration, scene blur, quicklook and links to its outputs.",
+)
 def batch(
     scenes,
     ref_sources,
@@ -88,6 +100,8 @@ def batch(
     threads,
     json_path,
     dry_run,
+    quicklook,
+    report,
     **fields,
 ) -> None:
     """Super-resolve SCENES (files, folders or globs) into OUTPUT, as `sr` does.
@@ -109,11 +123,13 @@ def batch(
 
     if not out_dir.is_dir() and not out_dir.parent.is_dir():
         raise click.ClickException(f"output folder's parent does not exist: {out_dir.parent}")
+    if report is not None and not report.resolve().parent.is_dir():
+        raise click.ClickException(f"--report folder does not exist: {report.parent}")
     weights = weights or shipped_weights_path(resolve_device(fields["device"]).type)
     options = sr_options(fields)
     rasters, per_scene = split_references(list(ref_sources))
     index = ReferenceIndex.build(rasters, options.http)
-    jobs = plan_jobs(list(scenes), index, out_dir, per_scene)
+    jobs = plan_jobs(list(scenes), index, out_dir, per_scene, quicklooks=quicklook)
     left_out = left_out_of_folders(scenes)
     if left_out:
         shown = ", ".join(path.name for path in left_out[:5])
@@ -161,6 +177,10 @@ def batch(
     _summary(results, len(jobs), json_path)
     if options.stac:
         _catalog(out_dir, results)
+    if report is not None:
+        from rrsgan_geo.sr.batch_report import write_report
+
+        click.echo(f"wrote {write_report(report, results)}: the batch's report")
     failed = [r for r in results if r.status == "failed"]
     if failed and on_error == "fail":
         raise click.ClickException(f"{display_name(failed[0].scene)} failed: {failed[0].reason}")

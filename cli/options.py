@@ -442,6 +442,7 @@ SCENE_SECTIONS = {
         "relevance_map",
         "consistency_map",
         "quicklook",
+        "report",
     ),
     "Run": (
         "dry_run",

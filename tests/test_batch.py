@@ -7,6 +7,7 @@ import sys
 import time
 from pathlib import Path
 
+import pystac
 import pytest
 import rasterio
 import torch
@@ -324,3 +325,44 @@ def test_sr_and_batch_write_a_scene_in_one_json_shape(workspace):
     assert set(record) == {"scene", "status", "reason"} | set(alone)
     assert record["reference_coverage"] == alone["reference_coverage"] > 0
     assert record["weights"] == alone["weights"] and record["scene_blur"] == alone["scene_blur"]
+
+
+def test_the_batch_report_has_a_row_and_a_quicklook_per_scene(workspace):
+    """The page is static HTML: parsed here, one row, one image and one output link
+    per scene, each a path relative to the page that exists."""
+    from html.parser import HTMLParser
+
+    tmp_path, weights = workspace
+    out, page = tmp_path / "out", tmp_path / "out" / "report.html"
+    out.mkdir()
+    extra = ("--quicklook", "--report", str(page), "--stac", "--stac-datetime", "2018-06-01")
+    result = CliRunner().invoke(main, batch_args(tmp_path, weights, out, *extra))
+    assert result.exit_code == 0, result.output
+    assert f"wrote {page}" in result.output
+    item = pystac.Item.from_file(str(out / "scene_a_x4.stac.json"))
+    assert item.assets["quicklook"].roles == ["overview"]
+    assert item.assets["quicklook"].href == "./scene_a_x4.png"
+
+    class Page(HTMLParser):
+        rows, images, links, in_body = 0, [], [], False
+
+        def handle_starttag(self, tag, attrs):
+            attrs = dict(attrs)
+            self.in_body |= tag == "tbody"
+            if tag == "tr" and self.in_body:
+                self.rows += 1
+            if tag == "img":
+                self.images.append(attrs["src"])
+            if tag == "a":
+                self.links.append(attrs["href"])
+
+    parsed = Page()
+    parsed.feed(page.read_text())
+    assert parsed.rows == 3
+    assert sorted(parsed.images) == [f"scene_{n}_x4.png" for n in "abc"]
+    assert {f"scene_{n}_x4.tif" for n in "abc"} <= set(parsed.links)
+    assert all((out / href).is_file() for href in parsed.images + parsed.links)
+    missing = CliRunner().invoke(
+        main, batch_args(tmp_path, weights, out, "--report", str(tmp_path / "no" / "r.html"))
+    )
+    assert missing.exit_code == 1 and "--report folder does not exist" in missing.output

@@ -42,6 +42,8 @@ class SceneJob:
     """How many references the footprint index held for the scene to meet (0 also for a
     scene that could not be read): none of them meeting it is then said as such, not
     as no reference given."""
+    quicklook: Path | None = None
+    """Where the scene's quicklook goes (`quicklook`), if one is drawn."""
 
 
 @dataclass(frozen=True)
@@ -62,9 +64,11 @@ def plan_jobs(
     index: ReferenceIndex,
     out_dir: Path,
     per_scene: tuple[str, ...] = (),
+    quicklooks: bool = False,
 ) -> list[SceneJob]:
     """One job per scene, with the references that meet it (none where none does),
-    plus `per_scene` ones (tile services, STAC documents: resolved for each scene).
+    plus `per_scene` ones (tile services, STAC documents: resolved for each scene);
+    with `quicklooks`, each draws its quicklook beside its output (`<output>.png`).
     A scene that cannot be opened still gets a job: it fails alone when it runs."""
     jobs = []
     for scene in expand_rasters(scene_items, "scene"):
@@ -76,7 +80,8 @@ def plan_jobs(
         except RRSGANGeoError:  # its run says why the scene cannot be read
             hits, indexed = [], 0
         references = (*(path for path, _ in hits), *per_scene)
-        jobs.append(SceneJob(scene, references, output, indexed))
+        quicklook = output.with_suffix(".png") if quicklooks else None
+        jobs.append(SceneJob(scene, references, output, indexed, quicklook))
     return jobs
 
 
@@ -117,6 +122,7 @@ def run_scene(
     try:
         _refuse_unmet(job, options)
         generator = generator_for(weights, options.device)
+        options = replace(options, quicklook=job.quicklook)
         scene_plan = plan(job.scene, job.references, job.output, options, generator)
         report = run(scene_plan, generator)
     except RRSGANGeoError as error:

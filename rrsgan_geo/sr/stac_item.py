@@ -10,8 +10,8 @@ software, version and level; the weights' name and sha256, the device, the preci
 and the scene's blur as `rrsgan:` fields), when the scene was taken, and what it was
 derived from (the scene and each reference: URLs without their query strings, local
 files by name only). Assets: the image (role `data`), the relevance and consistency
-maps (role `metadata`) where they were written, each by a path relative to the Item,
-so the folder can move.
+maps (role `metadata`) and the quicklook (role `overview`) where they were written,
+each by a path relative to the Item, so the folder can move.
 
 The acquisition time is the plan's (`item_facts`), else `--stac-datetime`; a scene
 that says nothing, with none given, is refused before the run.
@@ -88,6 +88,11 @@ def stac_item(plan, report) -> pystac.Item:
     ):
         if path is not None:
             item.add_asset(key, _sibling_asset(output, Path(path), title, "metadata"))
+    if plan.options.quicklook is not None:
+        title = "quicklook: bicubic | SR | reference | relevance"
+        quicklook = _sibling_asset(output, Path(plan.options.quicklook), title, "overview")
+        quicklook.media_type = pystac.MediaType.PNG
+        item.add_asset("quicklook", quicklook)
     return item
 
 
