@@ -152,3 +152,54 @@ def _comment_block(text: str) -> str:
         if line.startswith("rrsgan-geo") or (kept and kept[-1].endswith("\\")):
             kept.append(line)
     return "\n".join(kept) + "\n"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("recipe", ["compact_stage1_cpu", "full_stage1_gpu", "stage2_gan_gpu"])
+def test_each_recipe_trains_a_step_on_a_build_dataset_folder(recipe, tmp_path):
+    """Each recipe as written (model, stage, losses, degradation, references), one step
+    on pairs cut from the bundled imagery, on the CPU: its data and run folders
+    replaced, as --data and --output-dir do; stage 2's VGG19 is a random stand-in and
+    it starts from the shipped full weights instead of a stage-1 run."""
+    import dataclasses
+
+    import torch
+    import torchvision
+
+    from rrsgan_geo.training.trainer import Trainer, load_config
+
+    pairs = tmp_path / "pairs"
+    data = REPO / "examples" / "data"
+    sources = [
+        str(data / "sjer_reference_0.1m_epsg3857.tif"),
+        str(data / "osbs_029_0.1m_utm17n.tif"),
+    ]
+    built = CliRunner().invoke(
+        main,
+        [
+            "build-dataset",
+            *sources,
+            *(f"--ref={s}" for s in sources),
+            "-o",
+            str(pairs),
+            "--hr-size",
+            "256",
+            "--block",
+            "1",
+            "--val-fraction",
+            "0.5",
+        ],
+    )
+    assert built.exit_code == 0, built.output
+    config = load_config(REPO / "examples" / "train" / f"{recipe}.yaml")
+    changes = {"data": (pairs,), "output_dir": tmp_path / "run", "steps": 1, "batch_size": 2}
+    if config.stage == 2:
+        torch.save(torchvision.models.vgg19().state_dict(), tmp_path / "vgg19.pth")
+        changes |= {
+            "vgg19_weights": tmp_path / "vgg19.pth",
+            "init_weights": REPO / "weights" / "rrsgan_l1_full.safetensors",
+        }
+    config = dataclasses.replace(config, **changes)
+    logs = []
+    Trainer(config, torch.device("cpu")).run(logs.append)
+    assert logs and logs[-1].step == 1 and (tmp_path / "run" / "latest.safetensors").is_file()
