@@ -255,6 +255,13 @@ def sr(
         from rrsgan_geo.sr.item_facts import item_path
 
         click.echo(f"wrote {item_path(report.output)}: its STAC Item")
+    if report.low_contrast_tiles and options.self_ensemble < 4:
+        click.echo(
+            f"note: {report.low_contrast_tiles} of {report.tiles_run} tiles were low in "
+            "contrast (a wide --scale over dark ground, say); the model's faint 4-pixel "
+            "pattern shows most there: --self-ensemble 4 averages it out (4x the model's "
+            "time)"
+        )
     if report.tile_server_errors:
         click.echo(
             f"warning: the tile service still failed after {options.http.retries} retries in "

@@ -10,6 +10,8 @@ from rrsgan_geo.sr.contrast import MAX_GAIN, MIN_SPREAD, ContrastStretch
 from rrsgan_geo.sr.inference import TileModel
 from tests.rasters import neon_path, read_unit
 
+SCENE = neon_path().parent / "sjer_scene_0.4m_utm11n.tif"
+
 
 def test_the_stretch_leaves_contrasty_tiles_alone_and_undoes_what_it_applies():
     torch.manual_seed(0)
@@ -62,3 +64,46 @@ def test_a_dim_scene_comes_out_as_the_model_makes_a_contrasty_one():
     assert errors[True] < errors[False] / 3, errors
     assert spreads[True] < spreads[False] / 3, spreads
     assert spreads[True] * 255 < 1.5, spreads
+
+
+@pytest.mark.slow
+def test_a_dim_16_bit_scene_is_noted_and_four_views_average_the_pattern_out(tmp_path):
+    """The bundled scene as a 16-bit product whose bright corner (a cloud) makes the
+    whole-scene p2,p98 stretch wide: the run says its tiles were low in contrast and
+    names --self-ensemble 4, which brings the spread of the 16 places' mean SR -
+    bicubic down (the issue's Sentinel-2 window: 3.4 -> 1.1 DN)."""
+    import json
+
+    import numpy as np
+    import rasterio
+    from click.testing import CliRunner
+
+    from rrsgan_geo.cli.main import main
+
+    with rasterio.open(SCENE) as source:
+        pixels, profile = source.read().astype(np.uint16), source.profile
+    dim = 1000 + 4 * pixels
+    dim[:, :, :4] = 60000  # a bright strip (a cloud's edge): the 98th percentile lands on it
+    profile.update(dtype="uint16", nodata=None)
+    scene = tmp_path / "dim.tif"
+    with rasterio.open(scene, "w", **profile) as out:
+        out.write(dim)
+    spreads = {}
+    for views in (1, 4):
+        out = tmp_path / f"x4_{views}.tif"
+        command = ["sr", str(scene), "--allow-missing-ref", "--scale", "p2,p98", "--tile", "32"]
+        command += ["-o", str(out)]
+        summary = tmp_path / f"run_{views}.json"
+        result = CliRunner().invoke(
+            main, [*command, "--self-ensemble", str(views), "--json", str(summary)]
+        )
+        assert result.exit_code == 0, result.output
+        assert ("--self-ensemble 4 averages it out" in result.output) == (views == 1)
+        assert json.loads(summary.read_text())["low_contrast_tiles"] >= 1
+        with rasterio.open(out) as output:
+            sr = output.read().astype(np.float64)[:, 16:-16, 16:-16]
+        lr = torch.from_numpy(dim.astype(np.float64))[None]
+        bicubic = torch.nn.functional.interpolate(lr, scale_factor=4, mode="bicubic")
+        difference = torch.from_numpy(sr) - bicubic[0, :, 16:-16, 16:-16]
+        spreads[views] = _phase_spread(difference[:, 48:, 48:].float())
+    assert spreads[4] < spreads[1] / 2, spreads

@@ -68,14 +68,19 @@ class ContrastStretch:
 
 
 def stretched(
-    run: Callable[[tuple[torch.Tensor, ...]], torch.Tensor], inputs: tuple[torch.Tensor, ...]
+    run: Callable[[tuple[torch.Tensor, ...]], torch.Tensor],
+    inputs: tuple[torch.Tensor, ...],
+    on_stretch: Callable[[int], object] | None = None,
 ) -> torch.Tensor:
     """`run` on (LR, LR_UX4, Ref, Ref_DUX4) tiles with the low-contrast ones stretched
     (`ContrastStretch`), its image (the first 3 channels of its output) mapped back;
-    further channels (the relevance) are left as they come."""
+    further channels (the relevance) are left as they come. `on_stretch` is told how
+    many tiles were stretched."""
     stretch = ContrastStretch.for_tiles(inputs[0])
     if stretch is None:
         return run(inputs)
+    if on_stretch is not None:
+        on_stretch(int((stretch.gain > 1).sum()))
     output = run(tuple(stretch.apply(t) for t in inputs))
     with torch.inference_mode(output.is_inference()):
         output[:, :3] = stretch.undo(output[:, :3])

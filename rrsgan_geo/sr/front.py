@@ -107,6 +107,7 @@ def record(plan: SRPlan, report: SRReport | None) -> dict:
         "model_seconds": report.model_seconds if ran else None,
         "mean_relevance": report.mean_relevance if ran else None,
         "tile_server_errors": report.tile_server_errors if ran else None,
+        "low_contrast_tiles": report.low_contrast_tiles if ran else None,
         "weights": report.weights if ran else None,
         "notes": list(plan.notes),
     }

@@ -120,6 +120,8 @@ class TileModel:
     stretch_contrast: bool = True
     """Run low-contrast tiles stretched and map their output back (`contrast`)."""
     oom_halvings: int = 0
+    low_contrast_tiles: int = 0
+    """Tiles run stretched (`contrast`): where the model's faint pattern is largest."""
     host_seconds: float = 0.0
     """Time in the model measured on the host: all of it on the CPU."""
     cuda_events: list[tuple[torch.cuda.Event, torch.cuda.Event]] = field(default_factory=list)
@@ -169,8 +171,11 @@ class TileModel:
             stop = min(start + self.batch_size, total)
             try:
                 batch = tuple(t[start:stop] for t in inputs)
-                run = stretched if self.stretch_contrast else lambda f, b: f(b)
-                outputs.append(run(self._corrected_forward, batch))
+                if self.stretch_contrast:
+                    output = stretched(self._corrected_forward, batch, self._count_stretched)
+                else:
+                    output = self._corrected_forward(batch)
+                outputs.append(output)
             except torch.cuda.OutOfMemoryError:
                 if self.batch_size == 1:
                     raise
@@ -180,6 +185,9 @@ class TileModel:
                 continue
             start = stop
         return outputs[0] if len(outputs) == 1 else torch.cat(outputs)
+
+    def _count_stretched(self, tiles: int) -> None:
+        self.low_contrast_tiles += tiles
 
     def _corrected_forward(self, inputs: tuple[torch.Tensor, ...]) -> torch.Tensor:
         output = self._forward(inputs)

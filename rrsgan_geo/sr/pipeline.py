@@ -95,6 +95,9 @@ class SRReport:
     """The blur the model was told the scene has, and where it came from."""
     weights: dict[str, str] | None = None
     """The weight file's name and sha256, as the output's tags record them."""
+    low_contrast_tiles: int = 0
+    """Tiles the model ran stretched (`contrast`): a faint 4-pixel pattern of the model's
+    own is largest there, which views of a self-ensemble average out."""
 
 
 TileCallback = Callable[[int], None]
@@ -282,6 +285,7 @@ def _super_resolve(
         sum(reader.server_errors for reader in prefetcher.readers),
         scene_blur=scene_blur,
         weights={"file": generator.name, "sha256": generator.sha256},
+        low_contrast_tiles=runner.low_contrast_tiles,
     )
 
 
