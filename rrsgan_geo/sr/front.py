@@ -9,12 +9,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import torch
+
 from rrsgan_geo.devices import resolve_device
 from rrsgan_geo.model import RRSNet, weight_files
 from rrsgan_geo.sr.inference import (
     count_macs_per_lr_pixel,
     measure_gmac_per_second,
-    resolve_precision,
 )
 from rrsgan_geo.sr.pipeline import Generator, SRReport, super_resolve
 from rrsgan_geo.sr.planning import SROptions, SRPlan, plan_sr
@@ -133,7 +134,7 @@ class ModelTime:
 
 def estimate(plans: Sequence[SRPlan], generator: Generator | None = None) -> ModelTime:
     """The model time `plans` need, from a short timed forward on each plan's device in
-    the precision its run would use, once per view with self-ensemble. Without a
+    its precision (the plan's decisions), once per view with self-ensemble. Without a
     generator, for the authors' full-size architecture (random weights: speed does not
     depend on them)."""
     model = generator.model if generator is not None else RRSNet()
@@ -143,11 +144,9 @@ def estimate(plans: Sequence[SRPlan], generator: Generator | None = None) -> Mod
     gmac_per_pixel = count_macs_per_lr_pixel(model) / 1e9
     devices = []
     for each in plans:
-        device = resolve_device(each.options.device)
-        precision = resolve_precision(each.options.precision, device, each.dtype)
-        key = (str(device), precision)
+        key = (each.device, each.precision)
         if key not in speeds:
-            speeds[key] = measure_gmac_per_second(model, device, precision)
+            speeds[key] = measure_gmac_per_second(model, torch.device(each.device), each.precision)
         plan_gmac = (
             gmac_per_pixel
             * each.options.self_ensemble
@@ -156,7 +155,7 @@ def estimate(plans: Sequence[SRPlan], generator: Generator | None = None) -> Mod
         )
         gmac += plan_gmac
         seconds += plan_gmac / speeds[key]
-        devices.append(str(device))
+        devices.append(each.device)
     precisions = tuple(sorted({precision for _, precision in speeds}))
     device_names = ", ".join(sorted(set(devices))) or str(resolve_device("auto"))
     return ModelTime(gmac, seconds, device_names, precisions, views)

@@ -25,7 +25,6 @@ import torch
 from rasterio.windows import Window
 
 from rrsgan_geo import __version__
-from rrsgan_geo.devices import default_batch, resolve_device
 from rrsgan_geo.errors import OutputError
 from rrsgan_geo.geo.grids import on_sr_pixels
 from rrsgan_geo.geo.locations import HttpOptions, display_name, gdal_path
@@ -40,7 +39,7 @@ from rrsgan_geo.sr.co_registration import (
     measuring_layout,
 )
 from rrsgan_geo.sr.diagnostic_maps import DiagnosticMaps
-from rrsgan_geo.sr.inference import TileModel, model_inputs, resolve_precision
+from rrsgan_geo.sr.inference import TileModel, model_inputs
 from rrsgan_geo.sr.output import StreamingGeoTIFF, tiled_profile
 from rrsgan_geo.sr.planning import SROptions, SRPlan
 from rrsgan_geo.sr.scene_blur import SceneBlur, default_scene_blur, given_scene_blur
@@ -178,12 +177,11 @@ def _super_resolve(
     scene_blur: SceneBlur,
 ) -> SRReport:
     started = time.perf_counter()
-    device = resolve_device(options.device)
-    # Resolved once, so that the output's tags record the precision that ran.
-    precision = resolve_precision(options.precision, device, plan.dtype)
-    options = dataclasses.replace(options, precision=precision)
+    device = torch.device(plan.device)
+    # The plan's decisions, so that the output's tags record what ran.
+    options = dataclasses.replace(options, precision=plan.precision)
     layout = plan.layout
-    batch_size = options.batch_size or default_batch(device)
+    batch_size = plan.batch_size
     tags = _provenance_tags(plan, generator, options, str(device), batch_size)
     tags["RRSGAN_SCENE_BLUR"] = json.dumps(scene_blur.record())
     maps = DiagnosticMaps(

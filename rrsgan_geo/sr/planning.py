@@ -47,6 +47,7 @@ from rrsgan_geo.geo.stac import is_stac, stac_hrefs
 from rrsgan_geo.geo.tile_services import is_tile_template, open_tile_service
 from rrsgan_geo.model.self_ensemble import check_views
 from rrsgan_geo.sr.band_roles import band_roles
+from rrsgan_geo.sr.inference import resolve_precision
 from rrsgan_geo.sr.item_facts import acquisition_time, item_path, parse_stac_datetime
 from rrsgan_geo.sr.memory_budget import (
     COMFORTABLE_SHARE,
@@ -203,6 +204,12 @@ class SRPlan:
     plan was told its size (`plan_sr`'s `model_features`)."""
     options: SROptions = SROptions()
     """What the user asked for, which the run reads (`rrsgan_geo.sr.run`)."""
+    device: str = "cpu"
+    """The device the run uses (`--device` resolved once, here)."""
+    precision: str = "fp32"
+    """What the model runs in (`--precision auto` resolved for the device and dtype)."""
+    batch_size: int = 1
+    """Tiles per model call (`--batch-size`, else the device's default)."""
 
 
 def _parse_resampling(name: str) -> Resampling:
@@ -267,6 +274,7 @@ def _plan_sr(
         raise OutputError("the output, --relevance-map and --consistency-map must differ")
     validate_creation_options(options.creation_options, options.cog)
     device = resolve_device(options.device)
+    batch_size = options.batch_size or default_batch(device)
     tile = options.tile if options.tile is not None else default_tile(device)
     TileLayout(0, 0, tile, margin)  # validates tile and margin early
     scene_path = declaring_nodata(scene_path, options.nodata, "scene")
@@ -295,7 +303,14 @@ def _plan_sr(
         acquired = acquisition_time(scene.tags(), display_name(scene_path))
         unusable = count_unusable_values(scene, bands, scaling, window)
     layout, memory = _layout_within_memory(
-        lr_grid, options, device, margin, model_features, len(bands), np.dtype(dtype).itemsize
+        lr_grid,
+        options,
+        device,
+        batch_size,
+        margin,
+        model_features,
+        len(bands),
+        np.dtype(dtype).itemsize,
     )
     if isinstance(references, str | Path):
         references = [references]
@@ -355,7 +370,14 @@ def _plan_sr(
             "2024-05-01 or 2024-05-01/2024-05-31"
         )
     return dataclasses.replace(
-        plan, notes=plan_notes(plan), memory=memory, options=options, acquired=acquired
+        plan,
+        notes=plan_notes(plan),
+        memory=memory,
+        options=options,
+        acquired=acquired,
+        device=str(device),
+        precision=resolve_precision(options.precision, device, dtype),
+        batch_size=batch_size,
     )
 
 
@@ -372,6 +394,7 @@ def _layout_within_memory(
     grid: RasterGrid,
     options: SROptions,
     device: torch.device,
+    batch: int,
     margin: int,
     model_features: int | None,
     bands: int,
@@ -382,7 +405,6 @@ def _layout_within_memory(
     comfortable share of it (a GPU, or a machine that says nothing of its memory, the
     device's `default_tile`). Either way no larger than the scene needs: past its edge
     a tile reads only mirrored pixels (--tile 100000 on a 100 px scene asked for 28 GiB)."""
-    batch = options.batch_size or default_batch(device)
     budget = options.max_memory or available_memory()
     if options.tile is not None:
         candidates: tuple[int, ...] = (options.tile,)
