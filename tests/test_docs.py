@@ -161,13 +161,6 @@ def test_each_recipe_trains_a_step_on_a_build_dataset_folder(recipe, tmp_path):
     on pairs cut from the bundled imagery, on the CPU: its data and run folders
     replaced, as --data and --output-dir do; stage 2's VGG19 is a random stand-in and
     it starts from the shipped full weights instead of a stage-1 run."""
-    import dataclasses
-
-    import torch
-    import torchvision
-
-    from rrsgan_geo.training.trainer import Trainer, load_config
-
     pairs = tmp_path / "pairs"
     data = REPO / "examples" / "data"
     sources = [
@@ -191,15 +184,26 @@ def test_each_recipe_trains_a_step_on_a_build_dataset_folder(recipe, tmp_path):
         ],
     )
     assert built.exit_code == 0, built.output
-    config = load_config(REPO / "examples" / "train" / f"{recipe}.yaml")
-    changes = {"data": (pairs,), "output_dir": tmp_path / "run", "steps": 1, "batch_size": 2}
-    if config.stage == 2:
-        torch.save(torchvision.models.vgg19().state_dict(), tmp_path / "vgg19.pth")
-        changes |= {
-            "vgg19_weights": tmp_path / "vgg19.pth",
-            "init_weights": REPO / "weights" / "rrsgan_l1_full.safetensors",
-        }
-    config = dataclasses.replace(config, **changes)
-    logs = []
-    Trainer(config, torch.device("cpu")).run(logs.append)
-    assert logs and logs[-1].step == 1 and (tmp_path / "run" / "latest.safetensors").is_file()
+    # In a process of its own: a full-size training step holds gigabytes, which this
+    # process would keep (freed memory is kept for reuse) and pass on to every later
+    # subprocess's peak.
+    script = f"""
+import dataclasses, sys
+from pathlib import Path
+import torch
+from rrsgan_geo.training.trainer import Trainer, load_config
+tmp = Path({str(tmp_path)!r})
+config = load_config(Path({str(REPO)!r}) / "examples" / "train" / "{recipe}.yaml")
+changes = dict(data=(tmp / "pairs",), output_dir=tmp / "run", steps=1, batch_size=2)
+if config.stage == 2:
+    import torchvision
+    torch.save(torchvision.models.vgg19().state_dict(), tmp / "vgg19.pth")
+    changes.update(vgg19_weights=tmp / "vgg19.pth",
+                   init_weights=Path({str(REPO)!r}) / "weights" / "rrsgan_l1_full.safetensors")
+logs = []
+Trainer(dataclasses.replace(config, **changes), torch.device("cpu")).run(logs.append)
+print("last step", logs[-1].step)
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "last step 1" in result.stdout and (tmp_path / "run" / "latest.safetensors").is_file()
