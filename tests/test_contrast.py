@@ -81,7 +81,8 @@ def test_a_dim_16_bit_scene_is_noted_and_four_views_average_the_pattern_out(tmp_
     from rrsgan_geo.cli.main import main
 
     with rasterio.open(SCENE) as source:
-        pixels, profile = source.read().astype(np.uint16), source.profile
+        pixels, profile = source.read(window=((0, 64), (0, 64))).astype(np.uint16), source.profile
+    profile.update(width=64, height=64)
     dim = 1000 + 4 * pixels
     dim[:, :, :4] = 60000  # a bright strip (a cloud's edge): the 98th percentile lands on it
     profile.update(dtype="uint16", nodata=None)
@@ -105,5 +106,5 @@ def test_a_dim_16_bit_scene_is_noted_and_four_views_average_the_pattern_out(tmp_
         lr = torch.from_numpy(dim.astype(np.float64))[None]
         bicubic = torch.nn.functional.interpolate(lr, scale_factor=4, mode="bicubic")
         difference = torch.from_numpy(sr) - bicubic[0, :, 16:-16, 16:-16]
-        spreads[views] = _phase_spread(difference[:, 48:, 48:].float())
+        spreads[views] = _phase_spread(difference[:, 16:, 16:].float())
     assert spreads[4] < spreads[1] / 2, spreads

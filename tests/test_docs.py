@@ -154,14 +154,10 @@ def _comment_block(text: str) -> str:
     return "\n".join(kept) + "\n"
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("recipe", ["compact_stage1_cpu", "full_stage1_gpu", "stage2_gan_gpu"])
-def test_each_recipe_trains_a_step_on_a_build_dataset_folder(recipe, tmp_path):
-    """Each recipe as written (model, stage, losses, degradation, references), one step
-    on pairs cut from the bundled imagery, on the CPU: its data and run folders
-    replaced, as --data and --output-dir do; stage 2's VGG19 is a random stand-in and
-    it starts from the shipped full weights instead of a stage-1 run."""
-    pairs = tmp_path / "pairs"
+@pytest.fixture(scope="module")
+def recipe_pairs(tmp_path_factory):
+    """A build-dataset folder cut from the bundled imagery, samples of 256 HR px."""
+    pairs = tmp_path_factory.mktemp("recipes") / "pairs"
     data = REPO / "examples" / "data"
     sources = [
         str(data / "sjer_reference_0.1m_epsg3857.tif"),
@@ -184,6 +180,17 @@ def test_each_recipe_trains_a_step_on_a_build_dataset_folder(recipe, tmp_path):
         ],
     )
     assert built.exit_code == 0, built.output
+    return pairs
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("recipe", ["compact_stage1_cpu", "full_stage1_gpu", "stage2_gan_gpu"])
+def test_each_recipe_trains_a_step_on_a_build_dataset_folder(recipe, recipe_pairs, tmp_path):
+    """Each recipe as written (model, stage, losses, degradation, references), one step
+    on pairs cut from the bundled imagery, on the CPU: its data and run folders
+    replaced, as --data and --output-dir do; stage 2's VGG19 is a random stand-in and
+    it starts from the shipped full weights instead of a stage-1 run."""
+    pairs = recipe_pairs
     # In a process of its own: a full-size training step holds gigabytes, which this
     # process would keep (freed memory is kept for reuse) and pass on to every later
     # subprocess's peak.
@@ -194,7 +201,7 @@ import torch
 from rrsgan_geo.training.trainer import Trainer, load_config
 tmp = Path({str(tmp_path)!r})
 config = load_config(Path({str(REPO)!r}) / "examples" / "train" / "{recipe}.yaml")
-changes = dict(data=(tmp / "pairs",), output_dir=tmp / "run", steps=1, batch_size=2)
+changes = dict(data=(Path({str(pairs)!r}),), output_dir=tmp / "run", steps=1, batch_size=1)
 if config.stage == 2:
     import torchvision
     torch.save(torchvision.models.vgg19().state_dict(), tmp / "vgg19.pth")
