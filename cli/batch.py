@@ -25,8 +25,8 @@ from rrsgan_geo.cli.options import (
     threads_option,
     tiling_options,
     weights_option,
-    write_json,
 )
+from rrsgan_geo.files import write_json
 from rrsgan_geo.geo.locations import display_name
 
 if TYPE_CHECKING:

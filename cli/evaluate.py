@@ -14,8 +14,8 @@ from rrsgan_geo.cli.options import (
     json_option,
     self_ensemble_option,
     weights_option,
-    write_json,
 )
+from rrsgan_geo.files import write_json
 
 
 @click.command(name="evaluate")

@@ -13,13 +13,12 @@ The index (as rasterio's `rio/options.py` keeps one):
   --co-register, --scene-blur, --allow-missing-ref, --cog, --stac, --stac-datetime,
   --co, the tile-service, STAC-reference and HTTP options (`sr`, `batch`).
 - `self_ensemble_option`: --self-ensemble (also `evaluate`).
-- `threads_option`: --threads; `json_option(contents)`: --json with its writer
-  `write_json`.
+- `threads_option`: --threads; `json_option(contents)`: --json, written with
+  `files.write_json`.
 - `sr_options(fields)`: the `SROptions` request the processing options describe.
 - `SCENE_SECTIONS`, `SectionedCommand`: `sr`'s and `batch`'s --help in sections.
 """
 
-import json
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -176,7 +175,7 @@ def band_options(bands_help: str) -> Callable[[Callable], Callable]:
 
 def json_option(contents: str) -> Callable[[Callable], Callable]:
     """--json PATH (the `json_path` parameter): also write `contents` there as JSON
-    (`write_json`). Its folder is checked when the flag is parsed, not after the work."""
+    (`files.write_json`). Its folder is checked when the flag is parsed, not after the work."""
     return click.option(
         "--json",
         "json_path",
@@ -194,13 +193,6 @@ def _writable_destination(_ctx: click.Context, _param: click.Parameter, path: Pa
         if not os.access(folder, os.W_OK):
             raise click.BadParameter(f"{path}: folder {folder} is not writable")
     return path
-
-
-def write_json(path: Path, payload: object) -> None:
-    """`payload` as indented JSON in `path`, written whole or not at all."""
-    from rrsgan_geo.files import write_text_atomically
-
-    write_text_atomically(path, json.dumps(payload, indent=2) + "\n")
 
 
 def _band_list(_ctx: click.Context, _param: click.Parameter, text: str | None):

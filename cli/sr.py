@@ -24,8 +24,8 @@ from rrsgan_geo.cli.options import (
     threads_option,
     tiling_options,
     weights_option,
-    write_json,
 )
+from rrsgan_geo.files import write_json
 from rrsgan_geo.geo.locations import undeclared
 
 if TYPE_CHECKING:
@@ -45,11 +45,6 @@ def _load(weights: Path | None, dry_run: bool, device: str) -> Generator | None:
         if dry_run:
             return None
         raise
-
-
-def _views_note(views: int) -> str:
-    """What the dry run's estimate and the run's last line add for --self-ensemble."""
-    return f", {views} views a tile" if views > 1 else ""
 
 
 def _plan_record(plan: SRPlan, generator: Generator | None) -> dict[str, object]:
@@ -191,6 +186,7 @@ def sr(
 
     from rrsgan_geo import sr as library
     from rrsgan_geo.devices import resolve_device
+    from rrsgan_geo.model.self_ensemble import views_note
 
     if threads is not None:
         torch.set_num_threads(threads)
@@ -246,7 +242,7 @@ def sr(
         f"{report.tiles} tiles, reference valid on {report.pixel_coverage:.1%} of pixels, "
         f"{report.seconds:.1f} s (model {report.model_seconds:.1f} s) on {report.device}, "
         f"{report.precision}"
-        + _views_note(options.self_ensemble)
+        + views_note(options.self_ensemble)
         + (f", batch halved {report.oom_halvings}x on out-of-memory" if report.oom_halvings else "")
     )
     if quicklook is not None:

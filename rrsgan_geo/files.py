@@ -6,6 +6,7 @@ with mode 0600 whatever the umask; a finished file gets what a plain `open()` wo
 have given it: 0666 less the umask.
 """
 
+import json
 import os
 import signal
 import tempfile
@@ -110,6 +111,11 @@ def published_when_done(path: Path, suffix: str = ".part") -> Iterator[Path]:
     finally:
         for temp in temps:
             temp.unlink(missing_ok=True)  # nothing left once renamed
+
+
+def write_json(path: Path, payload: object) -> None:
+    """`payload` as indented JSON in `path`, written whole or not at all."""
+    write_text_atomically(path, json.dumps(payload, indent=2) + "\n")
 
 
 def write_text_atomically(path: Path, text: str) -> None:

@@ -40,6 +40,11 @@ def _moved_back(images: torch.Tensor, turns: int, mirror: bool) -> torch.Tensor:
     return torch.rot90(images, -turns, (-2, -1)) if turns else images
 
 
+def views_note(views: int) -> str:
+    """What a run's summary and a time estimate add for a self-ensemble."""
+    return f", {views} views a tile" if views > 1 else ""
+
+
 def check_views(views: int) -> None:
     """Refuse a number of views the ensemble does not define, before any work starts."""
     if views not in _VIEWS:

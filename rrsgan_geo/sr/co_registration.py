@@ -83,7 +83,7 @@ class ReferenceOffset:
         return f"{self.reference}: moved {pixels} ({units} CRS units; {evidence})"
 
 
-def _candidate_tiles(layout: TileLayout) -> list[Tile]:
+def candidate_tiles(layout: TileLayout) -> list[Tile]:
     """Tiles wholly inside the scene, on a 3 x 3 grid of positions over it, the centre
     first. Past the scene's edges the scene is mirrored, which would correlate with the
     reference as no scene does, and a tile service would be asked for tiles the run
@@ -101,10 +101,10 @@ def _candidate_tiles(layout: TileLayout) -> list[Tile]:
 
 
 def _covered_windows(reader: TileReader) -> Iterator[Strip]:
-    """The candidate windows (`_candidate_tiles`), read one at a time as the caller asks,
+    """The candidate windows (`candidate_tiles`), read one at a time as the caller asks,
     that have scene pixels and are covered by the reference for `_MIN_VALID` at least:
     where it is missing, LR_UX4 stands in and would bias every measurement."""
-    for tile in _candidate_tiles(reader.layout):
+    for tile in candidate_tiles(reader.layout):
         strip = reader.read([tile])
         if strip.ref is not None and not strip.is_empty(0) and strip.ref_valid.mean() >= _MIN_VALID:
             yield strip

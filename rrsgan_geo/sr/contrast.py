@@ -40,7 +40,8 @@ class ContrastStretch:
         """The stretch of each of N tiles (N x C x h x w LR in [0, 1]), or None when
         none needs one."""
         values = lr.detach().float().flatten(1)
-        low, high = torch.quantile(values, torch.tensor([0.01, 0.99]), dim=1)
+        levels = torch.tensor([0.01, 0.99], device=values.device)
+        low, high = torch.quantile(values, levels, dim=1)
         spread = high - low
         gain = torch.where(
             spread > 0, (MIN_SPREAD / spread.clamp(min=1e-12)).clamp(1.0, MAX_GAIN), 1.0
@@ -75,13 +76,14 @@ def stretched(
     """`run` on (LR, LR_UX4, Ref, Ref_DUX4) tiles with the low-contrast ones stretched
     (`ContrastStretch`), its image (the first 3 channels of its output) mapped back;
     further channels (the relevance) are left as they come. `on_stretch` is told how
-    many tiles were stretched."""
+    many tiles were stretched, once `run` has run them (not when it raised: a batch
+    retried after running out of memory counts once)."""
     stretch = ContrastStretch.for_tiles(inputs[0])
     if stretch is None:
         return run(inputs)
+    output = run(tuple(stretch.apply(t) for t in inputs))
     if on_stretch is not None:
         on_stretch(int((stretch.gain > 1).sum()))
-    output = run(tuple(stretch.apply(t) for t in inputs))
     with torch.inference_mode(output.is_inference()):
         output[:, :3] = stretch.undo(output[:, :3])
     return output

@@ -1,8 +1,8 @@
 """The front door of `sr`: a generator from a file, a plan, its run, its model time.
 
-Each choice is made in one place: the weights and margin here, the device, tile and
-memory in `planning.plan_sr`, the batch and precision in the run from the plan's
-device; the command line, `batch` and the benchmarks only call these.
+Each choice is made in one place: the weights and margin here; the device, precision,
+batch, tile and memory in `planning.plan_sr`, which the run and the estimate read. The
+command line, `batch` and the benchmarks only call these.
 """
 
 from collections.abc import Callable, Sequence
@@ -13,6 +13,7 @@ import torch
 
 from rrsgan_geo.devices import resolve_device
 from rrsgan_geo.model import RRSNet, weight_files
+from rrsgan_geo.model.self_ensemble import views_note
 from rrsgan_geo.sr.inference import (
     count_macs_per_lr_pixel,
     measure_gmac_per_second,
@@ -69,8 +70,8 @@ def run(
 ) -> SRReport:
     """Run `plan` with `generator`: references co-registered, the scene's blur
     measured, tiles streamed to the output (`pipeline.super_resolve`), then the
-    quicklook and the STAC Item if the options ask for them. `progress` is called with the number
-    of tiles each step finished."""
+    quicklook and the STAC Item if the options ask for them. `progress` is called
+    with the number of tiles each step finished."""
     report = super_resolve(plan, generator, plan.options, on_tiles=progress)
     if plan.options.quicklook is not None:
         from rrsgan_geo.sr.quicklook import write_quicklook
@@ -125,10 +126,10 @@ class ModelTime:
     views: int
 
     def describe(self) -> str:
-        views = f", {self.views} views a tile" if self.views > 1 else ""
         return (
             f"{self.gmac:,.0f} GMAC: ~{self.seconds:,.0f} s of model time on {self.device} "
-            f"(timed on a 48 x 48 tile here, {' and '.join(self.precisions)}{views})"
+            f"(timed on a 48 x 48 tile here, {' and '.join(self.precisions)}"
+            f"{views_note(self.views)})"
         )
 
 

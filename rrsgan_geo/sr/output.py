@@ -123,12 +123,17 @@ def validate_creation_options(options: dict[str, str], cog: bool) -> None:
 OUTPUT_SUFFIXES = (".tif", ".tiff")
 
 
-def check_destination(path: Path, overwrite: bool) -> None:
-    """Refuse what cannot end well before any work; remove a dead run's leftovers."""
-    if path.suffix.lower() not in OUTPUT_SUFFIXES:
-        raise OutputError(
-            f"{path}: the output is a GeoTIFF (or a COG with --cog); name it .tif or .tiff"
-        )
+def check_destination(
+    path: Path,
+    overwrite: bool,
+    suffixes: tuple[str, ...] = OUTPUT_SUFFIXES,
+    kind: str = "a GeoTIFF (or a COG with --cog)",
+) -> None:
+    """Refuse what cannot end well before any work; remove a dead run's leftovers.
+    `suffixes` and `kind`: the names a file of that kind may have (the output image by
+    default; a quicklook, a STAC Item)."""
+    if path.suffix.lower() not in suffixes:
+        raise OutputError(f"{path}: the output is {kind}; name it {' or '.join(suffixes)}")
     if path.exists() and not overwrite:
         raise OutputError(f"{path} exists; pass --overwrite to replace it")
     if path.is_dir():

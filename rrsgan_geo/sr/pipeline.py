@@ -178,11 +178,9 @@ def _super_resolve(
 ) -> SRReport:
     started = time.perf_counter()
     device = torch.device(plan.device)
-    # The plan's decisions, so that the output's tags record what ran.
-    options = dataclasses.replace(options, precision=plan.precision)
     layout = plan.layout
     batch_size = plan.batch_size
-    tags = _provenance_tags(plan, generator, options, str(device), batch_size)
+    tags = _provenance_tags(plan, generator, options)
     tags["RRSGAN_SCENE_BLUR"] = json.dumps(scene_blur.record())
     maps = DiagnosticMaps(
         options.relevance_map,
@@ -195,7 +193,7 @@ def _super_resolve(
     runner = TileModel(
         generator.model,
         device,
-        options.precision,
+        plan.precision,
         batch_size,
         maps.with_relevance,
         views=options.self_ensemble,
@@ -273,8 +271,8 @@ def _super_resolve(
         tally.tiles_run,
         plan.footprint_coverage,
         tally.valid_ref_pixels / sr_pixels,
-        str(device),
-        options.precision,
+        plan.device,
+        plan.precision,
         runner.batch_size,
         runner.oom_halvings,
         time.perf_counter() - started,
@@ -399,13 +397,13 @@ def _output_profile(plan: SRPlan, creation_options: dict[str, str]) -> dict:
     return profile
 
 
-def _provenance_tags(
-    plan: SRPlan, generator: Generator, options: SROptions, device: str, batch_size: int
-) -> dict[str, str]:
+def _provenance_tags(plan: SRPlan, generator: Generator, options: SROptions) -> dict[str, str]:
+    """What the output records of its making: the plan's decisions (device, precision,
+    batch), what was asked (`options`) and the weights."""
     recorded: dict[str, object] = {
         "bands": plan.scene_bands,
         "rgb_bands": plan.model_bands,
-        "batch_size": batch_size,
+        "batch_size": plan.batch_size,
     }
     for name in ("nodata", "ref_nodata"):  # nodata values the user declared
         if getattr(options, name) is not None:
@@ -427,8 +425,8 @@ def _provenance_tags(
         # (rows, cols) of the SR grid each reference was moved by to lie on the scene.
         "RRSGAN_REF_OFFSETS": ";".join(f"{r},{c}" for r, c in (s.offset for s in plan.references))
         or "none",
-        "RRSGAN_DEVICE": device,
-        "RRSGAN_PRECISION": options.precision,
+        "RRSGAN_DEVICE": plan.device,
+        "RRSGAN_PRECISION": plan.precision,
         "RRSGAN_SELF_ENSEMBLE": str(options.self_ensemble),
         "RRSGAN_OPTIONS": json.dumps(recorded),
     }

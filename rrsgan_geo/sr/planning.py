@@ -264,10 +264,9 @@ def _plan_sr(
     for path in (output_path, *maps) if check_output else ():
         check_destination(path, options.overwrite)
     if options.quicklook is not None and check_output:
-        _check_quicklook(Path(options.quicklook), options.overwrite)
-    item = item_path(output_path)  # in the output's folder, checked above
-    if options.stac and check_output and item.exists() and not options.overwrite:
-        raise OutputError(f"{item} exists; pass --overwrite to replace it")
+        check_destination(Path(options.quicklook), options.overwrite, (".png",), "a PNG")
+    if options.stac and check_output:
+        check_destination(item_path(output_path), options.overwrite, (".json",), "STAC JSON")
     if options.stac_datetime:
         parse_stac_datetime(options.stac_datetime)  # a bad one stops here, before any work
     if len({Path(path).resolve() for path in (output_path, *maps)}) != 1 + len(maps):
@@ -379,15 +378,6 @@ def _plan_sr(
         precision=resolve_precision(options.precision, device, dtype),
         batch_size=batch_size,
     )
-
-
-def _check_quicklook(path: Path, overwrite: bool) -> None:
-    if path.suffix.lower() != ".png":
-        raise OutputError(f"--quicklook {path}: the quicklook is a PNG; name it .png")
-    if path.exists() and not overwrite:
-        raise OutputError(f"{path} exists; pass --overwrite to replace it")
-    if not path.parent.is_dir():
-        raise OutputError(f"--quicklook folder does not exist: {path.parent}")
 
 
 def _layout_within_memory(

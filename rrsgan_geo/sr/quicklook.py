@@ -22,11 +22,13 @@ import torch
 from PIL import Image, ImageDraw
 from rasterio.windows import Window
 
+from rrsgan_geo.errors import InputError
 from rrsgan_geo.files import published_when_done
-from rrsgan_geo.sr.co_registration import ReferenceOffset
+from rrsgan_geo.sr.co_registration import ReferenceOffset, candidate_tiles
 from rrsgan_geo.sr.inference import TileModel, model_inputs
 from rrsgan_geo.sr.pipeline import Generator, SRReport, tile_reader
 from rrsgan_geo.sr.planning import SRPlan
+from rrsgan_geo.sr.sources import BLOCKWISE_WARPING
 from rrsgan_geo.sr.tiling import TileLayout
 from rrsgan_geo.upscaling import SCALE
 
@@ -34,31 +36,20 @@ WINDOW_LR = 64
 """Scene pixels a side of the window shown (256 output pixels)."""
 ZOOM = 2
 """Each output pixel drawn as ZOOM x ZOOM, so that pixels stay visible."""
-_PLACES = 3
 _LABEL = 20
 _GAP = 6
 
 
-@dataclasses.dataclass(frozen=True)
-class QuicklookWindow:
-    """The window shown: its top-left scene pixel (column, row) and its side."""
-
-    col: int
-    row: int
-    side: int
-
-
-def write_quicklook(
-    plan: SRPlan, report: SRReport, generator: Generator, path: Path
-) -> QuicklookWindow:
+def write_quicklook(plan: SRPlan, report: SRReport, generator: Generator, path: Path) -> None:
     """Draw the quicklook of a finished run into `path` (PNG), written whole or not at
-    all; returns the window it shows."""
+    all. The window is read as the run read its strips (the same GDAL configuration)."""
     side = min(WINDOW_LR, plan.layout.width, plan.layout.height) // 4 * 4
     layout = TileLayout(plan.layout.width, plan.layout.height, side, 0)
     plan = _moved(plan, report.reference_offsets)
     reader = tile_reader(plan, plan.references, plan.options.http, layout)
     try:
-        strip, tile = _representative(reader, layout)
+        with rasterio.Env(**plan.options.http.gdal_config(), **BLOCKWISE_WARPING):
+            strip, tile = _representative(reader, layout)
         inputs = model_inputs(strip, torch.device("cpu"), report.scene_blur.sensor)
     finally:
         reader.close()
@@ -87,7 +78,6 @@ def write_quicklook(
     )
     with published_when_done(path) as temp:
         image.save(temp, format="PNG")
-    return QuicklookWindow(col, row, side)
 
 
 def _moved(plan: SRPlan, offsets: tuple[ReferenceOffset, ...]) -> SRPlan:
@@ -102,14 +92,11 @@ def _moved(plan: SRPlan, offsets: tuple[ReferenceOffset, ...]) -> SRPlan:
 
 
 def _representative(reader, layout: TileLayout):
-    """The strip of the place with the most LR texture among those the reference
-    covers (any place when none is covered), of places wholly inside the scene."""
+    """The strip and tile of the place with the most LR texture among those the
+    reference covers (any place when none is covered), of co-registration's candidate
+    places (`co_registration.candidate_tiles`: a 3 x 3 grid wholly inside the scene)."""
     best = None
-    fractions = [(i + 0.5) / _PLACES for i in range(_PLACES)]
-    rows, cols = layout.height // layout.tile, layout.width // layout.tile  # wholly inside
-    places = {(int(fr * rows), int(fc * cols)) for fr in fractions for fc in fractions}
-    for row, col in sorted(places):
-        tile = layout.tiles_in_row(row)[col]
+    for tile in candidate_tiles(layout):
         strip = reader.read([tile])
         if strip.is_empty(0):
             continue
@@ -120,7 +107,7 @@ def _representative(reader, layout: TileLayout):
         if best is None or score > best[0]:
             best = (score, strip, tile)
     if best is None:
-        raise ValueError("no window of the scene has valid pixels")
+        raise InputError("--quicklook: no window of the scene has valid pixels")
     return best[1], best[2]
 
 

@@ -17,7 +17,6 @@ The acquisition time is the plan's (`item_facts`), else `--stac-datetime`; a sce
 that says nothing, with none given, is refused before the run.
 """
 
-import json
 from datetime import datetime
 from pathlib import Path
 
@@ -28,8 +27,7 @@ from pystac.extensions.raster import RasterBand, RasterExtension
 from rasterio.enums import ColorInterp
 
 from rrsgan_geo import __version__
-from rrsgan_geo.errors import ConfigError
-from rrsgan_geo.files import write_text_atomically
+from rrsgan_geo.files import write_json
 from rrsgan_geo.geo.locations import display_name
 from rrsgan_geo.geo.references import COMMON_CRS
 from rrsgan_geo.sr.item_facts import item_path, parse_stac_datetime
@@ -97,13 +95,10 @@ def stac_item(plan, report) -> pystac.Item:
 
 
 def _times(plan) -> tuple[datetime | None, datetime | None, datetime | None]:
+    """(datetime, start, end): --stac-datetime, else the scene's own time, which
+    planning made sure there is (it refuses a --stac run without either)."""
     if plan.options.stac_datetime:
         return parse_stac_datetime(plan.options.stac_datetime)
-    if plan.acquired is None:
-        raise ConfigError(
-            "--stac: the scene says nothing of when it was taken (no TIFFTAG_DATETIME, no "
-            "date in its name): give --stac-datetime, e.g. 2024-05-01 or START/END"
-        )
     return plan.acquired, None, None
 
 
@@ -146,8 +141,7 @@ def _sibling_asset(output: Path, path: Path, title: str, role: str) -> pystac.As
 
 def write_item(item: pystac.Item, path: Path) -> None:
     """The Item as JSON at `path`, written whole or not at all, hrefs kept relative."""
-    document = item.to_dict(include_self_link=False, transform_hrefs=False)
-    write_text_atomically(path, json.dumps(document, indent=2) + "\n")
+    write_json(path, item.to_dict(include_self_link=False, transform_hrefs=False))
 
 
 def write_catalog(folder: Path, items: list[Path]) -> Path:
@@ -159,6 +153,5 @@ def write_catalog(folder: Path, items: list[Path]) -> Path:
     for path in sorted(items):
         catalog.add_link(pystac.Link("item", f"./{path.relative_to(folder).as_posix()}"))
     target = folder / CATALOG_NAME
-    document = catalog.to_dict(include_self_link=False, transform_hrefs=False)
-    write_text_atomically(target, json.dumps(document, indent=2) + "\n")
+    write_json(target, catalog.to_dict(include_self_link=False, transform_hrefs=False))
     return target
