@@ -136,7 +136,7 @@ def _figure(images, relevance, plan: SRPlan, corner: tuple[int, int], side: int)
         draw.text((left + 4, 4), label, fill="black")
     _scale_bar(draw, plan, width, height)
     col, row = corner
-    x, y = plan.lr_grid.transform * (col, row)
+    x, y = plan.lr_grid.transform @ (col, row)
     draw.text(
         (4, height + _LABEL + 4),
         f"window: scene pixels {col}..{col + side} x {row}..{row + side}; "
