@@ -251,12 +251,14 @@ def sr(
         from rrsgan_geo.sr.item_facts import item_path
 
         click.echo(f"wrote {item_path(report.output)}: its STAC Item")
-    if report.low_contrast_tiles and options.self_ensemble < 4:
+    if report.low_contrast_tiles:
+        from rrsgan_geo.sr.contrast import STRETCHED_VIEWS
+
         click.echo(
             f"note: {report.low_contrast_tiles} of {report.tiles_run} tiles were low in "
-            "contrast (a wide --scale over dark ground, say); the model's faint 4-pixel "
-            "pattern shows most there: --self-ensemble 4 averages it out (4x the model's "
-            "time)"
+            "contrast (a wide --scale over dark ground, say): they ran stretched and over "
+            f"{max(options.self_ensemble, STRETCHED_VIEWS)} views, which keeps the model's "
+            "faint 4-pixel pattern out of them"
         )
     if report.tile_server_errors:
         click.echo(

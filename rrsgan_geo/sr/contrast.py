@@ -8,7 +8,8 @@ is as large as the tile's real detail and comes back as a 4-pixel dot pattern on
 scaled to the output's units. Stretching such a tile's values (and its references'
 alike) to a contrast the model was trained on, and mapping its output back, keeps what
 the model does in proportion to the signal and shrinks its own pattern by the
-stretch's gain. A tile with contrast enough is not touched."""
+stretch's gain; running those tiles over the quarter turns (`STRETCHED_VIEWS`) averages
+what is left of it out. A tile with contrast enough is not touched."""
 
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,6 +22,12 @@ less than this share of the model's [0, 1] range is stretched to span it. Flatte
 all but a few of the training data's tiles, so the model's scores do not move; a wider
 stretch would also reach the tiles the model was trained on, and it is not exactly
 equivariant to contrast, least with a reference (`docs/performance.md`)."""
+STRETCHED_VIEWS = 4
+"""The fewest self-ensemble views a stretched tile runs with. The model's pattern is
+fixed to the 4 x 4 output block; averaged over its quarter turns it cancels: on the
+Sentinel-2 window of `docs/performance.md` the spread of the 16 block places' mean
+SR - bicubic fell from 3.4 DN (stretch alone) to 1.1 DN. Only stretched tiles pay the
+4 model runs, and they are few in a scene whose scaling suits it."""
 MAX_GAIN = 16.0
 """The largest stretch: a tile flatter than 1/64 of the range is stretched only this
 much (a flat tile is left as it is)."""
@@ -68,22 +75,35 @@ class ContrastStretch:
         )
 
 
+Run = Callable[[tuple[torch.Tensor, ...]], torch.Tensor]
+
+
 def stretched(
-    run: Callable[[tuple[torch.Tensor, ...]], torch.Tensor],
+    run: Run,
     inputs: tuple[torch.Tensor, ...],
     on_stretch: Callable[[int], object] | None = None,
+    run_stretched: Run | None = None,
 ) -> torch.Tensor:
-    """`run` on (LR, LR_UX4, Ref, Ref_DUX4) tiles with the low-contrast ones stretched
-    (`ContrastStretch`), its image (the first 3 channels of its output) mapped back;
-    further channels (the relevance) are left as they come. `on_stretch` is told how
-    many tiles were stretched, once `run` has run them (not when it raised: a batch
-    retried after running out of memory counts once)."""
+    """`run` on (LR, LR_UX4, Ref, Ref_DUX4) tiles, the low-contrast ones stretched
+    (`ContrastStretch`) and run by `run_stretched` (`run` where not given); the image
+    (the first 3 channels of the output) mapped back, further channels (the relevance)
+    left as they come. `on_stretch` is told how many tiles were stretched, once they
+    have run (not when a run raised: a batch retried after running out of memory
+    counts once)."""
     stretch = ContrastStretch.for_tiles(inputs[0])
     if stretch is None:
         return run(inputs)
-    output = run(tuple(stretch.apply(t) for t in inputs))
+    moved = tuple(stretch.apply(t) for t in inputs)
+    low = (stretch.gain > 1).flatten().to(inputs[0].device)
+    if run_stretched is None or bool(low.all()):
+        output = (run_stretched or run)(moved)
+    else:  # the tiles with contrast enough run as they are (the stretch left them alone)
+        high_output = run(tuple(t[~low] for t in moved))
+        low_output = run_stretched(tuple(t[low] for t in moved))
+        output = high_output.new_empty((low.shape[0], *high_output.shape[1:]))
+        output[~low], output[low] = high_output, low_output
     if on_stretch is not None:
-        on_stretch(int((stretch.gain > 1).sum()))
+        on_stretch(int(low.sum()))
     with torch.inference_mode(output.is_inference()):
         output[:, :3] = stretch.undo(output[:, :3])
     return output

@@ -13,7 +13,7 @@ from rrsgan_geo.model.deform import SeparateOffsetDeformConv
 from rrsgan_geo.model.degradation import upsample_4x
 from rrsgan_geo.model.self_ensemble import check_views, ensembled
 from rrsgan_geo.model.sensor import BICUBIC, SensorModel, reference_dux4
-from rrsgan_geo.sr.contrast import stretched
+from rrsgan_geo.sr.contrast import STRETCHED_VIEWS, stretched
 from rrsgan_geo.sr.sources import Strip
 from rrsgan_geo.upscaling import SCALE
 
@@ -118,15 +118,16 @@ class TileModel:
     flat_field_correction: bool = True
     """Subtract the model's fixed pattern (`flat_field_pattern`) from its output."""
     stretch_contrast: bool = True
-    """Run low-contrast tiles stretched and map their output back (`contrast`)."""
+    """Run low-contrast tiles stretched, with at least `contrast.STRETCHED_VIEWS` views,
+    and map their output back (`contrast`)."""
     oom_halvings: int = 0
     low_contrast_tiles: int = 0
     """Tiles run stretched (`contrast`): where the model's faint pattern is largest."""
+    _flat_patterns: dict[int, torch.Tensor] = field(init=False, default_factory=dict)
     host_seconds: float = 0.0
     """Time in the model measured on the host: all of it on the CPU."""
     cuda_events: list[tuple[torch.cuda.Event, torch.cuda.Event]] = field(default_factory=list)
     """(start, end) of each batch on the CUDA stream, read once the run is over."""
-    _flat_pattern: torch.Tensor | None = field(init=False, default=None)
     memory_format: torch.memory_format = field(init=False, default=torch.preserve_format)
     """channels_last for a model with convolutions (see `__post_init__`); otherwise the
     inputs go in as they are, views of the strip included, without a copy."""
@@ -172,7 +173,12 @@ class TileModel:
             try:
                 batch = tuple(t[start:stop] for t in inputs)
                 if self.stretch_contrast:
-                    output = stretched(self._corrected_forward, batch, self._count_stretched)
+                    output = stretched(
+                        self._corrected_forward,
+                        batch,
+                        self._count_stretched,
+                        self._stretched_forward if self.views < STRETCHED_VIEWS else None,
+                    )
                 else:
                     output = self._corrected_forward(batch)
                 outputs.append(output)
@@ -189,39 +195,46 @@ class TileModel:
     def _count_stretched(self, tiles: int) -> None:
         self.low_contrast_tiles += tiles
 
-    def _corrected_forward(self, inputs: tuple[torch.Tensor, ...]) -> torch.Tensor:
-        output = self._forward(inputs)
+    def _stretched_forward(self, inputs: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        return self._corrected_forward(inputs, STRETCHED_VIEWS)
+
+    def _corrected_forward(
+        self, inputs: tuple[torch.Tensor, ...], views: int | None = None
+    ) -> torch.Tensor:
+        views = views or self.views
+        output = self._forward(inputs, views)
         if self.flat_field_correction:
             with torch.inference_mode():
-                output[:, :3] -= self._pattern_at(inputs[1])
+                output[:, :3] -= self._pattern_at(inputs[1], views)
         return output
 
-    def flat_field_pattern(self) -> torch.Tensor:
+    def flat_field_pattern(self, views: int | None = None) -> torch.Tensor:
         """FLAT_LEVELS x 3 x 4 x 4: what this model adds to a flat image of each level, at
         each output pixel's place in its 4 x 4 block (a flat scene must come out flat, at
-        its own level), with no reference and this run's views, precision and blur code,
-        measured once per run. A few hundredths of an
+        its own level), with no reference and `views` (this run's where not given),
+        precision and blur code, measured once per run and number of views. A few hundredths of an
         8-bit level to half of one, this fixed pattern is invisible in an 8-bit output
         but magnified where the scaling is wide and the scene dark (a quarter-cloud
         Sentinel-2 scene stretched p2-p98: a 4-pixel dot pattern of +-5..7 DN).
         Measured one level at a time: a batch of one never runs out of memory here."""
-        if self._flat_pattern is None:
+        views = views or self.views
+        if views not in self._flat_patterns:
             side, patterns = _FLAT_TILE, []
             for level in torch.linspace(0, 1, FLAT_LEVELS).tolist():  # one tile at a time
                 lr = torch.full((1, 3, side, side), level)
                 grid = torch.full((1, 3, SCALE * side, SCALE * side), level)
-                output = self._forward((lr, grid, grid, grid))[:, :3].float() - level
+                output = self._forward((lr, grid, grid, grid), views)[:, :3].float() - level
                 core = output[0, :, 4 * SCALE : -4 * SCALE, 4 * SCALE : -4 * SCALE]
                 blocks = core.unflatten(-1, (-1, SCALE)).unflatten(-3, (-1, SCALE))
                 patterns.append(blocks.mean(dim=(-4, -2)))  # 3 x 4 x 4
-            self._flat_pattern = torch.stack(patterns)
-        return self._flat_pattern
+            self._flat_patterns[views] = torch.stack(patterns)
+        return self._flat_patterns[views]
 
-    def _pattern_at(self, lr_ux4: torch.Tensor) -> torch.Tensor:
+    def _pattern_at(self, lr_ux4: torch.Tensor, views: int) -> torch.Tensor:
         """The flat-field pattern under each pixel of `lr_ux4` (N x 3 x 4h x 4w), linearly
         interpolated between levels by the pixel's own LR level: the table is indexed
         by (level, band, row and column in the 4 x 4 block) per pixel, never tiled."""
-        pattern = self.flat_field_pattern()
+        pattern = self.flat_field_pattern(views)
         position = lr_ux4.to(self.device).float().clamp(0, 1) * (FLAT_LEVELS - 1)
         below = position.floor().long().clamp(max=FLAT_LEVELS - 2)
         fraction = position - below
@@ -231,7 +244,7 @@ class TileModel:
         lower, upper = (pattern[level, band, row, col] for level in (below, below + 1))
         return lower + fraction * (upper - lower)
 
-    def _forward(self, inputs: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    def _forward(self, inputs: tuple[torch.Tensor, ...], views: int) -> torch.Tensor:
         cuda = self.device.type == "cuda"
         started = time.perf_counter()
         if cuda:
@@ -265,7 +278,7 @@ class TileModel:
                 torch.inference_mode(),
                 torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None),
             ):
-                output = ensembled(run, inputs, self.views)
+                output = ensembled(run, inputs, views)
         finally:
             if hook is not None:
                 hook.remove()
