@@ -184,3 +184,24 @@ def test_a_fresh_generator_listens_to_its_reference():
         ref_swapped = (both - residual(lr, hr.flip(0))).abs().mean()
         lr_swapped = (both - residual(lr.flip(0), hr)).abs().mean()
     assert ref_swapped > 0.2 * lr_swapped
+
+
+def test_replaced_tells_where_a_synthetic_reference_took_another_places_texture(tmp_path):
+    """With replacement alone (no other distortion) a synthetic reference equals the HR
+    where `Replaced` is 0, is another place's texture where it is 1, and only the
+    synthetic source marks anything."""
+    dataset = _two_dates(tmp_path)
+    only_replaced = {**NO_DISTORTION, "replace_probability": 1.0, "cloud_probability": 0.0}
+    only_replaced["max_replaced_fraction"] = 0.5
+    reference = ReferenceConfig.from_dict({"sources": {"synthetic": 1}, "synthetic": only_replaced})
+    batch = dataset.batch(6, 16, seed=0, step=0, reference=reference)
+    replaced = batch["Replaced"]
+    assert replaced.shape == (6, 1, *batch["HR"].shape[-2:])
+    intact, swapped = replaced == 0, replaced == 1
+    assert intact.any() and swapped.any()
+    difference = (batch["Ref"] - batch["HR"]).abs().amax(dim=1, keepdim=True)
+    assert float(difference[intact].max()) < 1e-4
+    assert float(difference[swapped].mean()) > 0.02
+    for source in ("none", "real", "other_date"):
+        plain = ReferenceConfig.from_dict({"sources": {source: 1}})
+        assert not dataset.batch(2, 8, seed=0, step=0, reference=plain)["Replaced"].any()

@@ -302,3 +302,54 @@ def test_every_config_key_is_documented():
     for section in sections:
         for item in dataclasses.fields(section):
             assert f"| `{item.name}` |" in text, f"{section.__name__}.{item.name}"
+
+
+def test_the_relevance_ranking_loss_asks_only_for_the_order():
+    """Zero once the gate is `margin` higher where the reference is intact than where it
+    was replaced, the shortfall otherwise; samples without both parts are left out."""
+    from rrsgan_geo.training.losses import RELEVANCE_MARGIN, relevance_ranking_loss
+
+    replaced = torch.zeros(3, 1, 8, 8)
+    replaced[:2, :, :, :4] = 1  # samples 0 and 1: west half replaced; sample 2: intact
+    gate = torch.full((3, 8, 8), 0.6)
+    gate[0, :, :4] = 0.6 - RELEVANCE_MARGIN - 0.1  # ordered well enough
+    gate[1, :, :4] = 0.55  # 0.05 lower: short of the margin by margin - 0.05
+    gate[2] = 0.0  # no replaced part: no say
+    loss = relevance_ranking_loss(gate, replaced)
+    assert float(loss) == pytest.approx((RELEVANCE_MARGIN - 0.05) / 2, abs=1e-6)
+    assert float(relevance_ranking_loss(gate, torch.zeros_like(replaced))) == 0
+
+
+def test_a_relevance_weight_adds_the_ranking_loss_and_it_reaches_the_gate(tmp_path):
+    """`loss_weights.relevance` adds the ranking loss to each step (and only then); the
+    gate kept during the forward carries its gradient to the x4 relevance attention,
+    and a small step along it widens the gap between intact and replaced pixels."""
+    from rrsgan_geo.training.losses import relevance_ranking_loss
+
+    synthetic = {"replace_probability": 1.0, "cloud_probability": 0.0, "max_replaced_fraction": 0.5}
+    reference = {"sources": {"synthetic": 1}, "synthetic": synthetic}
+    config = write_config(
+        tmp_path, lr_crop=16, batch_size=8, reference=reference, loss_weights={"relevance": 1.0}
+    )
+    trainer = Trainer(load_config(config), torch.device("cpu"))
+    assert trainer.train_step()["relevance"] > 0
+    plain = Trainer(load_config(write_config(tmp_path / "plain")), torch.device("cpu"))
+    assert "relevance" not in plain.train_step()
+
+    batch = trainer.train_data.batch(8, 16, seed=5, step=0, reference=trainer.config.reference)
+    attention = trainer.generator.texture_transfer.ram_head_large
+    gate = [p for name, p in attention.named_parameters() if name.startswith("mul_")]
+
+    def ranking() -> torch.Tensor:
+        with trainer._relevance_kept() as relevance:
+            trainer.generator(*(batch[k] for k in INPUT_KEYS))
+        return relevance_ranking_loss(relevance[0], batch["Replaced"])
+
+    before = ranking()
+    grads = torch.autograd.grad(before, gate)
+    norm = torch.sqrt(sum((g**2).sum() for g in grads))
+    assert norm > 0
+    with torch.no_grad():
+        for parameter, grad in zip(gate, grads, strict=True):
+            parameter -= 1e-2 * grad / norm
+    assert float(ranking()) < float(before)

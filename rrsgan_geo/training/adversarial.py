@@ -28,6 +28,8 @@ class LossWeights:
     gan: float = 1e-3
     grad_pixel: float = 1.0
     grad_gan: float = 1e-3
+    relevance: float = 0.0
+    """Weight of `losses.relevance_ranking_loss` (both stages); 0: not computed."""
 
     def __post_init__(self) -> None:
         check_numbers(self, "loss_weights.")

@@ -28,12 +28,13 @@ from rrsgan_geo.config_numbers import check_numbers
 from rrsgan_geo.errors import ConfigError, InputError
 from rrsgan_geo.model.degradation import upsample_4x
 from rrsgan_geo.model.sensor import BICUBIC, SensorModel, TrainingDraws, degrade, reference_dux4
-from rrsgan_geo.sr.registration import co_registered
+from rrsgan_geo.sr.registration import co_registered, shifted
 from rrsgan_geo.training.reference_synthesis import (
     Distortion,
     SyntheticReferenceConfig,
     config_from_dict,
     draw_distortion,
+    replaced_share,
     synthesize,
 )
 from rrsgan_geo.upscaling import SCALE
@@ -397,8 +398,10 @@ class RefSRDataset(torch.utils.data.Dataset):
     ) -> dict[str, torch.Tensor]:
         """The batch for `plans`: context crops cut on the CPU, degraded on `device`.
         A plan's sensor model makes its LR from the HR crop with its context (BICUBIC
-        keeps the data set's LR); its reference is degraded the same way, and `blur`
-        holds each sample's `SensorModel.blur_code`."""
+        keeps the data set's LR); its reference is degraded the same way, `blur` holds
+        each sample's `SensorModel.blur_code`, and `Replaced` (N x 1 x H x W) how much of
+        each reference pixel a synthetic reference took from another place or a cloud
+        (0 for the other sources), for the relevance loss."""
         device = torch.device(device)
         padded = self._padded
         hr = torch.stack(
@@ -414,6 +417,7 @@ class RefSRDataset(torch.utils.data.Dataset):
         )
         lr_ux4 = upsample_4x(lr)
         refs = []
+        replaced = torch.zeros_like(hr[:, :1])
         for k, plan in enumerate(plans):
             if plan.source == "real":
                 image = padded[plan.index][1]
@@ -425,8 +429,13 @@ class RefSRDataset(torch.utils.data.Dataset):
                 index, top, left = plan.donor
                 donor = _crop(padded[index][2], (top, left), SCALE, lr_crop, device)
                 ref = synthesize(hr[k], plan.distortion, donor)
+                share = replaced_share(plan.distortion, *hr.shape[-2:], device)
                 if self.co_register:
-                    ref = co_registered(lr_ux4[k], ref)[0]
+                    ref, shift = co_registered(lr_ux4[k], ref)
+                    if share is not None:
+                        share = shifted(share, *shift.applied, torch.zeros_like(share))
+                if share is not None:
+                    replaced[k] = share
                 refs.append(ref)
             else:
                 refs.append(lr_ux4[k])
@@ -441,6 +450,7 @@ class RefSRDataset(torch.utils.data.Dataset):
             "Ref": ref[..., s:-s, s:-s],
             "Ref_DUX4": ref_dux4[..., s:-s, s:-s],
             "HR": hr[..., s:-s, s:-s],
+            "Replaced": replaced[..., s:-s, s:-s],
         }
         augmented = {
             key: torch.stack([_augment(image[k], plan) for k, plan in enumerate(plans)])

@@ -221,6 +221,17 @@ def _jpeg(image: torch.Tensor, quality: int) -> torch.Tensor:
     return torch.from_numpy(restored).permute(2, 0, 1).to(image) / 255
 
 
+def replaced_share(
+    distortion: Distortion, height: int, width: int, device: torch.device
+) -> torch.Tensor | None:
+    """1 x H x W: how much of each reference pixel `synthesize` takes from the donor or
+    the cloud (0 intact, 1 replaced, a soft edge between); None where nothing is."""
+    if distortion.replace_mask is None:
+        return None
+    weight = _smooth_field(distortion.replace_mask[None].to(device), height, width)
+    return ((weight - distortion.replace_threshold) * 8).clamp(0, 1)
+
+
 def synthesize(
     hr: torch.Tensor, distortion: Distortion, donor: torch.Tensor | None = None
 ) -> torch.Tensor:
@@ -237,9 +248,8 @@ def synthesize(
     ref = F.grid_sample(
         hr[None], grid[None], mode="bilinear", padding_mode="reflection", align_corners=False
     )[0]
-    if distortion.replace_mask is not None:
-        weight = _smooth_field(distortion.replace_mask[None].to(hr.device), height, width)
-        weight = ((weight - distortion.replace_threshold) * 8).clamp(0, 1)
+    weight = replaced_share(distortion, height, width, hr.device)
+    if weight is not None:
         if distortion.cloud or donor is None:
             cloud = 0.85 + 0.15 * _smooth_field(
                 distortion.replace_mask.flip(0)[None].to(hr.device), height, width

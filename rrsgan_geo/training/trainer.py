@@ -11,10 +11,11 @@ slice of the same global batch (DistributedDataParallel averages the gradients).
 """
 
 import bisect
+import contextlib
 import dataclasses
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,6 +41,7 @@ from rrsgan_geo.training.data import (
     split_samples,
 )
 from rrsgan_geo.training.evaluation import evaluate, summarise
+from rrsgan_geo.training.losses import relevance_ranking_loss
 
 STATE_FILE = "state.pt"
 INPUT_KEYS = ("LR", "LR_UX4", "Ref", "Ref_DUX4")
@@ -337,6 +339,25 @@ class Trainer:
         if self.step + 1 < self.config.steps:
             self._ahead = (self.step + 1, self._build_batch(self.step + 1))
 
+    @contextlib.contextmanager
+    def _relevance_kept(self) -> Iterator[list[torch.Tensor]]:
+        """While open, the x4 relevance attention's gate of each forward (N x H x W) is
+        appended to the yielded list, when the relevance loss has a weight."""
+        kept: list[torch.Tensor] = []
+        if not self.config.loss_weights.relevance:
+            yield kept
+            return
+        attention = self.generator.texture_transfer.ram_head_large
+
+        def keep(module: torch.nn.Module, args: tuple, _output: object) -> None:
+            kept.append(module.relevance(*args))
+
+        hook = attention.register_forward_hook(keep)
+        try:
+            yield kept
+        finally:
+            hook.remove()
+
     def train_step(self) -> dict[str, float]:
         """One optimiser step. The next step's batch is built on the CPU once this
         step's work is queued and before its losses are read, so that on a GPU the
@@ -345,10 +366,13 @@ class Trainer:
         config = self.config
         batch = self._batch(self.step)
         hr = batch["HR"]
-        with self._autocast():
+        with self._autocast(), self._relevance_kept() as relevance:
             sr = self.model(*(batch[k] for k in INPUT_KEYS), blur=batch["blur"])
         sr = sr.float()
         losses = {"pixel": F.l1_loss(sr, hr) * config.loss_weights.pixel}
+        if relevance:
+            ranking = relevance_ranking_loss(relevance[0], batch["Replaced"])
+            losses["relevance"] = ranking * config.loss_weights.relevance
         if self.stage2 is not None:
             grads = self.stage2.gradient_maps(sr, hr)
             losses.update(self.stage2.generator_losses(sr, hr, grads, self.step))
