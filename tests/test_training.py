@@ -352,4 +352,4 @@ def test_a_relevance_weight_adds_the_ranking_loss_and_it_reaches_the_gate(tmp_pa
     with torch.no_grad():
         for parameter, grad in zip(gate, grads, strict=True):
             parameter -= 1e-2 * grad / norm
-    assert float(ranking()) < float(before)
+    assert float(ranking().detach()) < float(before.detach())
