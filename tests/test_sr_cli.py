@@ -298,20 +298,29 @@ def test_sr_notes_an_output_larger_than_the_free_disk_space(files, tmp_path, mon
     assert "GB before compression and" in full.output and "0.0 GB free" in full.output
 
 
-def test_sr_notes_a_reference_too_coarse_to_add_the_outputs_detail(files, tmp_path):
+def test_a_reference_no_finer_than_the_scene_is_left_out_and_said_so(files, tmp_path):
     """The scene itself (its own pixels, 4x the output's) as reference is what a user
-    with two dates of one sensor would give: sr says it has no detail to add. The Web
-    Mercator reference at 0.125 Mercator metres is 0.1 ground metres at this latitude,
-    the output's pixel: no note (the pixel is measured where the scene is)."""
+    with two dates of one sensor would give: it has no detail to add, and a model that
+    trusts matching references would copy its interpolation, so sr leaves it out, says
+    so, and writes what it writes without a reference. The Web Mercator reference at
+    0.125 Mercator metres is 0.1 ground metres at this latitude, the output's pixel: no
+    note (the pixel is measured where the scene is)."""
     plan_json = str(tmp_path / "p.json")
     coarse = sr(files, tmp_path, "--dry-run", "--json", plan_json, ref="scene")
     assert coarse.exit_code == 0, coarse.output
-    assert "reference scene.tif's pixels are 4.0x the output's" in coarse.output
+    assert "reference scene.tif was left out: its pixels are 4.0x the output's" in coarse.output
     plan = json.loads((tmp_path / "p.json").read_text())  # the plan, for scripts
-    assert plan["dry_run"] and plan["references"] == ["scene.tif"] and plan["tiles"] >= 1
+    assert plan["dry_run"] and plan["references"] == [] and plan["tiles"] >= 1
     assert any("4.0x the output's" in note for note in plan["notes"])
     fine = sr(files, tmp_path, "--dry-run")
     assert fine.exit_code == 0 and "x the output's" not in fine.output
+    outputs = {}
+    for name, args in (("left out", ()), ("none", ("--allow-missing-ref",))):
+        result = sr(files, tmp_path, "--overwrite", *args, ref="scene" if args == () else None)
+        assert result.exit_code == 0, result.output
+        with rasterio.open(tmp_path / "out.tif") as out:
+            outputs[name] = out.read()
+    assert np.array_equal(outputs["left out"], outputs["none"])
 
 
 @pytest.mark.slow

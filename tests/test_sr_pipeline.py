@@ -15,6 +15,7 @@ from rrsgan_geo.devices import default_batch as pipeline_default_batch
 from rrsgan_geo.geo.locations import HttpOptions
 from rrsgan_geo.model import GeneratorConfig, RRSNet
 from rrsgan_geo.model.degradation import down_up_4x
+from rrsgan_geo.sr import planning
 from rrsgan_geo.sr.inference import model_inputs
 from rrsgan_geo.sr.pipeline import Generator, co_registered_plan, super_resolve
 from rrsgan_geo.sr.planning import SROptions, plan_sr
@@ -365,10 +366,13 @@ def test_several_reader_threads_give_the_same_output(tmp_path, monkeypatch):
         np.testing.assert_array_equal(a.read(), b.read())
 
 
-def test_a_reference_warped_in_column_parts_reads_what_one_view_reads(tmp_path):
+def test_a_reference_warped_in_column_parts_reads_what_one_view_reads(tmp_path, monkeypatch):
     """Each strip's reference, warped by three threads in column parts (cut at the
     VRT's block edges), is the same pixels and validity as one view warps, strips
     that span one part or several alike."""
+    # The scene at the reference's own pixel size, for its width: only reading is tested
+    # here, so the reference is kept, as it would not be in a run.
+    monkeypatch.setattr(planning, "NO_FINER_THAN_SCENE", float("inf"))
     scene = lr_scene(tmp_path / "scene.tif", factor=1)  # 400^2 LR: 1664 SR columns
     ref = mercator_reference(tmp_path / "ref.tif", crop_right=0.4)  # valid and missing
     plan = plan_sr(scene, ref, tmp_path / "o.tif", SROptions(tile=64), 8)
@@ -398,10 +402,13 @@ def test_a_reference_warped_in_column_parts_reads_what_one_view_reads(tmp_path):
             reader.close()
 
 
-def test_a_reader_shares_its_warp_threads_and_splits_few_references(tmp_path):
+def test_a_reader_shares_its_warp_threads_and_splits_few_references(tmp_path, monkeypatch):
     """The helper threads are the reader's, one per extra part whatever the number of
     references; a mosaic of more than `MAX_SPLIT_REFERENCES` tiles keeps one VRT each
     (open files stay one per tile); closing the reader ends its threads."""
+    # The scene at the reference's own pixel size, for its width: only reading is tested
+    # here, so the reference is kept, as it would not be in a run.
+    monkeypatch.setattr(planning, "NO_FINER_THAN_SCENE", float("inf"))
     scene = lr_scene(tmp_path / "scene.tif", factor=1)
     refs = [mercator_reference(tmp_path / f"ref{i}.tif") for i in range(MAX_SPLIT_REFERENCES + 1)]
     plan = plan_sr(scene, refs, tmp_path / "o.tif", SROptions(tile=64), 8)

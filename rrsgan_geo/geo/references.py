@@ -105,6 +105,12 @@ class ReferenceIndex:
         ranks = ranks or {}
         return sorted(hits, key=lambda hit: (ranks.get(hit[0], 0), -hit[1]))
 
+    def only(self, paths: Iterable[str]) -> "ReferenceIndex":
+        """The index of `paths` (some of this one's), footprints kept."""
+        kept = [i for i, path in enumerate(self.paths) if path in set(paths)]
+        footprints = tuple(self.footprints[i] for i in kept)
+        return ReferenceIndex(tuple(self.paths[i] for i in kept), footprints, STRtree(footprints))
+
     def coverage(self, grid: RasterGrid) -> float:
         """The fraction of the grid that the union of the references covers. Measured
         in the common CRS: a reference spanning the world (a tile service) cannot be

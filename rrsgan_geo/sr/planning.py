@@ -191,6 +191,9 @@ class SRPlan:
     """(name, pixel side in the scene's CRS units, at the scene's centre) of each
     reference: one much coarser than the output's pixels has no detail of that scale
     to give (another date of the scene's own sensor, say)."""
+    refs_no_finer_than_scene: tuple[tuple[str, float], ...] = ()
+    """(name, pixel side) of each reference left out: no finer than the scene
+    (`NO_FINER_THAN_SCENE`)."""
     notes: tuple[str, ...] = ()
     """What the user may want to change before trusting the output (`plan_notes`),
     measured once, before the run writes anything."""
@@ -331,7 +334,7 @@ def _plan_sr(
     specs, coverage = planned.specs, planned.coverage
     for path in (output_path, *maps):
         _refuse_overwriting_inputs(path, [scene_path, *(spec.path for spec in specs)])
-    if coverage == 0.0 and not options.allow_missing_ref:
+    if coverage == 0.0 and not options.allow_missing_ref and not planned.no_finer:
         given = ", ".join(map(display_name, references))
         reason = f"{given} does not overlap" if given else "no reference given for"
         raise CoverageError(
@@ -360,6 +363,7 @@ def _plan_sr(
         zeros,
         planned.untagged_zeros,
         planned.pixel_sizes,
+        planned.no_finer,
         unusable_values=unusable,
     )
     if options.stac and acquired is None and not options.stac_datetime:
@@ -516,6 +520,8 @@ class _PlannedReferences:
     """`SRPlan.untagged_ref_zeros`."""
     pixel_sizes: tuple[tuple[str, float], ...] = ()
     """`SRPlan.ref_pixel_sizes`."""
+    no_finer: tuple[tuple[str, float], ...] = ()
+    """`SRPlan.refs_no_finer_than_scene`."""
 
 
 def _plan_references(
@@ -525,9 +531,10 @@ def _plan_references(
         return _PlannedReferences()
     resampling = _parse_resampling(options.ref_resampling)
     index = ReferenceIndex.build(items, options.http)
-    specs, zeros, pixel_sizes = [], [], []
-    for path, _ in index.covering(lr_grid, ranks):
-        path = declaring_nodata(path, options.ref_nodata, "reference")
+    specs, zeros, pixel_sizes, no_finer, kept = [], [], [], [], []
+    scene_pixel = lr_grid.pixel_size_in(lr_grid.crs, lr_grid.centre())
+    for listed, _ in index.covering(lr_grid, ranks):
+        path = declaring_nodata(listed, options.ref_nodata, "reference")
         with (
             open_raster(path, "reference", options.http) as ref,
             naming_read_failures("reference", path),  # statistics read pixels
@@ -538,10 +545,18 @@ def _plan_references(
                 zeros.append((display_name(path), untagged_zeros(ref, bands)))
             grid = georeferenced_grid(ref, "reference")
             size = grid.pixel_size_in(lr_grid.crs, lr_grid.centre())
-            pixel_sizes.append((display_name(path), size))
+        if size >= NO_FINER_THAN_SCENE * scene_pixel:
+            no_finer.append((display_name(path), size))
+            continue
+        pixel_sizes.append((display_name(path), size))
         specs.append(ReferenceSpec(path, bands, scaling, resampling))
+        kept.append(listed)
     return _PlannedReferences(
-        tuple(specs), index.coverage(lr_grid), tuple(zeros), tuple(pixel_sizes)
+        tuple(specs),
+        index.only(kept).coverage(lr_grid),
+        tuple(zeros),
+        tuple(pixel_sizes),
+        tuple(no_finer),
     )
 
 
@@ -552,6 +567,11 @@ def _plan_references(
 UNTAGGED_ZEROS_NOTE = 0.01
 """Share of all-zero pixels in a scene that tags no nodata from which the run suggests
 --nodata 0 (real imagery is rarely 0 in every band; fill often is)."""
+NO_FINER_THAN_SCENE = 0.9
+"""Reference pixel / scene pixel from which a reference is left out of the run: it has
+no detail the scene lacks (another date of the scene's own sensor, say), and a model that
+has learnt to trust matching references copies its interpolation onto the 4x grid (a
+4-pixel pattern; `weights/README.md`). 0.9, not 1: a CRS's scale moves sizes a little."""
 COARSE_REFERENCE_NOTE = 2.0
 """Reference pixel / output pixel from which the run says the reference is too coarse
 to add the output's detail (the model learnt from references at the HR's pixel size)."""
@@ -581,6 +601,11 @@ def plan_notes(plan: SRPlan) -> tuple[str, ...]:
             "range outside it and were clipped there: check --scale"
         )
     sr_pixel = plan.sr_grid.pixel_size_in(plan.sr_grid.crs, plan.sr_grid.centre())
+    notes += [
+        f"reference {name} was left out: its pixels are {size / sr_pixel:.1f}x the output's, "
+        "no finer than the scene's, so it has no detail to add (the run is as without it)"
+        for name, size in plan.refs_no_finer_than_scene
+    ]
     notes += [
         f"reference {name}'s pixels are {size / sr_pixel:.1f}x the output's ({size:.3g} vs "
         f"{sr_pixel:.3g} CRS units): it has no detail of the output's scale to give; the "
