@@ -190,11 +190,14 @@ def test_the_reference_oracle_prints_its_table(tmp_path):
 @pytest.mark.slow
 def test_the_relevance_gate_benchmark_prints_both_halves(tmp_path):
     """`relevance_gate.py` runs sr twice on the bundled example and prints each half's
-    mean gate; its half-replaced reference really differs only in the west half."""
+    mean gate; its half-replaced reference really differs only in the west half. The
+    shipped model's gate lets through at least 0.04 more of the matching half (issue
+    28's bar; trained for with the relevance ranking loss: +0.515 measured)."""
     output = _run([sys.executable, "benchmarks/relevance_gate.py"], _environment(tmp_path))
     rows = [line.split() for line in output.splitlines() if line.startswith(("own", "west"))]
     assert len(rows) == 2 and all(0 <= float(v) <= 1 for row in rows for v in row[-2:])
-    assert "matching minus replaced (west half):" in output
+    difference = output.split("matching minus replaced (west half):")[1].split()[0]
+    assert float(difference) >= 0.04, output
     gate = _load_benchmark("relevance_gate")
     replaced = gate.half_replaced(tmp_path / "half.tif")
     with rasterio.open(gate.REFERENCE) as own, rasterio.open(replaced) as half:
