@@ -324,6 +324,7 @@ def test_a_relevance_weight_adds_the_ranking_loss_and_it_reaches_the_gate(tmp_pa
     """`loss_weights.relevance` adds the ranking loss to each step (and only then); the
     gate kept during the forward carries its gradient to the x4 relevance attention,
     and a small step along it widens the gap between intact and replaced pixels."""
+    from rrsgan_geo.model.generator import relevance_kept
     from rrsgan_geo.training.losses import relevance_ranking_loss
 
     synthetic = {"replace_probability": 1.0, "cloud_probability": 0.0, "max_replaced_fraction": 0.5}
@@ -341,7 +342,7 @@ def test_a_relevance_weight_adds_the_ranking_loss_and_it_reaches_the_gate(tmp_pa
     gate = [p for name, p in attention.named_parameters() if name.startswith("mul_")]
 
     def ranking() -> torch.Tensor:
-        with trainer._relevance_kept() as relevance:
+        with relevance_kept(trainer.generator) as relevance:
             trainer.generator(*(batch[k] for k in INPUT_KEYS))
         return relevance_ranking_loss(relevance[0], batch["Replaced"])
 

@@ -6,6 +6,8 @@ it. Width, block count and deformable groups are parameters so that a compact mo
 can serve CPU users.
 """
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
 
 import torch
@@ -181,6 +183,23 @@ class RRSNet(nn.Module):
             blur = torch.as_tensor(blur, dtype=torch.float32).expand(len(lr))
         content = self.content_extractor(lr, blur)
         return self.texture_transfer(content, maps) + base
+
+
+@contextlib.contextmanager
+def relevance_kept(model: RRSNet) -> Iterator[list[torch.Tensor]]:
+    """While open, each forward of `model` appends its x4 relevance attention's gate
+    (N x H x W, `RelevanceAttention.relevance`) to the yielded list: what `sr
+    --relevance-map` writes and the relevance ranking loss trains."""
+    kept: list[torch.Tensor] = []
+
+    def keep(module: nn.Module, args: tuple, _output: object) -> None:
+        kept.append(module.relevance(*args))
+
+    hook = model.texture_transfer.ram_head_large.register_forward_hook(keep)
+    try:
+        yield kept
+    finally:
+        hook.remove()
 
 
 def with_blur_input(model: RRSNet) -> RRSNet:

@@ -1,6 +1,7 @@
 """Running the generator on batches of tiles: device, precision, out-of-memory."""
 
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -11,6 +12,7 @@ from rrsgan_geo.errors import ConfigError
 from rrsgan_geo.model import RRSNet
 from rrsgan_geo.model.deform import SeparateOffsetDeformConv
 from rrsgan_geo.model.degradation import upsample_4x
+from rrsgan_geo.model.generator import relevance_kept
 from rrsgan_geo.model.self_ensemble import check_views, ensembled
 from rrsgan_geo.model.sensor import BICUBIC, SensorModel, reference_dux4
 from rrsgan_geo.sr.contrast import STRETCHED_VIEWS, stretched
@@ -251,37 +253,26 @@ class TileModel:
             events = (torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
             events[0].record()
         dtype = PRECISIONS[self.precision]
-        relevance: list[torch.Tensor] = []
-        hook = None
-        if self.with_relevance:
-            attention = self.model.texture_transfer.ram_head_large
+        keeping = relevance_kept(self.model) if self.with_relevance else nullcontext([])
+        with (
+            keeping as relevance,
+            torch.inference_mode(),
+            torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None),
+        ):
 
-            def keep_relevance(module: torch.nn.Module, args: tuple, _output: object) -> None:
-                relevance.append(module.relevance(*args))
+            def run(view: tuple[torch.Tensor, ...]) -> torch.Tensor:
+                output = self.model(
+                    *(
+                        t.to(self.device, non_blocking=True, memory_format=self.memory_format)
+                        for t in view
+                    ),
+                    blur=self.blur,
+                )
+                if relevance:  # moved back and averaged with the image, as a 4th channel
+                    output = torch.cat([output.float(), relevance.pop().float()[:, None]], dim=1)
+                return output.float()
 
-            hook = attention.register_forward_hook(keep_relevance)
-
-        def run(view: tuple[torch.Tensor, ...]) -> torch.Tensor:
-            output = self.model(
-                *(
-                    t.to(self.device, non_blocking=True, memory_format=self.memory_format)
-                    for t in view
-                ),
-                blur=self.blur,
-            )
-            if relevance:  # moved back and averaged with the image, as a 4th channel
-                output = torch.cat([output.float(), relevance.pop().float()[:, None]], dim=1)
-            return output.float()
-
-        try:
-            with (
-                torch.inference_mode(),
-                torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None),
-            ):
-                output = ensembled(run, inputs, views)
-        finally:
-            if hook is not None:
-                hook.remove()
+            output = ensembled(run, inputs, views)
         if cuda:
             events[1].record()
             self.cuda_events.append(events)

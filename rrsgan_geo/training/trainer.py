@@ -11,11 +11,11 @@ slice of the same global batch (DistributedDataParallel averages the gradients).
 """
 
 import bisect
-import contextlib
 import dataclasses
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,6 +30,7 @@ from rrsgan_geo.devices import PRECISIONS, to_device
 from rrsgan_geo.errors import ConfigError, InputError
 from rrsgan_geo.files import published_when_done
 from rrsgan_geo.model import GeneratorConfig, RRSNet, with_blur_input
+from rrsgan_geo.model.generator import relevance_kept
 from rrsgan_geo.model.sensor import EVALUATION_SENSOR, TrainingDraws
 from rrsgan_geo.model.weight_files import WeightsMetadata, load_generator, save_weights
 from rrsgan_geo.training.adversarial import AdversarialStage, LossWeights
@@ -339,25 +340,6 @@ class Trainer:
         if self.step + 1 < self.config.steps:
             self._ahead = (self.step + 1, self._build_batch(self.step + 1))
 
-    @contextlib.contextmanager
-    def _relevance_kept(self) -> Iterator[list[torch.Tensor]]:
-        """While open, the x4 relevance attention's gate of each forward (N x H x W) is
-        appended to the yielded list, when the relevance loss has a weight."""
-        kept: list[torch.Tensor] = []
-        if not self.config.loss_weights.relevance:
-            yield kept
-            return
-        attention = self.generator.texture_transfer.ram_head_large
-
-        def keep(module: torch.nn.Module, args: tuple, _output: object) -> None:
-            kept.append(module.relevance(*args))
-
-        hook = attention.register_forward_hook(keep)
-        try:
-            yield kept
-        finally:
-            hook.remove()
-
     def train_step(self) -> dict[str, float]:
         """One optimiser step. The next step's batch is built on the CPU once this
         step's work is queued and before its losses are read, so that on a GPU the
@@ -366,7 +348,10 @@ class Trainer:
         config = self.config
         batch = self._batch(self.step)
         hr = batch["HR"]
-        with self._autocast(), self._relevance_kept() as relevance:
+        keeping = (
+            relevance_kept(self.generator) if config.loss_weights.relevance else nullcontext([])
+        )
+        with self._autocast(), keeping as relevance:
             sr = self.model(*(batch[k] for k in INPUT_KEYS), blur=batch["blur"])
         sr = sr.float()
         losses = {"pixel": F.l1_loss(sr, hr) * config.loss_weights.pixel}
