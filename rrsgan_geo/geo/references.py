@@ -107,7 +107,8 @@ class ReferenceIndex:
 
     def only(self, paths: Iterable[str]) -> "ReferenceIndex":
         """The index of `paths` (some of this one's), footprints kept."""
-        kept = [i for i, path in enumerate(self.paths) if path in set(paths)]
+        wanted = set(paths)
+        kept = [i for i, path in enumerate(self.paths) if path in wanted]
         footprints = tuple(self.footprints[i] for i in kept)
         return ReferenceIndex(tuple(self.paths[i] for i in kept), footprints, STRtree(footprints))
 
