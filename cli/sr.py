@@ -252,12 +252,12 @@ def sr(
 
         click.echo(f"wrote {item_path(report.output)}: its STAC Item")
     if report.low_contrast_tiles:
-        from rrsgan_geo.sr.contrast import STRETCHED_VIEWS
+        from rrsgan_geo.sr.contrast import stretched_views
 
         click.echo(
             f"note: {report.low_contrast_tiles} of {report.tiles_run} tiles were low in "
             "contrast (a wide --scale over dark ground, say): they ran stretched and over "
-            f"{max(options.self_ensemble, STRETCHED_VIEWS)} views, which keeps the model's "
+            f"{stretched_views(options.self_ensemble)} views, which keeps the model's "
             "faint 4-pixel pattern out of them"
         )
     if report.tile_server_errors:

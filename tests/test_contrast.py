@@ -79,7 +79,7 @@ def test_a_dim_16_bit_scene_runs_its_stretched_tiles_over_four_views(tmp_path, m
     from click.testing import CliRunner
 
     from rrsgan_geo.cli.main import main
-    from rrsgan_geo.sr import inference
+    from rrsgan_geo.sr import contrast
 
     with rasterio.open(SCENE) as source:
         pixels, profile = source.read(window=((0, 64), (0, 64))).astype(np.uint16), source.profile
@@ -92,7 +92,7 @@ def test_a_dim_16_bit_scene_runs_its_stretched_tiles_over_four_views(tmp_path, m
         out.write(dim)
     spreads = {}
     for views in (1, 4):  # 1: the stretch alone, as before stretched tiles took 4 views
-        monkeypatch.setattr(inference, "STRETCHED_VIEWS", views)
+        monkeypatch.setattr(contrast, "STRETCHED_VIEWS", views)
         out = tmp_path / f"x4_{views}.tif"
         command = ["sr", str(scene), "--allow-missing-ref", "--scale", "p2,p98", "--tile", "32"]
         summary = tmp_path / f"run_{views}.json"

@@ -75,6 +75,11 @@ class ContrastStretch:
         )
 
 
+def stretched_views(views: int) -> int:
+    """The views a stretched tile runs with, the run's own being `views`."""
+    return max(views, STRETCHED_VIEWS)
+
+
 Run = Callable[[tuple[torch.Tensor, ...]], torch.Tensor]
 
 
@@ -94,7 +99,7 @@ def stretched(
     if stretch is None:
         return run(inputs)
     moved = tuple(stretch.apply(t) for t in inputs)
-    low = (stretch.gain > 1).flatten().to(inputs[0].device)
+    low = (stretch.gain > 1).flatten()
     if run_stretched is None or bool(low.all()):
         output = (run_stretched or run)(moved)
     else:  # the tiles with contrast enough run as they are (the stretch left them alone)

@@ -15,7 +15,7 @@ from rrsgan_geo.model.degradation import upsample_4x
 from rrsgan_geo.model.generator import relevance_kept
 from rrsgan_geo.model.self_ensemble import check_views, ensembled
 from rrsgan_geo.model.sensor import BICUBIC, SensorModel, reference_dux4
-from rrsgan_geo.sr.contrast import STRETCHED_VIEWS, stretched
+from rrsgan_geo.sr.contrast import stretched, stretched_views
 from rrsgan_geo.sr.sources import Strip
 from rrsgan_geo.upscaling import SCALE
 
@@ -120,8 +120,8 @@ class TileModel:
     flat_field_correction: bool = True
     """Subtract the model's fixed pattern (`flat_field_pattern`) from its output."""
     stretch_contrast: bool = True
-    """Run low-contrast tiles stretched, with at least `contrast.STRETCHED_VIEWS` views,
-    and map their output back (`contrast`)."""
+    """Run low-contrast tiles stretched, over `contrast.stretched_views` views, and map
+    their output back (`contrast`)."""
     oom_halvings: int = 0
     low_contrast_tiles: int = 0
     """Tiles run stretched (`contrast`): where the model's faint pattern is largest."""
@@ -179,7 +179,9 @@ class TileModel:
                         self._corrected_forward,
                         batch,
                         self._count_stretched,
-                        self._stretched_forward if self.views < STRETCHED_VIEWS else None,
+                        self._stretched_forward
+                        if stretched_views(self.views) != self.views
+                        else None,
                     )
                 else:
                     output = self._corrected_forward(batch)
@@ -198,7 +200,7 @@ class TileModel:
         self.low_contrast_tiles += tiles
 
     def _stretched_forward(self, inputs: tuple[torch.Tensor, ...]) -> torch.Tensor:
-        return self._corrected_forward(inputs, STRETCHED_VIEWS)
+        return self._corrected_forward(inputs, stretched_views(self.views))
 
     def _corrected_forward(
         self, inputs: tuple[torch.Tensor, ...], views: int | None = None
