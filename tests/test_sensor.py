@@ -32,6 +32,7 @@ from rrsgan_geo.sr.registration import co_registered
 from rrsgan_geo.sr.scene_blur import (
     DEFAULT_SIGMA,
     BlurWindow,
+    area_sensor,
     estimate_scene_blur,
     given_scene_blur,
 )
@@ -224,6 +225,40 @@ def test_training_batches_draw_sensors_and_degrade_references_alike(tmp_path):
     # Ref_DUX4 differs from the bicubic down-up of the same image.
     assert torch.equal(batch["Ref"], batch["LR_UX4"])
     assert not torch.allclose(batch["Ref_DUX4"], down_up_4x(batch["Ref"]), atol=1e-3)
+
+
+def test_a_told_error_tells_the_model_an_erring_blur_and_blurs_the_reference_by_it(tmp_path):
+    folder = make_refsr_folder(tmp_path / "data", count=2, hr_size=96)
+    data = RefSRDataset(find_samples(folder), co_register=False)
+    reference = ReferenceConfig(sources={"real": 1.0})
+
+    def plans_with(draws: TrainingDraws) -> list:
+        return [
+            data.plan(8, torch.Generator().manual_seed(k), reference, 0, draws) for k in range(64)
+        ]
+
+    truthful = plans_with(TrainingDraws(bicubic=0.5, jpeg=0.0))
+    plans = plans_with(TrainingDraws(bicubic=0.5, jpeg=0.0, told_error=0.3))
+    assert [p.told for p in truthful] == [None] * 64
+    # The LR is made as without the error (the error is drawn last): only what the
+    # model is told differs, and it is what `sr` would assume for such an estimate.
+    assert [p.sensor for p in plans] == [p.sensor for p in truthful]
+    assert sum(abs(p.assumed.blur_code - p.sensor.blur_code) > 0.05 for p in plans) > 32
+    assert all(p.told in (BICUBIC, area_sensor(p.told.psf_sigma)) for p in plans)
+    assert any(p.sensor.is_bicubic and not p.told.is_bicubic for p in plans)
+    assert any(not p.sensor.is_bicubic and p.told.is_bicubic for p in plans)
+    batch = data.build(plans[:4], 8)
+    truthful_batch = data.build(truthful[:4], 8)
+    assert batch["blur"].tolist() == pytest.approx([p.told.blur_code for p in plans[:4]])
+    assert torch.equal(batch["LR"], truthful_batch["LR"])
+    for k, plan in enumerate(plans[:4]):
+        same = plan.told.optics_only() == plan.sensor.optics_only()
+        assert torch.equal(batch["Ref_DUX4"][k], truthful_batch["Ref_DUX4"][k]) == same
+
+
+def test_told_errors_are_checked():
+    with pytest.raises(ConfigError, match="told_error"):
+        TrainingDraws(told_error=-0.1)
 
 
 def test_validation_and_evaluation_make_whole_samples_with_a_fixed_sensor(tmp_path):

@@ -177,12 +177,16 @@ def estimate_scene_blur(windows: list[BlurWindow]) -> SceneBlur:
             middle = (low + high) / 2
             low, high = (middle, high) if too_sharp(middle) else (low, middle)
         sigma = (low + high) / 2
-    return SceneBlur(_as_trained(sigma), "estimated", _fit_r2(blurred(sigma), usable), len(usable))
+    return SceneBlur(
+        assumed_sensor(sigma), "estimated", _fit_r2(blurred(sigma), usable), len(usable)
+    )
 
 
-def _as_trained(sigma: float) -> SensorModel:
-    """The blur the model is told for an estimated sigma: bicubic-like below
-    `BICUBIC_LIKE_BELOW`, else a Gaussian PSF with area integration."""
+def assumed_sensor(sigma: float) -> SensorModel:
+    """The sensor model assumed for an estimated sigma (LR px), which blurs the
+    reference and is told to the model: bicubic-like below `BICUBIC_LIKE_BELOW`, else a
+    Gaussian PSF with area integration. Training tells the model an erring estimate
+    this way (`sensor.TrainingDraws.told_error`)."""
     return BICUBIC if sigma < BICUBIC_LIKE_BELOW else area_sensor(sigma)
 
 

@@ -29,6 +29,7 @@ from rrsgan_geo.errors import ConfigError, InputError
 from rrsgan_geo.model.degradation import upsample_4x
 from rrsgan_geo.model.sensor import BICUBIC, SensorModel, TrainingDraws, degrade, reference_dux4
 from rrsgan_geo.sr.registration import co_registered, shifted
+from rrsgan_geo.sr.scene_blur import assumed_sensor
 from rrsgan_geo.training.reference_synthesis import (
     Distortion,
     SyntheticReferenceConfig,
@@ -241,6 +242,13 @@ class CropPlan:
     sensor: SensorModel = BICUBIC
     """How this sample's LR is made: BICUBIC keeps the data set's own LR."""
     noise_seed: int = 0
+    told: SensorModel | None = None
+    """The blur the model is told and the reference is blurred by, as `sr` would assume
+    it from an erring estimate (`TrainingDraws.told_error`); None: `sensor`'s own."""
+
+    @property
+    def assumed(self) -> SensorModel:
+        return self.sensor if self.told is None else self.told
 
 
 def _crop(
@@ -385,12 +393,25 @@ class RefSRDataset(torch.utils.data.Dataset):
         elif source == "synthetic":
             distortion = draw_distortion(reference.synthetic_at(step), generator)
             donor = self._draw_crop(lr_crop, generator)
-        sensor, noise_seed = BICUBIC, 0
+        sensor, noise_seed, told = BICUBIC, 0, None
         if degradation is not None:
             sensor = degradation.draw(generator)
             noise_seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
+            if degradation.told_error > 0:
+                told = assumed_sensor(degradation.told_blur(sensor, generator))
         return CropPlan(
-            index, top, left, flip_h, flip_v, rotate, source, distortion, donor, sensor, noise_seed
+            index,
+            top,
+            left,
+            flip_h,
+            flip_v,
+            rotate,
+            source,
+            distortion,
+            donor,
+            sensor,
+            noise_seed,
+            told,
         )
 
     def build(
@@ -398,10 +419,11 @@ class RefSRDataset(torch.utils.data.Dataset):
     ) -> dict[str, torch.Tensor]:
         """The batch for `plans`: context crops cut on the CPU, degraded on `device`.
         A plan's sensor model makes its LR from the HR crop with its context (BICUBIC
-        keeps the data set's LR); its reference is degraded the same way, `blur` holds
-        each sample's `SensorModel.blur_code`, and `Replaced` (N x 1 x H x W) how much of
-        each reference pixel a synthetic reference took from another place or a cloud
-        (0 for the other sources), for the relevance loss."""
+        keeps the data set's LR); its reference is degraded by the blur the model is
+        told (`CropPlan.assumed`), `blur` holds that blur's `SensorModel.blur_code`, and
+        `Replaced` (N x 1 x H x W) how much of each reference pixel a synthetic
+        reference took from another place or a cloud (0 for the other sources), for the
+        relevance loss."""
         device = torch.device(device)
         padded = self._padded
         hr = torch.stack(
@@ -441,7 +463,7 @@ class RefSRDataset(torch.utils.data.Dataset):
                 refs.append(lr_ux4[k])
         ref = torch.stack(refs)
         ref_dux4 = torch.cat(
-            [reference_dux4(ref[k : k + 1], plan.sensor) for k, plan in enumerate(plans)]
+            [reference_dux4(ref[k : k + 1], plan.assumed) for k, plan in enumerate(plans)]
         )
         c, s = CONTEXT_LR, SCALE * CONTEXT_LR
         batch = {
@@ -456,7 +478,7 @@ class RefSRDataset(torch.utils.data.Dataset):
             key: torch.stack([_augment(image[k], plan) for k, plan in enumerate(plans)])
             for key, image in batch.items()
         }
-        blur = torch.tensor([plan.sensor.blur_code for plan in plans], device=device)
+        blur = torch.tensor([plan.assumed.blur_code for plan in plans], device=device)
         return {**augmented, "blur": blur}
 
     def batch(
