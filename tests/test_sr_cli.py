@@ -19,6 +19,7 @@ from rrsgan_geo.cli.main import main
 from rrsgan_geo.errors import WeightsNotFoundError
 from rrsgan_geo.model import RRSNet
 from rrsgan_geo.model.weight_files import WeightsMetadata, save_weights
+from rrsgan_geo.sr import planning
 from tests.rasters import lr_scene, mercator_reference, write_raster
 from tests.test_sr_pipeline import TINY
 
@@ -298,16 +299,26 @@ def test_sr_notes_an_output_larger_than_the_free_disk_space(files, tmp_path, mon
     assert "GB before compression and" in full.output and "0.0 GB free" in full.output
 
 
-def test_a_reference_no_finer_than_the_scene_is_left_out_and_said_so(files, tmp_path):
+def test_a_reference_no_finer_than_the_scene_is_left_out_and_said_so(files, tmp_path, monkeypatch):
     """The scene itself (its own pixels, 4x the output's) as reference is what a user
     with two dates of one sensor would give: it has no detail to add, and a model that
     trusts matching references would copy its interpolation, so sr leaves it out, says
-    so, and writes what it writes without a reference. The Web Mercator reference at
-    0.125 Mercator metres is 0.1 ground metres at this latitude, the output's pixel: no
-    note (the pixel is measured where the scene is)."""
+    so (before reading its pixels for statistics), and writes what it writes without a
+    reference. The Web Mercator reference at 0.125 Mercator metres is 0.1 ground metres
+    at this latitude, the output's pixel: no note (the pixel is measured where the
+    scene is)."""
     plan_json = str(tmp_path / "p.json")
+    scaled = []
+    choose_scaling = planning.choose_scaling
+    monkeypatch.setattr(
+        planning,
+        "choose_scaling",
+        lambda *args: scaled.append(args[-1]) or choose_scaling(*args),
+    )
     coarse = sr(files, tmp_path, "--dry-run", "--json", plan_json, ref="scene")
     assert coarse.exit_code == 0, coarse.output
+    assert scaled == ["scene"]
+    monkeypatch.undo()
     assert "reference scene.tif was left out: its pixels are 4.0x the output's" in coarse.output
     plan = json.loads((tmp_path / "p.json").read_text())  # the plan, for scripts
     assert plan["dry_run"] and plan["references"] == [] and plan["tiles"] >= 1

@@ -540,14 +540,14 @@ def _plan_references(
             naming_read_failures("reference", path),  # statistics read pixels
         ):
             bands = select_bands(ref, options.ref_bands, "reference")
+            grid = georeferenced_grid(ref, "reference")
+            size = grid.pixel_size_in(lr_grid.crs, lr_grid.centre())
+            if size >= NO_FINER_THAN_SCENE * scene_pixel:  # left out before reading pixels
+                no_finer.append((display_name(path), size))
+                continue
             scaling = choose_scaling(ref, bands, options.ref_scale, "reference")
             if not is_virtual(path):
                 zeros.append((display_name(path), untagged_zeros(ref, bands)))
-            grid = georeferenced_grid(ref, "reference")
-            size = grid.pixel_size_in(lr_grid.crs, lr_grid.centre())
-        if size >= NO_FINER_THAN_SCENE * scene_pixel:
-            no_finer.append((display_name(path), size))
-            continue
         pixel_sizes.append((display_name(path), size))
         specs.append(ReferenceSpec(path, bands, scaling, resampling))
         kept.append(listed)
