@@ -192,7 +192,8 @@ def test_the_relevance_gate_benchmark_prints_both_halves(tmp_path):
     """`relevance_gate.py` runs sr twice on the bundled example and prints each half's
     mean gate; its half-replaced reference really differs only in the west half. The
     shipped model's gate lets through at least 0.04 more of the matching half (issue
-    28's bar; trained for with the relevance ranking loss: +0.515 measured)."""
+    28's bar; trained for with the relevance ranking loss; the model card has the
+    measured value)."""
     output = _run([sys.executable, "benchmarks/relevance_gate.py"], _environment(tmp_path))
     rows = [line.split() for line in output.splitlines() if line.startswith(("own", "west"))]
     assert len(rows) == 2 and all(0 <= float(v) <= 1 for row in rows for v in row[-2:])
