@@ -16,11 +16,13 @@ changes (by up to a whole LR pixel on RRSSRD's Google Earth references;
 `docs/performance.md`). A reference with less fine detail than the scene has (a cloud, a
 coarser image) can only make the scene look sharp, which errs towards sharpening less.
 The blurred reference's pixel fit (R^2, with a gain and offset per band) is reported
-beside the estimate, saying how much of the scene the reference shows. The model knows
-bicubic-like LR and PSFs from 0.3 LR px, so an estimate below `BICUBIC_LIKE_BELOW` is
-taken as bicubic-like. Without a reference, the documented default (`DEFAULT_SIGMA`) is
-used: a scene's own detail depends too much on what it shows (Landsat fields at 120 m
-look as sharp as Google Earth at 0.6 m blurred half as much) to tell its blur. JPEG
+beside the estimate, saying how much of the scene the reference shows. An estimate
+below `BICUBIC_LIKE_BELOW` is taken as bicubic-like. The estimate errs (most on sharp
+LR, by the reference's content), so the model is trained told an erring blur
+(`sensor.TrainingDraws.told_error`). Without a reference, the documented default
+(`DEFAULT_SIGMA`) is used: a scene's own detail depends too much on what it shows
+(Landsat fields at 120 m look as sharp as Google Earth at 0.6 m blurred half as much) to
+tell its blur. JPEG
 softens an LR a little.
 """
 
@@ -46,8 +48,8 @@ MAX_SIGMA = 2.0
 reported at it."""
 BICUBIC_LIKE_BELOW = 0.2
 """An estimate below this (LR px) is taken as bicubic-like LR (`sensor.BICUBIC`, blur
-code 0.11): the model learnt the data set's bicubic LR and PSFs from 0.3 LR px up, and
-nothing between; this is about halfway."""
+code 0.11): with a matching reference the data set's bicubic LR reads 0.15 and a PSF of
+0.3 LR px reads 0.3, and this is about halfway."""
 _SEARCH_STEPS = 12
 """Bisections of the sigma range: 2 / 2^12 LR px apart at the end."""
 _BORDER = 3
