@@ -22,8 +22,7 @@ LR, by the reference's content), so the model is trained told an erring blur
 (`sensor.TrainingDraws.told_error`). Without a reference, the documented default
 (`DEFAULT_SIGMA`) is used: a scene's own detail depends too much on what it shows
 (Landsat fields at 120 m look as sharp as Google Earth at 0.6 m blurred half as much) to
-tell its blur. JPEG
-softens an LR a little.
+tell its blur. JPEG softens an LR a little.
 """
 
 import math
