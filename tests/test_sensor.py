@@ -256,9 +256,28 @@ def test_a_told_error_tells_the_model_an_erring_blur_and_blurs_the_reference_by_
         assert torch.equal(batch["Ref_DUX4"][k], truthful_batch["Ref_DUX4"][k]) == same
 
 
-def test_told_errors_are_checked():
-    with pytest.raises(ConfigError, match="told_error"):
-        TrainingDraws(told_error=-0.1)
+def test_the_told_error_can_grow_for_sharp_lr_as_the_estimates_does():
+    """The blur estimate errs about twice as much on bicubic-like LR as on blurred LR
+    (docs/performance.md); `told_error_sharp` lets training match that."""
+    draws = TrainingDraws(told_error=0.06, told_error_sharp=0.12)
+    middle = SensorModel(psf_sigma=0.355, integration="area")  # halfway from 0.11 to 0.6
+
+    def deviation(sensor: SensorModel) -> float:
+        told = [draws.told_blur(sensor, torch.Generator().manual_seed(k)) for k in range(2000)]
+        return float(torch.tensor(told).std())
+
+    assert deviation(BICUBIC) == pytest.approx(0.12, rel=0.1)
+    assert deviation(middle) == pytest.approx(0.09, rel=0.1)
+    assert deviation(EVALUATION_SENSOR) == pytest.approx(0.06, rel=0.1)
+    assert deviation(SensorModel(psf_sigma=1.2, integration="area")) == pytest.approx(0.06, rel=0.1)
+    assert draws.tells_errors and TrainingDraws(told_error_sharp=0.1).tells_errors
+    assert not TrainingDraws().tells_errors
+
+
+@pytest.mark.parametrize("key", ["told_error", "told_error_sharp"])
+def test_told_errors_are_checked(key):
+    with pytest.raises(ConfigError, match=key):
+        TrainingDraws(**{key: -0.1})
 
 
 def test_validation_and_evaluation_make_whole_samples_with_a_fixed_sensor(tmp_path):

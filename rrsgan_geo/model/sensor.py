@@ -255,9 +255,13 @@ class TrainingDraws:
     jpeg_quality: tuple[int, int] = (60, 95)
     told_error: float = 0.0
     """The standard deviation (LR px) of a Gaussian error added to the blur the model is
-    told (`told_blur`). `sr --scene-blur auto` tells it an estimate, and an estimate
-    errs most on sharp, bicubic-like LR: a model only ever told the truth sharpens a
-    scene read as blurrier than it is into ringing. 0: the model is told the truth."""
+    told (`told_blur`) of blurred LR (blur code `EVALUATION_SENSOR`'s 0.6 and over).
+    `sr --scene-blur auto` tells it an estimate, which errs: a model only ever told the
+    truth sharpens a scene read as blurrier than it is into ringing. 0: the truth."""
+    told_error_sharp: float | None = None
+    """The same for the data set's bicubic LR (blur code 0.11), where the estimate errs
+    most; between the two codes the error's deviation is interpolated linearly. None:
+    `told_error` at every blur."""
 
     def __post_init__(self) -> None:
         check_numbers(self, "degradation.")
@@ -268,10 +272,10 @@ class TrainingDraws:
             raise ConfigError(
                 f"degradation.sigma must satisfy 0 < low <= high <= 4, got {low}, {high}"
             )
-        if not 0 <= self.told_error <= 1:
-            raise ConfigError(
-                f"degradation.told_error must be in [0, 1] LR px, got {self.told_error}"
-            )
+        for name in ("told_error", "told_error_sharp"):
+            value = getattr(self, name)
+            if value is not None and not 0 <= value <= 1:
+                raise ConfigError(f"degradation.{name} must be in [0, 1] LR px, got {value}")
         unknown = sorted(set(self.integrations) - set(INTEGRATIONS))
         if unknown or sum(self.integrations.values()) <= 0:
             raise ConfigError(
@@ -317,9 +321,17 @@ class TrainingDraws:
             jpeg_quality=quality,
         )
 
+    @property
+    def tells_errors(self) -> bool:
+        return self.told_error > 0 or bool(self.told_error_sharp)
+
     def told_blur(self, sensor: SensorModel, generator: torch.Generator) -> float:
         """The blur (LR px, as `SensorModel.blur_code`) the model is told of a sample
-        made by `sensor`: its own, off by a Gaussian error of `told_error` (one normal
-        draw)."""
+        made by `sensor`: its own, off by a Gaussian error of `told_error` (or towards
+        `told_error_sharp` for sharper LR; one normal draw)."""
         error = float(torch.randn(1, generator=generator, dtype=torch.float64))
-        return sensor.blur_code + self.told_error * error
+        code = sensor.blur_code
+        sharp = self.told_error if self.told_error_sharp is None else self.told_error_sharp
+        sharp_code, blurred_code = BICUBIC.blur_code, EVALUATION_SENSOR.blur_code
+        share = min(max((code - sharp_code) / (blurred_code - sharp_code), 0.0), 1.0)
+        return code + (sharp + share * (self.told_error - sharp)) * error

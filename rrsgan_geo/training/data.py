@@ -397,7 +397,7 @@ class RefSRDataset(torch.utils.data.Dataset):
         if degradation is not None:
             sensor = degradation.draw(generator)
             noise_seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
-            if degradation.told_error > 0:
+            if degradation.tells_errors:
                 told = assumed_sensor(degradation.told_blur(sensor, generator))
         return CropPlan(
             index,
