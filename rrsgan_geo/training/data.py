@@ -377,8 +377,9 @@ class RefSRDataset(torch.utils.data.Dataset):
         degradation: TrainingDraws | None = None,
     ) -> CropPlan:
         """Draw one sample: image, crop, flips, reference source and its distortion,
-        and with `degradation` the sensor model that makes its LR (drawn last, so that
-        without it the draws are those of earlier versions)."""
+        and with `degradation` the sensor model that makes its LR and, with a told
+        error, the blur the model is told (drawn last, in that order, so that without
+        them the draws are those of earlier versions)."""
         index, top, left = self._draw_crop(lr_crop, generator)
         flip_h, flip_v, rotate = (torch.rand(3, generator=generator) < 0.5).tolist()
         probabilities = torch.tensor(reference.probabilities(step), dtype=torch.float64)
