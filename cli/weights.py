@@ -71,7 +71,7 @@ def info(file: Path, as_json: bool) -> None:
     arch = description["architecture"]
     description["architecture"] = (
         f"RRSNet nf={arch['nf']} n_blocks={arch['n_blocks']} groups={arch['groups']}"
-        + (" blur_input" if arch.get("blur_input") else "")
+        + "".join(f" {flag}" for flag in ("blur_input", "blur_modulation") if arch.get(flag))
     )
     description["problems"] = "; ".join(description["problems"])
     description["parameters"] = f"{description['parameters']:,}"

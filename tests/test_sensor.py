@@ -3,13 +3,14 @@ blur input, on the CC0 NEON mosaic (and RRSSRD's two dates where the shared data
 
 import json
 import math
+from dataclasses import replace
 
 import pytest
 import safetensors
 import torch
 
 from rrsgan_geo.errors import ConfigError
-from rrsgan_geo.model import RRSNet, with_blur_input
+from rrsgan_geo.model import RRSNet, with_blur_conditioning
 from rrsgan_geo.model.degradation import down_up_4x, downsample_4x
 from rrsgan_geo.model.sensor import (
     BICUBIC,
@@ -186,7 +187,7 @@ def test_bad_scene_blurs_are_config_errors(text):
 def test_a_grown_blur_input_starts_as_the_model_it_grew_from(tmp_path):
     torch.manual_seed(0)
     plain = RRSNet(COMPACT).eval()
-    grown = with_blur_input(plain).eval()
+    grown = with_blur_conditioning(plain, replace(COMPACT, blur_input=True)).eval()
     assert grown.config.blur_input and not plain.config.blur_input
     lr, grid = torch.rand(1, 3, 16, 16), torch.rand(1, 3, 64, 64)
     with torch.no_grad():
@@ -207,6 +208,45 @@ def test_a_grown_blur_input_starts_as_the_model_it_grew_from(tmp_path):
         assert "blur_input" not in handle.metadata()["architecture"]
     assert infer_config(grown.state_dict(), path).blur_input
     assert not infer_config(plain.state_dict(), path).blur_input
+
+
+def test_a_grown_blur_modulation_starts_as_the_model_it_grew_from(tmp_path):
+    torch.manual_seed(0)
+    conditioned = replace(COMPACT, blur_input=True)
+    before_model = with_blur_conditioning(RRSNet(COMPACT), conditioned).eval()
+    torch.nn.init.constant_(before_model.content_extractor.condition.weight, 0.3)
+    wanted = replace(conditioned, blur_modulation=True)
+    grown = with_blur_conditioning(before_model, wanted).eval()
+    assert grown.config == wanted
+    # Growing again, or asking for less, keeps what the model has.
+    assert with_blur_conditioning(grown, COMPACT) is grown
+    lr, grid = torch.rand(2, 3, 16, 16), torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        for blur in (0.11, 0.6, torch.tensor([0.3, 1.2])):
+            before = before_model(lr, grid, grid, grid, blur=blur)
+            assert torch.equal(grown(lr, grid, grid, grid, blur=blur), before)
+        # Trained away from zero, the modulation changes each block's features by the
+        # code: two codes now give different outputs, each image its own.
+        torch.nn.init.normal_(grown.blur_modulation.net[2].weight, std=0.5)
+        sharp = grown(lr, grid, grid, grid, blur=0.11)
+        assert not torch.equal(sharp, before_model(lr, grid, grid, grid, blur=0.11))
+        mixed = grown(lr, grid, grid, grid, blur=torch.tensor([0.11, 1.2]))
+        assert torch.allclose(mixed[0], sharp[0], atol=1e-6)
+        assert not torch.allclose(mixed[1], sharp[1], atol=1e-3)
+    path = tmp_path / "modulated.safetensors"
+    save_weights(grown.state_dict(), path, WeightsMetadata(config=grown.config))
+    loaded, weights = load_generator(path)
+    assert loaded.config == wanted
+    assert json.loads(weights.metadata.to_strings()["architecture"])["blur_modulation"] is True
+    with torch.no_grad():
+        assert torch.equal(
+            loaded(lr, grid, grid, grid, blur=0.6), grown(lr, grid, grid, grid, blur=0.6)
+        )
+
+
+def test_blur_modulation_without_a_blur_input_is_a_config_error():
+    with pytest.raises(ConfigError, match="blur_modulation needs blur_input"):
+        replace(COMPACT, blur_modulation=True)
 
 
 def test_training_batches_draw_sensors_and_degrade_references_alike(tmp_path):

@@ -215,6 +215,60 @@ def test_max_minutes_stops_saves_and_the_export_continues(tmp_path):
     assert "continued from latest.safetensors" in notes
 
 
+def test_grown_blur_conditioning_learns_at_its_own_rate_and_resumes(tmp_path):
+    """Weights without blur conditioning, continued with it: training starts from what
+    they computed, the grown parameters (and only they) learn at
+    `grown_learning_rate`, the schedule warms both up alike, and a resumed run keeps
+    the two groups."""
+    Trainer(load_config(write_config(tmp_path, steps=2)), torch.device("cpu")).run()
+    plain = tmp_path / "run" / "latest.safetensors"
+    conditioned = {"nf": 8, "n_blocks": 1, "groups": 2, "blur_input": True}
+    config = load_config(
+        write_config(
+            tmp_path,
+            output_dir="grown",
+            init_weights=str(plain),
+            model={**conditioned, "blur_modulation": True},
+            degradation={"bicubic": 0.5},
+            learning_rate=1e-4,
+            grown_learning_rate="2e-3",
+            warmup_steps=2,
+        )
+    )
+    assert config.grown_learning_rate == 2e-3
+    trainer = Trainer(config, torch.device("cpu"))
+    assert trainer.grown == {
+        "content_extractor.condition.weight",
+        *(f"blur_modulation.net.{i}.{kind}" for i in (0, 2) for kind in ("weight", "bias")),
+    }
+    base, grown = trainer.optimizer.param_groups
+    assert [g["lr"] for g in trainer.optimizer.param_groups] == pytest.approx([5e-5, 1e-3])
+    named = dict(trainer.generator.named_parameters())
+    assert {id(p) for p in grown["params"]} == {id(named[n]) for n in trainer.grown}
+    assert len(base["params"]) + len(grown["params"]) == sum(
+        p.requires_grad for p in named.values()
+    )
+    exported = read_weight_file(plain).state_dict
+    for key, value in exported.items():
+        assert torch.equal(trainer.generator.state_dict()[key], value)
+    modulation = trainer.generator.blur_modulation.net[2].weight
+    assert not modulation.any()
+    trainer.run()
+    assert modulation.any()  # the zero-started modulation learnt
+    resumed = Trainer(config, torch.device("cpu"), resume=True)
+    # Past the milestone (step 3) both rates are halved.
+    assert [g["lr"] for g in resumed.optimizer.param_groups] == pytest.approx([5e-5, 1e-3])
+    assert resumed.optimizer.state_dict()["state"].keys() == (
+        trainer.optimizer.state_dict()["state"].keys()
+    )
+
+
+@pytest.mark.parametrize("rate", [0, -1e-4, "fast"])
+def test_a_bad_grown_learning_rate_is_a_config_error(tmp_path, rate):
+    with pytest.raises(ConfigError, match="grown_learning_rate must be a number > 0"):
+        load_config(write_config(tmp_path, grown_learning_rate=rate))
+
+
 def test_cli_max_minutes(tmp_path):
     result = CliRunner().invoke(
         main, ["train", str(write_config(tmp_path, steps=50)), "--max-minutes", "0.00001"]

@@ -5,7 +5,7 @@ from rrsgan_geo.model.generator import (
     SCALE,
     GeneratorConfig,
     RRSNet,
-    with_blur_input,
+    with_blur_conditioning,
 )
 
-__all__ = ["LR_SIZE_MULTIPLE", "SCALE", "GeneratorConfig", "RRSNet", "with_blur_input"]
+__all__ = ["LR_SIZE_MULTIPLE", "SCALE", "GeneratorConfig", "RRSNet", "with_blur_conditioning"]

@@ -12,8 +12,22 @@ def leaky_relu() -> nn.LeakyReLU:
     return nn.LeakyReLU(0.1, inplace=True)
 
 
+Modulation = tuple[torch.Tensor, torch.Tensor]
+"""(scale, shift), N x C each: a feature map x becomes x * (1 + scale) + shift per
+channel (FiLM, Perez et al., AAAI 2018), so zeros leave it as it was."""
+
+
+def modulated(x: torch.Tensor, modulation: Modulation | None) -> torch.Tensor:
+    if modulation is None:
+        return x
+    scale, shift = modulation
+    return torch.addcmul(shift[:, :, None, None], x, 1 + scale[:, :, None, None])
+
+
 class ResBlock(nn.Module):
-    """conv-ReLU-conv with an identity skip (keys `body.0`, `body.2`)."""
+    """conv-ReLU-conv with an identity skip (keys `body.0`, `body.2`); a modulation,
+    when given, acts on the first convolution's output before the ReLU, where SFTMD's
+    (Gu et al., CVPR 2019) degradation-conditioned layers act."""
 
     def __init__(self, channels: int) -> None:
         super().__init__()
@@ -23,12 +37,22 @@ class ResBlock(nn.Module):
             conv3x3(channels, channels),
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body(x) + x
+    def forward(self, x: torch.Tensor, modulation: Modulation | None = None) -> torch.Tensor:
+        first, relu, second = self.body
+        return second(relu(modulated(first(x), modulation))) + x
 
 
-def res_blocks(channels: int, count: int) -> nn.Sequential:
-    return nn.Sequential(*[ResBlock(channels) for _ in range(count)])
+class ResBlocks(nn.Sequential):
+    """Residual blocks in a row (keys `0.body.0` ...), each with its own modulation."""
+
+    def forward(self, x: torch.Tensor, modulations: list[Modulation] | None = None) -> torch.Tensor:
+        for index, block in enumerate(self):
+            x = block(x, None if modulations is None else modulations[index])
+        return x
+
+
+def res_blocks(channels: int, count: int) -> ResBlocks:
+    return ResBlocks(*[ResBlock(channels) for _ in range(count)])
 
 
 # The constants of torch's (and the SELU paper's) SELU.

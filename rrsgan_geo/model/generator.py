@@ -18,6 +18,7 @@ from rrsgan_geo.errors import ConfigError
 from rrsgan_geo.model.alignment import GPCDAlign
 from rrsgan_geo.model.blocks import (
     Encoder,
+    Modulation,
     RelevanceAttention,
     conv3x3,
     leaky_relu,
@@ -37,12 +38,19 @@ class GeneratorConfig:
     `blur_input`: the model is told how blurred its LR is (`sensor.SensorModel.blur_code`,
     an equivalent PSF sigma in LR px), as SRMD (Zhang et al., CVPR 2018) gives its network a
     degradation map: one model then serves the data set's bicubic LR and real sensors'
-    blurrier ones, each as it needs. Not in the authors' architecture."""
+    blurrier ones, each as it needs. Not in the authors' architecture.
+
+    `blur_modulation` (with `blur_input`): the code also scales and shifts every residual
+    block's features (`BlurModulation`), as SFTMD and IKC (Gu et al., CVPR 2019) condition
+    each block on the degradation. With the code as a bias on the first layer only, the
+    compact model served blurred LR at the cost of bicubic LR's gain; per-block
+    modulation lets it compute differently for each."""
 
     nf: int = 64
     n_blocks: int = 16
     groups: int = 8
     blur_input: bool = False
+    blur_modulation: bool = False
 
     def __post_init__(self) -> None:
         if self.nf < 8 or self.nf % 4:
@@ -54,6 +62,8 @@ class GeneratorConfig:
                 f"groups={self.groups} must divide the alignment width "
                 f"nf + nf/4 = {self.align_channels}"
             )
+        if self.blur_modulation and not self.blur_input:
+            raise ConfigError("blur_modulation needs blur_input: it modulates by the blur code")
 
     @property
     def grad_channels(self) -> int:
@@ -64,11 +74,12 @@ class GeneratorConfig:
         return self.nf + self.grad_channels
 
     def to_dict(self) -> dict[str, int | bool]:
-        """The architecture as weight files record it; `blur_input` only when set, so
+        """The architecture as weight files record it; the blur flags only when set, so
         the files of unconditioned models read as they always have."""
         fields = asdict(self)
-        if not self.blur_input:
-            del fields["blur_input"]
+        for flag in ("blur_input", "blur_modulation"):
+            if not fields[flag]:
+                del fields[flag]
         return fields
 
 
@@ -100,14 +111,48 @@ class ContentExtractor(nn.Module):
             conv3x3(nf, 3),
         )
 
-    def forward(self, lr: torch.Tensor, blur: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        lr: torch.Tensor,
+        blur: torch.Tensor | None = None,
+        modulations: list[Modulation] | None = None,
+    ) -> torch.Tensor:
         features = self.head[0](lr)
         if self.condition is not None:
             code = torch.zeros(len(lr), 1) if blur is None else blur.reshape(-1, 1)
             bias = self.condition(code.to(features.device, features.dtype))
             features = features + bias[:, :, None, None]
         head = self.head[1](features)
-        return self.body(head) + head
+        return self.body(head, modulations) + head
+
+
+class BlurModulation(nn.Module):
+    """The blur code -> a (scale, shift) per channel for each residual block of the
+    content extractor and the three texture-transfer stages, through a small MLP (a
+    scalar code, so a hidden layer is what lets the response differ in kind between
+    bicubic-like and blurred LR). The last layer starts at zero: a model grown from
+    unmodulated weights computes exactly what they did until training moves it."""
+
+    STAGES = ("content", "small", "medium", "large")
+
+    def __init__(self, nf: int, n_blocks: int) -> None:
+        super().__init__()
+        self.nf, self.n_blocks = nf, n_blocks
+        sites = len(self.STAGES) * n_blocks
+        self.net = nn.Sequential(
+            nn.Linear(1, 2 * nf), leaky_relu(), nn.Linear(2 * nf, 2 * nf * sites)
+        )
+        nn.init.zeros_(self.net[2].weight)
+        nn.init.zeros_(self.net[2].bias)
+
+    def forward(self, code: torch.Tensor, like: torch.Tensor) -> dict[str, list[Modulation]]:
+        """Per stage (`STAGES`), one modulation per block, in `like`'s device and dtype."""
+        out = self.net(code.reshape(-1, 1).to(like.device, like.dtype))
+        out = out.reshape(len(out), len(self.STAGES), self.n_blocks, 2, self.nf)
+        return {
+            stage: [(out[:, s, b, 0], out[:, s, b, 1]) for b in range(self.n_blocks)]
+            for s, stage in enumerate(self.STAGES)
+        }
 
 
 class TextureTransfer(nn.Module):
@@ -128,16 +173,28 @@ class TextureTransfer(nn.Module):
             setattr(self, f"body_{stage}", res_blocks(nf, n_blocks))
             setattr(self, f"tail_{stage}", nn.Sequential(*tail))
 
-    def _stage(self, name: str, content: torch.Tensor, ref_map: torch.Tensor) -> torch.Tensor:
+    def _stage(
+        self,
+        name: str,
+        content: torch.Tensor,
+        ref_map: torch.Tensor,
+        modulations: dict[str, list[Modulation]] | None,
+    ) -> torch.Tensor:
         relevant = getattr(self, f"ram_head_{name}")(ref_map, content)
         fused = getattr(self, f"head_{name}")(torch.cat([content, relevant], dim=1))
-        fused = getattr(self, f"body_{name}")(fused) + content
+        blocks = None if modulations is None else modulations[name]
+        fused = getattr(self, f"body_{name}")(fused, blocks) + content
         return getattr(self, f"tail_{name}")(fused)
 
-    def forward(self, content: torch.Tensor, maps: tuple[torch.Tensor, ...]) -> torch.Tensor:
-        x = self._stage("small", content, maps[2])
-        x = self._stage("medium", x, maps[1])
-        return self._stage("large", x, maps[0])
+    def forward(
+        self,
+        content: torch.Tensor,
+        maps: tuple[torch.Tensor, ...],
+        modulations: dict[str, list[Modulation]] | None = None,
+    ) -> torch.Tensor:
+        x = self._stage("small", content, maps[2], modulations)
+        x = self._stage("medium", x, maps[1], modulations)
+        return self._stage("large", x, maps[0], modulations)
 
 
 class RRSNet(nn.Module):
@@ -159,6 +216,7 @@ class RRSNet(nn.Module):
         self.gpcd_align = GPCDAlign(self.config.align_channels, nf, self.config.groups)
         self.content_extractor = ContentExtractor(nf, n_blocks, self.config.blur_input)
         self.texture_transfer = TextureTransfer(nf, n_blocks)
+        self.blur_modulation = BlurModulation(nf, n_blocks) if self.config.blur_modulation else None
 
     def _features(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Image features and gradient features, concatenated per scale."""
@@ -181,8 +239,13 @@ class RRSNet(nn.Module):
         base = F.interpolate(lr, scale_factor=SCALE, mode="bilinear", align_corners=False)
         if blur is not None:
             blur = torch.as_tensor(blur, dtype=torch.float32).expand(len(lr))
-        content = self.content_extractor(lr, blur)
-        return self.texture_transfer(content, maps) + base
+        modulations = None
+        if self.blur_modulation is not None:
+            code = torch.zeros(len(lr)) if blur is None else blur
+            modulations = self.blur_modulation(code, lr)
+        content_modulations = None if modulations is None else modulations["content"]
+        content = self.content_extractor(lr, blur, content_modulations)
+        return self.texture_transfer(content, maps, modulations) + base
 
 
 @contextlib.contextmanager
@@ -202,16 +265,30 @@ def relevance_kept(model: RRSNet) -> Iterator[list[torch.Tensor]]:
         hook.remove()
 
 
-def with_blur_input(model: RRSNet) -> RRSNet:
-    """`model` grown to take a blur code (`GeneratorConfig.blur_input`), its weights
-    kept: the new condition starts at zero, so the grown model computes what `model`
-    did for every code until training teaches it otherwise."""
-    if model.config.blur_input:
+def with_blur_conditioning(model: RRSNet, config: GeneratorConfig) -> RRSNet:
+    """`model` grown to the blur conditioning `config` asks for (`blur_input`,
+    `blur_modulation`), its weights kept: what is new starts at zero, so the grown model
+    computes what `model` did for every code until training teaches it otherwise.
+    Conditioning `model` already has is kept (dropping it would lose what training
+    taught)."""
+    wanted = replace(
+        model.config,
+        blur_input=model.config.blur_input or config.blur_input,
+        blur_modulation=model.config.blur_modulation or config.blur_modulation,
+    )
+    if wanted == model.config:
         return model
-    grown = RRSNet(replace(model.config, blur_input=True))
+    grown = RRSNet(wanted)
     missing, unexpected = grown.load_state_dict(model.state_dict(), strict=False)
-    if unexpected or missing != ["content_extractor.condition.weight"]:
-        raise ConfigError(f"cannot grow a blur input: missing {missing}, unexpected {unexpected}")
+    new = [
+        key
+        for key in missing
+        if key == "content_extractor.condition.weight" or key.startswith("blur_modulation.")
+    ]
+    if unexpected or missing != new:
+        raise ConfigError(
+            f"cannot grow blur conditioning: missing {missing}, unexpected {unexpected}"
+        )
     return grown.train(model.training)
 
 

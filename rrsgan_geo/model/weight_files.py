@@ -195,6 +195,7 @@ def infer_config(state_dict: StateDict, path: Path) -> GeneratorConfig:
         n_blocks=len(blocks),
         groups=offset_channels // 27,
         blur_input="content_extractor.condition.weight" in state_dict,
+        blur_modulation="blur_modulation.net.0.weight" in state_dict,
     )
 
 
