@@ -28,7 +28,7 @@ COMMANDS = {
         "Score a generator (RGB and Y) against bicubic.",
     ),
     "train": ("rrsgan_geo.cli.train", "train", "Train the generator from a YAML config."),
-    "weights": ("rrsgan_geo.cli.weights", "weights", "Inspect and convert weight files."),
+    "weights": ("rrsgan_geo.cli.weights", "weights", "Inspect, convert and combine weight files."),
 }
 
 

@@ -1,4 +1,4 @@
-"""`rrsgan-geo weights`: inspect and convert generator weight files.
+"""`rrsgan-geo weights`: inspect, convert and combine generator weight files.
 
 The library (torch) is imported inside the commands, so that their `--help` and
 shell completion answer at once."""
@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 @click.group()
 def weights() -> None:
-    """Inspect and convert generator weight files.
+    """Inspect, convert and combine generator weight files.
 
     Weights are read from .safetensors, or from PyTorch .pth/.pt state dicts (such as
     the authors' MMSR checkpoints) with torch.load(weights_only=True): a weight file
@@ -62,6 +62,7 @@ def info(file: Path, as_json: bool) -> None:
     Example:
       rrsgan-geo weights info weights/rrsgan_l1_compact.safetensors
     """
+    from rrsgan_geo.model.generator import BLUR_FLAGS
     from rrsgan_geo.model.weight_files import read_weight_file
 
     description = _describe(read_weight_file(file))
@@ -71,7 +72,7 @@ def info(file: Path, as_json: bool) -> None:
     arch = description["architecture"]
     description["architecture"] = (
         f"RRSNet nf={arch['nf']} n_blocks={arch['n_blocks']} groups={arch['groups']}"
-        + "".join(f" {flag}" for flag in ("blur_input", "blur_modulation") if arch.get(flag))
+        + "".join(f" {flag}" for flag in BLUR_FLAGS if arch.get(flag))
     )
     description["problems"] = "; ".join(description["problems"])
     description["parameters"] = f"{description['parameters']:,}"
@@ -118,12 +119,7 @@ def convert(
     """
     from rrsgan_geo.model.weight_files import convert_weights
 
-    if target.suffix != ".safetensors":
-        raise click.BadParameter("must end in .safetensors", param_hint="TARGET")
-    if target.exists() and not overwrite:
-        raise click.ClickException(f"{target} exists; pass --overwrite to replace it")
-    if not target.parent.is_dir():
-        raise click.ClickException(f"output folder does not exist: {target.parent}")
+    _check_target(target, overwrite)
     fields = {
         "training_data": training_data,
         "margin": margin,
@@ -133,6 +129,43 @@ def convert(
     written = convert_weights(
         source, target, half, **{k: v for k, v in fields.items() if v is not None}
     )
+    _report_written(written)
+
+
+@weights.command()
+@click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("expert", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("target", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--overwrite", is_flag=True, help="Replace TARGET if it exists.")
+def combine(model: Path, expert: Path, target: Path, overwrite: bool) -> None:
+    """Join MODEL (trained for blurred LR) and EXPERT (trained on bicubic LR) into one
+    weight file TARGET that hands each scene to one of them by its blur.
+
+    A scene whose blur reads bicubic-like (`sr --scene-blur auto` below 0.2 LR px, or
+    `--scene-blur none`) runs on EXPERT, any other on MODEL: a model trained for real
+    sensors keeps less of the gain on bicubic-made LR than one trained for it. Both
+    must be the same size and take a blur code (trained with `model.blur_input`).
+
+    \b
+    Example:
+      rrsgan-geo weights combine sensor.safetensors bicubic.safetensors joined.safetensors
+    """
+    from rrsgan_geo.model.weight_files import combine_weights
+
+    _check_target(target, overwrite)
+    _report_written(combine_weights(model, expert, target))
+
+
+def _check_target(target: Path, overwrite: bool) -> None:
+    if target.suffix != ".safetensors":
+        raise click.BadParameter("must end in .safetensors", param_hint="TARGET")
+    if target.exists() and not overwrite:
+        raise click.ClickException(f"{target} exists; pass --overwrite to replace it")
+    if not target.parent.is_dir():
+        raise click.ClickException(f"output folder does not exist: {target.parent}")
+
+
+def _report_written(written: WeightFile) -> None:
     click.echo(
         f"wrote {written.path} ({written.parameter_count:,} parameters, sha256 {written.sha256})"
     )

@@ -1,15 +1,20 @@
 """`rrsgan-geo weights` through Click, and the installed console script."""
 
+import functools
 import json
 import re
 import shutil
 import subprocess
+from dataclasses import replace
 
+import numpy as np
 import pytest
+import rasterio
 import torch
 from click.testing import CliRunner
 
 from rrsgan_geo.cli.main import main
+from rrsgan_geo.model import RRSNet
 from rrsgan_geo.model.weight_files import (
     WeightsMetadata,
     load_generator,
@@ -17,6 +22,10 @@ from rrsgan_geo.model.weight_files import (
     save_weights,
 )
 from tests.conftest import COMPACT
+from tests.rasters import lr_scene, mercator_reference
+from tests.test_sr_pipeline import TINY
+
+TINY_CONDITIONED = replace(TINY, blur_input=True)
 
 
 @pytest.fixture
@@ -104,6 +113,70 @@ def test_errors_are_one_line_without_traceback(tmp_path, monkeypatch, args, mess
     assert message in result.output
     assert "Traceback" not in result.output
     assert not list(tmp_path.glob("*.safetensors"))
+
+
+def _conditioned_weights(path, seed, config=TINY_CONDITIONED):
+    """A tiny generator that takes a blur code, its condition far from zero so that
+    the code it is told changes its output."""
+    torch.manual_seed(seed)
+    model = RRSNet(config)
+    torch.nn.init.normal_(model.content_extractor.condition.weight, std=2.0)
+    save_weights(model.state_dict(), path, WeightsMetadata(config=config, margin=4))
+    return path
+
+
+def test_combine_joins_a_model_and_a_bicubic_expert_that_sr_runs_by_the_scene_blur(tmp_path):
+    """`weights combine`, then `sr` on a real scene and reference: told a bicubic-like
+    blur the joined file computes exactly what the expert alone does, told a blurred
+    one exactly what the model alone does."""
+    model = _conditioned_weights(tmp_path / "sensor.safetensors", 1)
+    expert = _conditioned_weights(tmp_path / "bicubic.safetensors", 2)
+    joined = tmp_path / "joined.safetensors"
+    result = CliRunner().invoke(main, ["weights", "combine", str(model), str(expert), str(joined)])
+    assert result.exit_code == 0, result.output
+    assert f"wrote {joined}" in result.output
+    info = CliRunner().invoke(main, ["weights", "info", str(joined)])
+    assert "RRSNet nf=8 n_blocks=1 groups=2 blur_input bicubic_expert" in info.output
+    notes = read_weight_file(joined).metadata.notes
+    assert (
+        f"bicubic expert: bicubic.safetensors (sha256 {read_weight_file(expert).sha256[:12]})"
+        in (notes)
+    )
+    scene = lr_scene(tmp_path / "scene.tif", window_px=256)
+    reference = mercator_reference(tmp_path / "ref.tif")
+
+    @functools.cache
+    def run(weights, blur):
+        out = tmp_path / f"{weights.stem}_{blur}.tif"
+        command = ["sr", str(scene), "--ref", str(reference), "-o", str(out), "--tile", "32"]
+        result = CliRunner().invoke(
+            main, [*command, "--weights", str(weights), "--scene-blur", blur, "--quiet"]
+        )
+        assert result.exit_code == 0, result.output
+        with rasterio.open(out) as output:
+            return output.read()
+
+    for blur, alone in (("none", expert), ("0.8", model)):
+        assert np.array_equal(run(joined, blur), run(alone, blur)), blur
+    assert not np.array_equal(run(expert, "0.8"), run(model, "0.8"))
+    again = CliRunner().invoke(main, ["weights", "combine", str(model), str(expert), str(joined)])
+    assert again.exit_code != 0 and "--overwrite" in again.output
+
+
+def test_combine_refuses_networks_that_cannot_be_joined(tmp_path, weight_file):
+    model = _conditioned_weights(tmp_path / "sensor.safetensors", 1)
+    wider = _conditioned_weights(
+        tmp_path / "wide.safetensors", 2, replace(TINY_CONDITIONED, nf=16, groups=4)
+    )
+    for other, message in (
+        (wider, "differ in size (nf, n_blocks, groups): (8, 1, 2) and (16, 1, 4)"),
+        (weight_file, "the bicubic expert does not take a blur code (blur_input)"),
+    ):
+        target = tmp_path / "joined.safetensors"
+        args = ["weights", "combine", str(model), str(other), str(target)]
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 1 and message in result.output, result.output
+        assert "Traceback" not in result.output and not target.exists()
 
 
 @pytest.mark.slow

@@ -10,8 +10,9 @@ import safetensors
 import torch
 
 from rrsgan_geo.errors import ConfigError
-from rrsgan_geo.model import RRSNet, with_blur_conditioning
+from rrsgan_geo.model import RRSNet, with_bicubic_expert, with_blur_conditioning
 from rrsgan_geo.model.degradation import down_up_4x, downsample_4x
+from rrsgan_geo.model.generator import relevance_kept
 from rrsgan_geo.model.sensor import (
     BICUBIC,
     EVALUATION_SENSOR,
@@ -247,6 +248,52 @@ def test_a_grown_blur_modulation_starts_as_the_model_it_grew_from(tmp_path):
 def test_blur_modulation_without_a_blur_input_is_a_config_error():
     with pytest.raises(ConfigError, match="blur_modulation needs blur_input"):
         replace(COMPACT, blur_modulation=True)
+
+
+def _conditioned(seed, config=None):
+    torch.manual_seed(seed)
+    model = RRSNet(config or replace(COMPACT, blur_input=True)).eval()
+    torch.nn.init.normal_(model.content_extractor.condition.weight, std=2.0)
+    return model
+
+
+def test_a_bicubic_expert_takes_the_bicubic_like_lr_and_the_model_the_rest():
+    model = _conditioned(1, replace(COMPACT, blur_input=True, blur_modulation=True))
+    torch.nn.init.normal_(model.blur_modulation.net[2].weight, std=0.5)
+    expert = _conditioned(2)
+    joined = with_bicubic_expert(model, expert).eval()
+    assert joined.config == replace(model.config, bicubic_expert=True)
+    lr, grid = torch.rand(3, 3, 16, 16), torch.rand(3, 3, 64, 64)
+    codes = torch.tensor([BICUBIC.blur_code, 0.6, 0.19])
+    with torch.no_grad():
+        mixed = joined(lr, grid, grid, grid, blur=codes)
+        for index, network in ((0, expert), (1, model), (2, expert)):
+            one = [x[index : index + 1] for x in (lr, grid, grid, grid)]
+            alone = network(*one, blur=codes[index : index + 1])
+            assert torch.allclose(mixed[index : index + 1], alone, atol=1e-6), index
+        # One code for the whole batch (as in sr) runs one network; no code reads 0.
+        assert torch.equal(joined(lr, grid, grid, grid, blur=0.6), model(lr, grid, grid, grid, 0.6))
+        untold = joined(lr, grid, grid, grid)
+        assert torch.equal(untold, expert(lr, grid, grid, grid, blur=0.0))
+        with relevance_kept(joined) as kept:
+            joined(lr, grid, grid, grid, blur=BICUBIC.blur_code)
+        with relevance_kept(expert) as alone:
+            expert(lr, grid, grid, grid, blur=BICUBIC.blur_code)
+        assert len(kept) == 1 and torch.equal(kept[0], alone[0])
+
+
+def test_a_bicubic_expert_survives_a_weight_file_and_refuses_what_cannot_join(tmp_path):
+    joined = with_bicubic_expert(_conditioned(1), _conditioned(2))
+    path = tmp_path / "joined.safetensors"
+    save_weights(joined.state_dict(), path, WeightsMetadata(config=joined.config))
+    loaded, _ = load_generator(path)
+    assert loaded.config.bicubic_expert and infer_config(joined.state_dict(), path).bicubic_expert
+    with pytest.raises(ConfigError, match="has a bicubic expert already"):
+        with_bicubic_expert(joined, _conditioned(3))
+    with pytest.raises(ConfigError, match="does not take a blur code"):
+        with_bicubic_expert(_conditioned(1), RRSNet(COMPACT))
+    with pytest.raises(ConfigError, match="bicubic_expert needs blur_input"):
+        replace(COMPACT, bicubic_expert=True)
 
 
 def test_training_batches_draw_sensors_and_degrade_references_alike(tmp_path):

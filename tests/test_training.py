@@ -12,8 +12,8 @@ from click.testing import CliRunner
 
 from rrsgan_geo.cli.main import main
 from rrsgan_geo.errors import ConfigError, WeightsNotFoundError
-from rrsgan_geo.model import RRSNet
-from rrsgan_geo.model.weight_files import read_weight_file
+from rrsgan_geo.model import GeneratorConfig, RRSNet, with_bicubic_expert
+from rrsgan_geo.model.weight_files import WeightsMetadata, read_weight_file, save_weights
 from rrsgan_geo.training.trainer import INPUT_KEYS, Trainer, load_config
 from tests.folders import make_refsr_folder
 
@@ -267,6 +267,30 @@ def test_grown_blur_conditioning_learns_at_its_own_rate_and_resumes(tmp_path):
 def test_a_bad_grown_learning_rate_is_a_config_error(tmp_path, rate):
     with pytest.raises(ConfigError, match="grown_learning_rate must be a number > 0"):
         load_config(write_config(tmp_path, grown_learning_rate=rate))
+
+
+def test_a_joined_file_trains_on_as_its_sensor_network(tmp_path):
+    """A generator with a bicubic expert is not trained as one; continued from such a
+    file (the shipped compact weights), training takes its sensor network and says so."""
+    conditioned = {"nf": 8, "n_blocks": 1, "groups": 2, "blur_input": True}
+    with pytest.raises(ConfigError, match="not trained as one"):
+        Trainer(
+            load_config(write_config(tmp_path, model={**conditioned, "bicubic_expert": True})),
+            torch.device("cpu"),
+        )
+    torch.manual_seed(0)
+    networks = [RRSNet(GeneratorConfig(**conditioned)) for _ in range(2)]
+    joined = tmp_path / "joined.safetensors"
+    model = with_bicubic_expert(*networks)
+    save_weights(model.state_dict(), joined, WeightsMetadata(config=model.config))
+    trainer = Trainer(
+        load_config(write_config(tmp_path, init_weights=str(joined), model=conditioned)),
+        torch.device("cpu"),
+    )
+    assert trainer.generator.bicubic_expert is None
+    for key, value in networks[0].state_dict().items():
+        assert torch.equal(trainer.generator.state_dict()[key], value)
+    assert "its sensor network (the bicubic expert left out)" in trainer.init_note
 
 
 def test_cli_max_minutes(tmp_path):

@@ -28,7 +28,7 @@ from rrsgan_geo.errors import (
     WeightsNotFoundError,
 )
 from rrsgan_geo.files import published_when_done
-from rrsgan_geo.model import GeneratorConfig, RRSNet
+from rrsgan_geo.model import GeneratorConfig, RRSNet, with_bicubic_expert
 
 FORMAT_TAG = "rrsgan-geo/1"
 DEFAULT_MARGIN_LR = 16
@@ -196,6 +196,7 @@ def infer_config(state_dict: StateDict, path: Path) -> GeneratorConfig:
         groups=offset_channels // 27,
         blur_input="content_extractor.condition.weight" in state_dict,
         blur_modulation="blur_modulation.net.0.weight" in state_dict,
+        bicubic_expert="bicubic_expert.Encoder.layer_f.0.weight" in state_dict,
     )
 
 
@@ -299,6 +300,32 @@ def convert_weights(
     return read_weight_file(target)
 
 
+def combine_weights(
+    model_path: str | os.PathLike,
+    expert_path: str | os.PathLike,
+    target: str | os.PathLike,
+    **metadata_fields: object,
+) -> WeightFile:
+    """One weight file from a model for blurred LR and an expert trained on bicubic LR
+    (`generator.with_bicubic_expert`): the model's metadata, the larger margin of the
+    two, the expert's training data and sha256 noted. `metadata_fields` override."""
+    model, model_file = load_generator(model_path)
+    expert, expert_file = load_generator(expert_path)
+    joined = with_bicubic_expert(model, expert)
+    ours = model_file.metadata
+    notes = f"bicubic expert: {expert_file.path.name} (sha256 {expert_file.sha256[:12]})"
+    metadata = replace(
+        ours,
+        config=joined.config,
+        margin=max(ours.margin, expert_file.metadata.margin),
+        training_data=f"{ours.training_data}; bicubic expert: {expert_file.metadata.training_data}",
+        notes=f"{ours.notes}; {notes}" if ours.notes else notes,
+        software=f"rrsgan-geo {__version__}",
+    )
+    save_weights(joined.state_dict(), target, replace(metadata, **metadata_fields))
+    return read_weight_file(target)
+
+
 _HALF_MAX = float(torch.finfo(torch.float16).max)
 
 
@@ -317,7 +344,8 @@ def _to_half(state_dict: StateDict, path: Path) -> StateDict:
 
 # Shipped weights, in the order each device type prefers them. The compact model comes
 # first everywhere: it alone was trained for real sensors' blur and scores best on the
-# sensor-like evaluation (weights/README.md); the full-size one knows bicubic LR only.
+# sensor-like evaluation, with a bicubic expert for LR that reads bicubic-like
+# (weights/README.md); the full-size one knows bicubic LR only.
 SHIPPED_WEIGHTS = {
     "cuda": ("rrsgan_l1_compact.safetensors", "rrsgan_l1_full.safetensors"),
     "cpu": ("rrsgan_l1_compact.safetensors", "rrsgan_l1_full.safetensors"),

@@ -32,7 +32,13 @@ import torch
 from torch.nn import functional as F
 
 from rrsgan_geo.errors import ConfigError
-from rrsgan_geo.model.sensor import BICUBIC, SensorModel, optics, sigma_from_mtf
+from rrsgan_geo.model.sensor import (
+    BICUBIC,
+    BICUBIC_LIKE_BELOW,
+    SensorModel,
+    optics,
+    sigma_from_mtf,
+)
 from rrsgan_geo.upscaling import SCALE
 
 AUTO = "auto"
@@ -45,10 +51,6 @@ imagery and the middle of the range the shipped model was trained on."""
 MAX_SIGMA = 2.0
 """The largest sigma (LR px) the estimate reports: a scene blurrier than that is
 reported at it."""
-BICUBIC_LIKE_BELOW = 0.2
-"""An estimate below this (LR px) is taken as bicubic-like LR (`sensor.BICUBIC`, blur
-code 0.11): with a matching reference the data set's bicubic LR reads 0.15 and a PSF of
-0.3 LR px reads 0.3, and this is about halfway."""
 _SEARCH_STEPS = 12
 """Bisections of the sigma range: 2 / 2^12 LR px apart at the end."""
 _BORDER = 3

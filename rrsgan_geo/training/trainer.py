@@ -29,7 +29,12 @@ from rrsgan_geo.config_numbers import check_numbers
 from rrsgan_geo.devices import PRECISIONS, to_device
 from rrsgan_geo.errors import ConfigError, InputError
 from rrsgan_geo.files import published_when_done
-from rrsgan_geo.model import GeneratorConfig, RRSNet, with_blur_conditioning
+from rrsgan_geo.model import (
+    GeneratorConfig,
+    RRSNet,
+    with_blur_conditioning,
+    without_bicubic_expert,
+)
 from rrsgan_geo.model.generator import relevance_kept
 from rrsgan_geo.model.sensor import EVALUATION_SENSOR, TrainingDraws
 from rrsgan_geo.model.weight_files import WeightsMetadata, load_generator, save_weights
@@ -247,8 +252,16 @@ class Trainer:
         torch.manual_seed(config.seed)
         self.init_note = ""
         self.grown: frozenset[str] = frozenset()
+        if config.model.bicubic_expert:
+            raise ConfigError(
+                "a generator with a bicubic expert is not trained as one: train each "
+                "network as its own model, then join them (rrsgan-geo weights combine)"
+            )
         if config.init_weights is not None:
-            loaded, weights = load_generator(config.init_weights)
+            joined, weights = load_generator(config.init_weights)
+            # A joined file (the shipped compact weights) continues as its sensor
+            # network; the bicubic expert is trained, and joined, on its own.
+            loaded = without_bicubic_expert(joined)
             self.generator = with_blur_conditioning(loaded, config.model)
             self.grown = frozenset(
                 dict(self.generator.named_parameters()).keys()
@@ -256,6 +269,8 @@ class Trainer:
             )
             self.generator.train()
             self.init_note = f", continued from {config.init_weights.name} ({weights.sha256[:12]})"
+            if joined is not loaded:
+                self.init_note += ", its sensor network (the bicubic expert left out)"
         else:
             self.generator = RRSNet(config.model)
         # channels_last, as `sr` runs the model (`inference.TileModel`): on the 2-core CPU
