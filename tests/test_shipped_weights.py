@@ -59,7 +59,9 @@ def test_each_device_gets_its_default_model():
     cuda, cpu = shipped_weights_path("cuda"), shipped_weights_path("cpu")
     # The compact model everywhere: it alone is trained for real sensors' blur.
     assert cuda.name == cpu.name == "rrsgan_l1_compact.safetensors"
-    assert read_weight_file(cpu).metadata.config.blur_input
+    config = read_weight_file(cpu).metadata.config
+    # Trained for real sensors, with an expert for bicubic-like LR (weights/README.md).
+    assert config.blur_input and config.bicubic_expert
     full = cpu.parent / "rrsgan_l1_full.safetensors"
     assert read_weight_file(full).metadata.config.nf == 64
     for path in (cuda, cpu):  # exports carry no local paths
