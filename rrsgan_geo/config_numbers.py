@@ -12,11 +12,15 @@ from rrsgan_geo.errors import ConfigError
 def check_numbers(config: object, prefix: str = "") -> None:
     """Each field of the (frozen) dataclass `config` whose default is a number: a whole
     number where the default is an int, a real number where it is a float (taken from
-    a string such as "2e-4" too, and stored as a float). `prefix` names the config's
-    section in messages ("reference.synthetic.")."""
+    a string such as "2e-4" too, and stored as a float); an optional real number
+    (`float | None`) likewise when it is set. `prefix` names the config's section in
+    messages ("reference.synthetic.")."""
     for item in dataclasses.fields(config):
         value, default = getattr(config, item.name), item.default
-        if isinstance(default, bool) or not isinstance(default, int | float):
+        set_optional_real = item.type == float | None and value is not None
+        if not set_optional_real and (
+            isinstance(default, bool) or not isinstance(default, int | float)
+        ):
             continue
         if isinstance(default, int):
             if not isinstance(value, int) or isinstance(value, bool):

@@ -177,9 +177,12 @@ def test_yaml_exponents_without_a_dot_are_numbers(tmp_path):
     as a string and fail there with a traceback."""
     path = write_config(tmp_path)
     text = path.read_text().replace("learning_rate: 0.001", "learning_rate: 2e-4")
-    path.write_text(text + "loss_weights: {gan: 5e-3}\n")
+    optional = "grown_learning_rate: 3e-4\ndegradation: {told_error_sharp: 5e-2}\n"
+    path.write_text(text + "loss_weights: {gan: 5e-3}\n" + optional)
     config = load_config(path)
     assert config.learning_rate == 2e-4 and config.loss_weights.gan == 5e-3
+    # Optional numbers too (`float | None`), when they are set.
+    assert config.grown_learning_rate == 3e-4 and config.degradation.told_error_sharp == 5e-2
 
 
 def _no_local_paths(path, tmp_path):
@@ -263,9 +266,16 @@ def test_grown_blur_conditioning_learns_at_its_own_rate_and_resumes(tmp_path):
     )
 
 
-@pytest.mark.parametrize("rate", [0, -1e-4, "fast"])
-def test_a_bad_grown_learning_rate_is_a_config_error(tmp_path, rate):
-    with pytest.raises(ConfigError, match="grown_learning_rate must be a number > 0"):
+@pytest.mark.parametrize(
+    ("rate", "message"),
+    [
+        (0, "grown_learning_rate must be a number > 0"),
+        (-1e-4, "grown_learning_rate must be a number > 0"),
+        ("fast", "grown_learning_rate must be a number, got 'fast'"),
+    ],
+)
+def test_a_bad_grown_learning_rate_is_a_config_error(tmp_path, rate, message):
+    with pytest.raises(ConfigError, match=message):
         load_config(write_config(tmp_path, grown_learning_rate=rate))
 
 

@@ -129,13 +129,13 @@ class ContentExtractor(nn.Module):
     def forward(
         self,
         lr: torch.Tensor,
-        blur: torch.Tensor | None = None,
+        codes: torch.Tensor,
         modulations: list[Modulation] | None = None,
     ) -> torch.Tensor:
+        """`codes`: one blur code per image, on `lr`'s device (`RRSNet.forward`)."""
         features = self.head[0](lr)
         if self.condition is not None:
-            code = torch.zeros(len(lr), 1) if blur is None else blur.reshape(-1, 1)
-            bias = self.condition(code.to(features.device, features.dtype))
+            bias = self.condition(codes.reshape(-1, 1).to(features.dtype))
             features = features + bias[:, :, None, None]
         head = self.head[1](features)
         return self.body(head, modulations) + head
@@ -254,10 +254,12 @@ class RRSNet(nn.Module):
         blur: torch.Tensor | float | None = None,
     ) -> torch.Tensor:
         _check_shapes(lr, lr_ux4, ref, ref_dux4)
+        # The one place an untold blur becomes code 0, for every part that reads it.
+        codes = torch.as_tensor(
+            0.0 if blur is None else blur, dtype=torch.float32, device=lr.device
+        ).expand(len(lr))
         if self.bicubic_expert is None:
-            return self._own_forward(lr, lr_ux4, ref, ref_dux4, blur)
-        codes = torch.as_tensor(0.0 if blur is None else blur, dtype=torch.float32)
-        codes = codes.expand(len(lr)).to(lr.device)
+            return self._own_forward(lr, lr_ux4, ref, ref_dux4, codes)
         sharp = codes < BICUBIC_LIKE_BELOW
         inputs = (lr, lr_ux4, ref, ref_dux4, codes)
         if bool(sharp.all()):
@@ -275,20 +277,17 @@ class RRSNet(nn.Module):
         lr_ux4: torch.Tensor,
         ref: torch.Tensor,
         ref_dux4: torch.Tensor,
-        blur: torch.Tensor | float | None,
+        codes: torch.Tensor,
     ) -> torch.Tensor:
         maps = self.gpcd_align(
             self._features(ref), self._features(ref_dux4), self._features(lr_ux4)
         )
         base = F.interpolate(lr, scale_factor=SCALE, mode="bilinear", align_corners=False)
-        if blur is not None:
-            blur = torch.as_tensor(blur, dtype=torch.float32).expand(len(lr))
         modulations = None
         if self.blur_modulation is not None:
-            code = torch.zeros(len(lr)) if blur is None else blur
-            modulations = self.blur_modulation(code, lr)
+            modulations = self.blur_modulation(codes, lr)
         content_modulations = None if modulations is None else modulations["content"]
-        content = self.content_extractor(lr, blur, content_modulations)
+        content = self.content_extractor(lr, codes, content_modulations)
         return self.texture_transfer(content, maps, modulations) + base
 
 

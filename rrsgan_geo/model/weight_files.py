@@ -304,11 +304,10 @@ def combine_weights(
     model_path: str | os.PathLike,
     expert_path: str | os.PathLike,
     target: str | os.PathLike,
-    **metadata_fields: object,
 ) -> WeightFile:
     """One weight file from a model for blurred LR and an expert trained on bicubic LR
     (`generator.with_bicubic_expert`): the model's metadata, the larger margin of the
-    two, the expert's training data and sha256 noted. `metadata_fields` override."""
+    two, the expert's training data and sha256 noted."""
     model, model_file = load_generator(model_path)
     expert, expert_file = load_generator(expert_path)
     joined = with_bicubic_expert(model, expert)
@@ -322,7 +321,7 @@ def combine_weights(
         notes=f"{ours.notes}; {notes}" if ours.notes else notes,
         software=f"rrsgan-geo {__version__}",
     )
-    save_weights(joined.state_dict(), target, replace(metadata, **metadata_fields))
+    save_weights(joined.state_dict(), target, metadata)
     return read_weight_file(target)
 
 

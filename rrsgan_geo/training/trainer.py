@@ -118,16 +118,10 @@ class TrainConfig:
             raise ConfigError(
                 f"learning_rate and gamma must be > 0, got {self.learning_rate} and {self.gamma}"
             )
-        if self.grown_learning_rate is not None:
-            try:
-                rate = float(self.grown_learning_rate)
-            except (TypeError, ValueError):
-                rate = math.nan
-            if not rate > 0:
-                raise ConfigError(
-                    f"grown_learning_rate must be a number > 0, got {self.grown_learning_rate!r}"
-                )
-            object.__setattr__(self, "grown_learning_rate", rate)
+        if self.grown_learning_rate is not None and self.grown_learning_rate <= 0:
+            raise ConfigError(
+                f"grown_learning_rate must be a number > 0, got {self.grown_learning_rate!r}"
+            )
         if not all(0 <= beta < 1 for beta in self.betas) or len(self.betas) != 2:
             raise ConfigError(f"betas must be two numbers in [0, 1), got {list(self.betas)}")
         if any(step < 1 for step in self.milestones):
