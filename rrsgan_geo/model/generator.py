@@ -260,14 +260,16 @@ class RRSNet(nn.Module):
         ).expand(len(lr))
         if self.bicubic_expert is None:
             return self._own_forward(lr, lr_ux4, ref, ref_dux4, codes)
+        # The inputs are checked and the codes made: the expert runs its own network.
+        expert = self.bicubic_expert._own_forward
         sharp = codes < BICUBIC_LIKE_BELOW
         inputs = (lr, lr_ux4, ref, ref_dux4, codes)
         if bool(sharp.all()):
-            return self.bicubic_expert(*inputs)
+            return expert(*inputs)
         if not bool(sharp.any()):
             return self._own_forward(*inputs)
         output = lr.new_empty(len(lr), 3, *lr_ux4.shape[-2:])
-        output[sharp] = self.bicubic_expert(*(x[sharp] for x in inputs))
+        output[sharp] = expert(*(x[sharp] for x in inputs))
         output[~sharp] = self._own_forward(*(x[~sharp] for x in inputs))
         return output
 
